@@ -1,0 +1,67 @@
+// Package asn answers "which autonomous system announces this address" from a MaxMind-format
+// database: GeoLite2-ASN, or GeoIP2-ISP, which carries the same two fields.
+// https://dev.maxmind.com/geoip/docs/databases/asn
+//
+// ASN data is optional everywhere in Outsider: without a database the known-ASN title never
+// matches, and findings carry no organisation.
+package asn
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+)
+
+// Info is what a database says of an address.
+type Info struct {
+	Number uint32 // autonomous_system_number; 0 when unknown
+	Org    string // autonomous_system_organization
+}
+
+// DB is an open ASN database. The zero of *DB (nil) answers nothing.
+type DB struct{ r *maxminddb.Reader }
+
+// Open opens a MaxMind-format database file.
+func Open(path string) (*DB, error) {
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("asn: open %s: %w", path, err)
+	}
+	return &DB{r: r}, nil
+}
+
+// FromBytes opens a database held in memory (one downloaded from S3, say).
+func FromBytes(b []byte) (*DB, error) {
+	r, err := maxminddb.OpenBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("asn: %w", err)
+	}
+	return &DB{r: r}, nil
+}
+
+// Close releases the database.
+func (d *DB) Close() error {
+	if d == nil {
+		return nil
+	}
+	return d.r.Close()
+}
+
+type record struct {
+	Number uint32 `maxminddb:"autonomous_system_number"`
+	Org    string `maxminddb:"autonomous_system_organization"`
+}
+
+// Lookup returns the ASN of a; ok is false when the database has none for it (or d is nil).
+func (d *DB) Lookup(a netip.Addr) (Info, bool) {
+	if d == nil || !a.IsValid() {
+		return Info{}, false
+	}
+	var rec record
+	res := d.r.Lookup(a.Unmap())
+	if !res.Found() || res.Decode(&rec) != nil || rec.Number == 0 {
+		return Info{}, false
+	}
+	return Info{Number: rec.Number, Org: rec.Org}, true
+}

@@ -1,0 +1,395 @@
+package cloudtrail
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	json "github.com/goccy/go-json"
+)
+
+// Reasons a value is skipped. They are stable words: the replay summary and the Lambda's
+// metrics count skipped records by reason.
+const (
+	ReasonNotJSON      = "not-json"       // the bytes are not JSON at all
+	ReasonNotRecord    = "not-a-record"   // JSON, but not a CloudTrail record (no eventName/eventSource)
+	ReasonNoEventTime  = "no-event-time"  // neither eventTime nor @timestamp
+	ReasonBadEventTime = "bad-event-time" // an eventTime in no known layout
+	ReasonBadShape     = "bad-shape"      // a field of the wrong JSON type (userIdentity not an object, …)
+	ReasonNotAPICall   = "not-api-call"   // an EventBridge event of another detail-type: irrelevant
+)
+
+// MalformedError says why a value was skipped. Parsing goes on with the next value.
+type MalformedError struct {
+	Reason string // one of the Reason constants
+	Detail string // what was wrong, without the record's content
+}
+
+func (e *MalformedError) Error() string {
+	if e.Detail == "" {
+		return "cloudtrail: " + e.Reason
+	}
+	return "cloudtrail: " + e.Reason + ": " + e.Detail
+}
+
+func malformed(reason, format string, args ...any) error {
+	return &MalformedError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Reason returns the Reason of a MalformedError, or "error" for any other error.
+func Reason(err error) string {
+	var m *MalformedError
+	if errors.As(err, &m) {
+		return m.Reason
+	}
+	return "error"
+}
+
+// The EventBridge detail-type of CloudTrail API calls.
+// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
+const detailTypeAPICall = "AWS API Call via CloudTrail"
+
+// wire is every shape a top-level JSON object can have: a record, an EventBridge envelope
+// or a log file. One decode tells which.
+type wire struct {
+	wireRecord
+	DetailType string            `json:"detail-type"`
+	Detail     json.RawMessage   `json:"detail"`
+	Records    []json.RawMessage `json:"Records"`
+}
+
+type wireRecord struct {
+	EventID            flexString   `json:"eventID"`
+	EventTime          flexString   `json:"eventTime"`
+	Timestamp          flexString   `json:"@timestamp"`
+	EventSource        flexString   `json:"eventSource"`
+	EventName          flexString   `json:"eventName"`
+	AWSRegion          flexString   `json:"awsRegion"`
+	SourceIPAddress    flexString   `json:"sourceIPAddress"`
+	UserAgent          flexString   `json:"userAgent"`
+	ErrorCode          flexString   `json:"errorCode"`
+	VPCEndpointID      flexString   `json:"vpcEndpointId"`
+	RecipientAccountID flexString   `json:"recipientAccountId"`
+	ReadOnly           flexBool     `json:"readOnly"`
+	UserIdentity       *wireIdent   `json:"userIdentity"`
+	RequestParameters  optional[wireRequest]  `json:"requestParameters"`
+	ResponseElements   optional[wireResponse] `json:"responseElements"`
+}
+
+type wireIdent struct {
+	Type           flexString `json:"type"`
+	PrincipalID    flexString `json:"principalId"`
+	ARN            flexString `json:"arn"`
+	AccountID      flexString `json:"accountId"`
+	AccessKeyID    flexString `json:"accessKeyId"`
+	InvokedBy      flexString `json:"invokedBy"`
+	UserName       flexString `json:"userName"`
+	SessionContext optional[struct {
+		SessionIssuer optional[struct {
+			Type      flexString `json:"type"`
+			ARN       flexString `json:"arn"`
+			AccountID flexString `json:"accountId"`
+			UserName  flexString `json:"userName"`
+		}] `json:"sessionIssuer"`
+		EC2RoleDelivery flexString `json:"ec2RoleDelivery"`
+	}] `json:"sessionContext"`
+}
+
+type wireRequest struct {
+	RoleARN         flexString `json:"roleArn"`
+	RoleSessionName flexString `json:"roleSessionName"`
+	FunctionName    flexString `json:"functionName"`
+	Role            flexString `json:"role"`
+	RoleName        flexString `json:"roleName"`
+	AssumeRolePol   flexString `json:"assumeRolePolicyDocument"`
+	PolicyDocument  flexString `json:"policyDocument"`
+}
+
+// wireResponse names only the non-secret fields of responseElements. The sessionToken and
+// secretAccessKey of responseElements.credentials have no field here: the decoder skips
+// them and they never reach a Record, a log line or the store.
+type wireResponse struct {
+	Credentials optional[struct {
+		AccessKeyID flexString `json:"accessKeyId"`
+	}] `json:"credentials"`
+	Role optional[struct {
+		ARN flexString `json:"arn"`
+	}] `json:"role"`
+}
+
+// flexString takes a JSON string and ignores any other type: CloudTrail writers disagree on
+// types (numbers, nulls, objects where a string is usual), and one odd field must not cost
+// the whole record.
+type flexString string
+
+func (s *flexString) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*s = flexString(v)
+	}
+	return nil
+}
+
+// flexBool takes true, false, "true" or "false" and ignores anything else.
+type flexBool bool
+
+func (v *flexBool) UnmarshalJSON(b []byte) error {
+	s := string(bytes.Trim(b, `"`))
+	*v = flexBool(s == "true")
+	return nil
+}
+
+// optional decodes an object into T and ignores any other JSON type (null, a string, …).
+type optional[T any] struct{ V T }
+
+func (o *optional[T]) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '{' {
+		return nil
+	}
+	return json.Unmarshal(b, &o.V)
+}
+
+// ParseValue decodes one JSON value — a record, an EventBridge envelope, a CloudTrail log
+// file or an array of any of these — and calls emit for each record in it and bad for each
+// part that is skipped. It never panics on any input.
+func ParseValue(b []byte, emit func(*Record), bad func(error)) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return
+	}
+	switch b[0] {
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(b, &items); err != nil {
+			bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
+			return
+		}
+		for _, it := range items {
+			ParseValue(it, emit, bad)
+		}
+	case '{':
+		var w wire
+		if err := json.Unmarshal(b, &w); err != nil {
+			if !json.Valid(b) {
+				bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
+			} else {
+				bad(malformed(ReasonBadShape, "%s", shortErr(err)))
+			}
+			return
+		}
+		switch {
+		case w.Records != nil:
+			for _, it := range w.Records {
+				ParseValue(it, emit, bad)
+			}
+		case w.DetailType != "" || w.Detail != nil:
+			if w.DetailType != detailTypeAPICall {
+				bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
+				return
+			}
+			ParseValue(w.Detail, emit, bad)
+		default:
+			rec, err := w.wireRecord.record()
+			if err != nil {
+				bad(err)
+				return
+			}
+			emit(rec)
+		}
+	default:
+		if json.Valid(b) {
+			bad(malformed(ReasonNotRecord, "a JSON %s", jsonKind(b[0])))
+		} else {
+			bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(b), 16)))
+		}
+	}
+}
+
+func (w *wireRecord) record() (*Record, error) {
+	if w.EventName == "" || w.EventSource == "" {
+		return nil, malformed(ReasonNotRecord, "no eventName or eventSource")
+	}
+	ts := string(w.EventTime)
+	if ts == "" {
+		ts = string(w.Timestamp)
+	}
+	if ts == "" {
+		return nil, malformed(ReasonNoEventTime, "")
+	}
+	t, err := ParseTime(ts)
+	if err != nil {
+		return nil, malformed(ReasonBadEventTime, "%q", truncate(ts, 40))
+	}
+	r := &Record{
+		EventID:          string(w.EventID),
+		Time:             t,
+		Source:           string(w.EventSource),
+		Name:             string(w.EventName),
+		Region:           string(w.AWSRegion),
+		SourceIP:         string(w.SourceIPAddress),
+		UserAgent:        string(w.UserAgent),
+		ErrorCode:        string(w.ErrorCode),
+		VPCEndpointID:    string(w.VPCEndpointID),
+		RecipientAccount: string(w.RecipientAccountID),
+		ReadOnly:         bool(w.ReadOnly),
+	}
+	r.Addr = ParseAddr(r.SourceIP)
+	if id := w.UserIdentity; id != nil {
+		r.Identity = Identity{
+			Type:        string(id.Type),
+			PrincipalID: string(id.PrincipalID),
+			ARN:         string(id.ARN),
+			AccountID:   string(id.AccountID),
+			AccessKeyID: string(id.AccessKeyID),
+			InvokedBy:   string(id.InvokedBy),
+			UserName:    string(id.UserName),
+		}
+		sc := id.SessionContext.V
+		r.Identity.EC2RoleDelivery = string(sc.EC2RoleDelivery)
+		is := sc.SessionIssuer.V
+		r.Identity.IssuerType = string(is.Type)
+		r.Identity.IssuerARN = string(is.ARN)
+		r.Identity.IssuerAccount = string(is.AccountID)
+		r.Identity.IssuerName = string(is.UserName)
+	}
+	rq := &w.RequestParameters.V
+	r.Request = Request{
+		RoleARN:         string(rq.RoleARN),
+		RoleSessionName: string(rq.RoleSessionName),
+		FunctionName:    string(rq.FunctionName),
+		Role:            string(rq.Role),
+		RoleName:        string(rq.RoleName),
+		TrustPolicy:     string(rq.AssumeRolePol),
+	}
+	if r.Request.TrustPolicy == "" {
+		r.Request.TrustPolicy = string(rq.PolicyDocument)
+	}
+	r.IssuedKeyID = string(w.ResponseElements.V.Credentials.V.AccessKeyID)
+	r.ResponseRoleARN = string(w.ResponseElements.V.Role.V.ARN)
+	return r, nil
+}
+
+// ParseAddr parses a sourceIPAddress. It returns the zero Addr for anything that is not an
+// IPv4 or IPv6 address (service names, "AWS Internal", scrambled values such as
+// "253.252.51.07", whose leading zero makes it ambiguous). IPv4-mapped IPv6 is unmapped and
+// a zone is dropped.
+func ParseAddr(s string) netip.Addr {
+	if s == "" || len(s) > 64 {
+		return netip.Addr{}
+	}
+	c := s[0]
+	if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':') {
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap().WithZone("")
+}
+
+// Time layouts seen in CloudTrail and its forwarders: RFC 3339 (with or without fractional
+// seconds) and the space-separated form some pipelines write ("2024-06-02 20:27:12").
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"}
+
+// ParseTime parses an eventTime in any layout CloudTrail writers use; times without a zone
+// are UTC.
+func ParseTime(s string) (time.Time, error) {
+	var err error
+	for _, l := range timeLayouts {
+		var t time.Time
+		if t, err = time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, err
+}
+
+// Read reads every record in r: gzip is detected by its magic bytes; the content is NDJSON
+// (one record, envelope or log file a line) when its first line is a whole JSON value, and
+// one JSON document otherwise. emit is called for each record, bad for each skipped value.
+// Only I/O errors are returned.
+func Read(r io.Reader, emit func(*Record), bad func(error)) error {
+	br := bufio.NewReaderSize(r, 256<<10)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("cloudtrail: gzip: %w", err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 256<<10)
+	}
+	sc := bufio.NewScanner(br)
+	sc.Buffer(make([]byte, 0, 256<<10), maxLine)
+	first := true
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if first {
+			first = false
+			if !json.Valid(line) {
+				// A pretty-printed document: gather it whole.
+				doc := append(append([]byte{}, line...), '\n')
+				for sc.Scan() {
+					doc = append(append(doc, sc.Bytes()...), '\n')
+				}
+				if err := sc.Err(); err != nil {
+					return scanErr(err)
+				}
+				ParseValue(doc, emit, bad)
+				return nil
+			}
+		}
+		ParseValue(line, emit, bad)
+	}
+	return scanErr(sc.Err())
+}
+
+// maxLine bounds one NDJSON line (a whole single-line log file counts as one line).
+const maxLine = 512 << 20
+
+func scanErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, bufio.ErrTooLong) {
+		return fmt.Errorf("cloudtrail: a line longer than %d MiB", maxLine>>20)
+	}
+	if errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("cloudtrail: damaged gzip: %w", err)
+	}
+	return err
+}
+
+func jsonKind(c byte) string {
+	switch c {
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+func shortErr(err error) string { return truncate(err.Error(), 120) }
+
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

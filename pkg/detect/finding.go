@@ -1,0 +1,197 @@
+package detect
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Signals: every condition that held for a finding's calls, whatever its title.
+const (
+	SignalOutside       = "token-used-outside-aws"
+	SignalNotIssued     = "session-not-issued-by-lambda"
+	SignalCLI           = "command-line-user-agent"
+	SignalKnownASN      = "known-asn"
+	SignalKeyInside     = "key-also-used-inside-aws"
+	SignalFailedCalls   = "failed-calls"
+	SignalUnknownRegion = "function-region-unknown"
+)
+
+// Subject kinds: a finding is about a function, or about a role when the session is not
+// Lambda's (or Lambda's, but its function is not known).
+const (
+	SubjectFunction = "function"
+	SubjectRole     = "role"
+)
+
+// Finding is the detector's account of one (account, subject, title) in one dedup window.
+// Its fields are what Security Hub's finding and the email are built from.
+type Finding struct {
+	ID          string    `json:"id"`
+	Title       Title     `json:"title"`
+	Severity    string    `json:"severity"`
+	Account     string    `json:"account"`
+	Partition   string    `json:"partition"`
+	Region      string    `json:"region"` // the function's region (or the first call's)
+	SubjectKind string    `json:"subjectKind"`
+	Subject     string    `json:"subject"`
+	Function    string    `json:"function,omitempty"`
+	FunctionARN string    `json:"functionArn,omitempty"`
+	Role        string    `json:"role"`
+	RoleARN     string    `json:"roleArn"`
+	Session     string    `json:"session"`
+	IssuedBy    string    `json:"issuedBy,omitempty"` // who assumed the role, when not Lambda
+	Signals     []string  `json:"signals"`
+	WindowStart time.Time `json:"windowStart"`
+	FirstSeen   time.Time `json:"firstSeen"`
+	LastSeen    time.Time `json:"lastSeen"`
+	Count       int       `json:"count"`
+	Failed      int       `json:"failed"`
+	AccessKeys  []string  `json:"accessKeys"`
+	Sources     []Source  `json:"sources"`
+	Calls       []Call    `json:"calls"`
+	UserAgents  []string  `json:"userAgents"`
+	InsideSeen  *Sighting `json:"insideSeen,omitempty"` // the key's use inside AWS, for the token title
+	EventIDs    []string  `json:"eventIds"`             // the newest events merged, to make merges idempotent
+	Notified    bool      `json:"notified"`             // the new-finding notification went out
+}
+
+// Source is an address the token was used from.
+type Source struct {
+	IP    string `json:"ip"`
+	ASN   uint32 `json:"asn,omitempty"`
+	Org   string `json:"org,omitempty"`
+	Count int    `json:"count"`
+}
+
+// Call is an API action made with the token from outside.
+type Call struct {
+	Service  string    `json:"service"`
+	Name     string    `json:"name"`
+	Region   string    `json:"region"`
+	Count    int       `json:"count"`
+	Errors   int       `json:"errors"`
+	LastSeen time.Time `json:"lastSeen"`
+	LastErr  string    `json:"lastError,omitempty"`
+}
+
+// Sighting is a use of the key from inside AWS.
+type Sighting struct {
+	At time.Time `json:"at"`
+	IP string    `json:"ip"`
+}
+
+// findingID is deterministic: the dedup key and the window start. Re-imports of the same
+// window update the same Security Hub finding instead of adding one.
+func findingID(account, kind, subject string, t Title, windowStart time.Time) string {
+	return fmt.Sprintf("outsider/%s/%s/%s/%s/%s", account, kind, subject, t.Code(), windowStart.UTC().Format("20060102T150405Z"))
+}
+
+// eventIDMemory bounds how many event ids a finding remembers for idempotent merges. A
+// batch redelivered after a failure is far smaller than this.
+const eventIDMemory = 256
+
+// use is one call with the token, folded into a finding.
+type use struct {
+	at        time.Time
+	eventID   string
+	ip        string
+	asn       uint32
+	org       string
+	service   string
+	name      string
+	region    string
+	errorCode string
+	userAgent string
+	key       string
+	signals   []string
+	inside    *Sighting
+}
+
+// merge folds u into f. It reports false when u's event was already merged (a redelivery).
+func (f *Finding) merge(u use, max int) bool {
+	if u.eventID != "" && slices.Contains(f.EventIDs, u.eventID) {
+		return false
+	}
+	if u.eventID != "" {
+		f.EventIDs = append(f.EventIDs, u.eventID)
+		if len(f.EventIDs) > eventIDMemory {
+			f.EventIDs = f.EventIDs[len(f.EventIDs)-eventIDMemory:]
+		}
+	}
+	f.Count++
+	if f.FirstSeen.IsZero() || u.at.Before(f.FirstSeen) {
+		f.FirstSeen = u.at
+	}
+	if u.at.After(f.LastSeen) {
+		f.LastSeen = u.at
+	}
+	if u.errorCode != "" {
+		f.Failed++
+	}
+	for _, s := range u.signals {
+		if !slices.Contains(f.Signals, s) {
+			f.Signals = append(f.Signals, s)
+		}
+	}
+	if f.InsideSeen == nil && u.inside != nil {
+		f.InsideSeen = u.inside
+	}
+	f.AccessKeys = addBounded(f.AccessKeys, u.key, max)
+	f.UserAgents = addBounded(f.UserAgents, u.userAgent, max)
+
+	if i := slices.IndexFunc(f.Sources, func(s Source) bool { return s.IP == u.ip }); i >= 0 {
+		f.Sources[i].Count++
+	} else if len(f.Sources) < max {
+		f.Sources = append(f.Sources, Source{IP: u.ip, ASN: u.asn, Org: u.org, Count: 1})
+	}
+
+	i := slices.IndexFunc(f.Calls, func(c Call) bool {
+		return c.Service == u.service && c.Name == u.name && c.Region == u.region
+	})
+	if i < 0 {
+		f.Calls = append(f.Calls, Call{Service: u.service, Name: u.name, Region: u.region})
+		i = len(f.Calls) - 1
+	}
+	c := &f.Calls[i]
+	c.Count++
+	if u.at.After(c.LastSeen) {
+		c.LastSeen = u.at
+	}
+	if u.errorCode != "" {
+		c.Errors++
+		c.LastErr = u.errorCode
+	}
+	if len(f.Calls) > max {
+		// Keep the newest calls: they say what the attacker is doing now.
+		slices.SortStableFunc(f.Calls, func(a, b Call) int { return b.LastSeen.Compare(a.LastSeen) })
+		f.Calls = f.Calls[:max]
+	}
+	return true
+}
+
+func addBounded(list []string, v string, max int) []string {
+	if v == "" || slices.Contains(list, v) || len(list) >= max {
+		return list
+	}
+	return append(list, v)
+}
+
+// CallNames lists the calls as "service:Name" (the service without ".amazonaws.com").
+func (f *Finding) CallNames() []string {
+	out := make([]string, 0, len(f.Calls))
+	for _, c := range f.Calls {
+		out = append(out, strings.TrimSuffix(c.Service, ".amazonaws.com")+":"+c.Name)
+	}
+	return out
+}
+
+// SourceIPs lists the addresses the token was used from.
+func (f *Finding) SourceIPs() []string {
+	out := make([]string, 0, len(f.Sources))
+	for _, s := range f.Sources {
+		out = append(out, s.IP)
+	}
+	return out
+}

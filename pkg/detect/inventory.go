@@ -1,0 +1,83 @@
+package detect
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+)
+
+// InventoryFunction is one function of the inventory: what `aws lambda list-functions`
+// prints for it (the fields the detector uses).
+// https://docs.aws.amazon.com/lambda/latest/api/API_FunctionConfiguration.html
+type InventoryFunction struct {
+	FunctionName string `json:"FunctionName"`
+	FunctionArn  string `json:"FunctionArn"`
+	Role         string `json:"Role"`
+}
+
+// ParseInventory reads the JSON that `aws lambda list-functions` prints ({"Functions":[…]}),
+// or a bare array of functions.
+func ParseInventory(b []byte) ([]InventoryFunction, error) {
+	var page struct {
+		Functions []InventoryFunction `json:"Functions"`
+	}
+	if err := json.Unmarshal(b, &page); err != nil {
+		var list []InventoryFunction
+		if err2 := json.Unmarshal(b, &list); err2 != nil {
+			return nil, fmt.Errorf("inventory: not the output of list-functions: %w", err)
+		}
+		page.Functions = list
+	}
+	for i, f := range page.Functions {
+		if f.FunctionArn == "" || f.Role == "" {
+			return nil, fmt.Errorf("inventory: function %d (%q) has no FunctionArn or Role", i, f.FunctionName)
+		}
+	}
+	return page.Functions, nil
+}
+
+type invFunction struct {
+	Name, ARN, Region string
+}
+
+// inventory is the functions and roles that Lambda itself listed: current truth, not a
+// baseline, so it does not age with the training period.
+type inventory map[string][]invFunction // ACCOUNT#ROLE -> functions
+
+func (inv inventory) hasRole(account, role string) bool {
+	_, ok := inv[account+"#"+role]
+	return ok
+}
+
+func (inv inventory) function(account, role, fn string) (invFunction, bool) {
+	for _, f := range inv[account+"#"+role] {
+		if f.Name == fn {
+			return f, true
+		}
+	}
+	return invFunction{}, false
+}
+
+// only returns the role's function when it has exactly one.
+func (inv inventory) only(account, role string) (invFunction, bool) {
+	if fs := inv[account+"#"+role]; len(fs) == 1 {
+		return fs[0], true
+	}
+	return invFunction{}, false
+}
+
+// SetInventory replaces the inventory (DESIGN §2, source 4).
+func (d *Detector) SetInventory(fns []InventoryFunction) {
+	inv := inventory{}
+	for _, f := range fns {
+		name, account, region := functionRef(f.FunctionArn, "", "")
+		role := cloudtrail.RoleNameFromARN(f.Role)
+		if roleAcct := cloudtrail.AccountFromARN(f.Role); roleAcct != "" {
+			account = roleAcct
+		}
+		k := account + "#" + role
+		inv[k] = append(inv[k], invFunction{Name: name, ARN: f.FunctionArn, Region: region})
+	}
+	d.inv = inv
+}

@@ -1,0 +1,266 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+)
+
+// Interactive command-line and attack tools, by a lower-case piece of their user agent
+// (title 2). The AWS CLI writes "aws-cli/VERSION"; AWS Tools for PowerShell
+// "AWSPowerShell…" or "…PowerShell/VERSION"; offensive tools often keep their name or the
+// name of the distribution they run on (GuardDuty's PenTest findings look for the same).
+var cliAgents = []string{
+	"aws-cli/", "awspowershell", "powershell/", "aws-shell", "pacu", "scoutsuite", "scout suite",
+	"cloudfox", "prowler", "stratus-red-team", "cloudsploit", "weirdaal", "enumerate-iam",
+	"cloudmapper", "kali", "parrot", "pentoo",
+}
+
+// CommandLine reports whether a user agent is an interactive command-line or attack tool.
+func CommandLine(ua string) bool {
+	ua = strings.ToLower(ua)
+	for _, a := range cliAgents {
+		if strings.Contains(ua, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// outside handles a call from outside AWS with a temporary key of a Lambda role's session.
+func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record) error {
+	d.Stats.LambdaUsed++
+	id := &r.Identity
+	t := r.Time
+	account, role, sess, key := roleAccount(id), id.RoleName(), id.SessionName(), id.AccessKeyID
+
+	var is issued
+	issuedFound, err := d.getJSON(ctx, keyIssued+key, t, &is)
+	if err != nil {
+		return err
+	}
+	lambdaSession, fn, region, issuedBy := false, "", "", ""
+	switch {
+	case issuedFound && is.Lambda:
+		lambdaSession, region = true, is.Region
+		if !strings.HasPrefix(sess, "awslambda_") {
+			fn = sess
+		}
+	case issuedFound:
+		issuedBy = is.By
+	default:
+		ok, reg, err := d.functionOf(ctx, account, role, sess, t)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ok:
+			lambdaSession, fn, region = true, sess, reg
+		case strings.HasPrefix(sess, "awslambda_"):
+			lambdaSession = true
+		}
+	}
+	if lambdaSession && fn == "" {
+		if f, ok := d.inv.only(account, role); ok {
+			fn, region = f.Name, f.Region
+		}
+	}
+	if lambdaSession && fn != "" {
+		if f, ok := d.inv.function(account, role, fn); ok {
+			region = f.Region
+		} else if region == "" {
+			if _, reg, err := d.functionOf(ctx, account, role, fn, t); err != nil {
+				return err
+			} else {
+				region = reg
+			}
+		}
+	}
+
+	// Every signal that holds, whatever the title.
+	u := use{
+		at: t, eventID: r.EventID, ip: r.Addr.String(), service: r.Source, name: r.Name, region: r.Region,
+		errorCode: r.ErrorCode, userAgent: r.UserAgent, key: key, signals: []string{SignalOutside},
+	}
+	if !lambdaSession {
+		u.signals = append(u.signals, SignalNotIssued)
+	}
+	if CommandLine(r.UserAgent) {
+		u.signals = append(u.signals, SignalCLI)
+	}
+	if info, ok := d.asns.Lookup(r.Addr); ok {
+		u.asn, u.org = info.Number, info.Org
+		var seen struct{ Seen time.Time }
+		known, err := d.getJSON(ctx, fmt.Sprintf("%s%s#%d", keyASN, account, info.Number), t, &seen)
+		if err != nil {
+			return err
+		}
+		if known {
+			u.signals = append(u.signals, SignalKnownASN)
+		}
+	}
+	var in Sighting
+	inside, err := d.getJSON(ctx, keyInside+key, t, &in)
+	if err != nil {
+		return err
+	}
+	if inside {
+		u.signals = append(u.signals, SignalKeyInside)
+		u.inside = &in
+	}
+	if r.ErrorCode != "" {
+		u.signals = append(u.signals, SignalFailedCalls)
+	}
+
+	title := TitleRemote
+	switch {
+	case !lambdaSession:
+		title = TitleRole
+	case has(u.signals, SignalCLI):
+		title = TitleCLI
+	case has(u.signals, SignalKnownASN):
+		title = TitleKnownASN
+	case inside:
+		title = TitleInside
+	}
+
+	if !d.active(account, t) {
+		d.Stats.Inactive++
+		return nil // still training (DESIGN §5: activation)
+	}
+
+	kind, subject := SubjectFunction, fn
+	if title == TitleRole || fn == "" {
+		kind, subject = SubjectRole, role
+	}
+	partition := partitionOf(id.IssuerARN)
+	f := Finding{
+		Title: title, Severity: d.cfg.Severity[title], Account: account, Partition: partition,
+		SubjectKind: kind, Subject: subject, Role: role, Session: sess, IssuedBy: issuedBy,
+		RoleARN: id.IssuerARN,
+	}
+	if f.RoleARN == "" {
+		f.RoleARN = fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, account, role)
+	}
+	if fn != "" && lambdaSession {
+		f.Function = fn
+		if region == "" {
+			region = r.Region
+			u.signals = append(u.signals, SignalUnknownRegion)
+		}
+		f.FunctionARN = fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", partition, region, account, fn)
+	}
+	if region == "" {
+		region = r.Region
+	}
+	f.Region = region
+	return d.record(ctx, f, u)
+}
+
+func has(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func partitionOf(arn string) string {
+	if p := strings.SplitN(arn, ":", 3); len(p) == 3 && p[0] == "arn" && p[1] != "" {
+		return p[1]
+	}
+	return "aws"
+}
+
+// record folds a use into the open finding of its (account, subject, title), or opens a
+// new one when none is open (DESIGN §5: deduplication).
+func (d *Detector) record(ctx context.Context, f Finding, u use) error {
+	key := findingKey(f)
+	if id, ok := d.open[key]; ok {
+		if p := d.dirty[id]; !u.at.Before(p.f.WindowStart) && u.at.Before(p.f.WindowStart.Add(d.cfg.Dedup)) {
+			d.fold(p, u)
+			return nil
+		}
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		var cur Finding
+		found, err := d.getJSON(ctx, key, u.at, &cur)
+		if err != nil {
+			return err
+		}
+		if found {
+			p, ok := d.dirty[cur.ID]
+			if !ok {
+				p = &pending{f: cur}
+				d.dirty[cur.ID] = p
+				d.order = append(d.order, cur.ID)
+			}
+			d.fold(p, u)
+			d.open[key] = cur.ID
+			return nil
+		}
+		n := f
+		n.WindowStart = u.at
+		n.ID = findingID(n.Account, n.SubjectKind, n.Subject, n.Title, n.WindowStart)
+		n.merge(u, d.cfg.MaxList)
+		b, err := json.Marshal(n)
+		if err != nil {
+			return fmt.Errorf("detect: encode finding: %w", err)
+		}
+		d.Stats.StoreClaims++
+		won, err := d.store.Claim(ctx, key, b, u.at, n.WindowStart.Add(d.cfg.Dedup))
+		if err != nil {
+			return fmt.Errorf("%w: claim %s: %w", ErrStore, key, err)
+		}
+		if won {
+			d.dirty[n.ID] = &pending{f: n, new: true}
+			d.order = append(d.order, n.ID)
+			d.open[key] = n.ID
+			return nil
+		}
+		// Another worker opened it between our read and our claim: read it again.
+	}
+	return fmt.Errorf("%w: claim %s: lost three races in a row", ErrStore, key)
+}
+
+func (d *Detector) fold(p *pending, u use) {
+	if !p.f.merge(u, d.cfg.MaxList) {
+		d.Stats.Redelivered++
+	}
+}
+
+// Flush writes the findings changed since the last Flush and returns them, in the order
+// they were first changed. New is true for a finding opened since the last Flush.
+func (d *Detector) Flush(ctx context.Context) ([]Change, error) {
+	if len(d.order) == 0 {
+		return nil, nil
+	}
+	out := make([]Change, 0, len(d.order))
+	for _, id := range d.order {
+		p := d.dirty[id]
+		if err := d.putJSON(ctx, findingKey(p.f), p.f, p.f.WindowStart.Add(d.cfg.Dedup)); err != nil {
+			return nil, err
+		}
+		out = append(out, Change{Finding: p.f, New: p.new})
+	}
+	for _, c := range out {
+		if c.New {
+			d.Stats.Created++
+		} else {
+			d.Stats.Updated++
+		}
+	}
+	clear(d.dirty)
+	clear(d.open)
+	d.order = d.order[:0]
+	return out, nil
+}
+
+func findingKey(f Finding) string {
+	return keyFinding + f.Account + "#" + f.SubjectKind + "#" + f.Subject + "#" + f.Title.Code()
+}

@@ -1,0 +1,39 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store is the state the detector keeps between records, runs and containers: small values
+// under string keys, each with an expiry in event time. It is all the detector asks of a
+// database, so that an in-memory map, an embedded file and DynamoDB can each serve.
+type Store interface {
+	// Get returns the value under key, unless it is absent or expired at now (an expiry
+	// at or before now). Stores must filter expired items themselves: TTL deletion is lazy.
+	Get(ctx context.Context, key string, now time.Time) (value []byte, ok bool, err error)
+	// Put writes value under key, to expire at expires (the zero time: never).
+	Put(ctx context.Context, key string, value []byte, expires time.Time) error
+	// Claim writes value under key only when key is absent or expired at now, atomically,
+	// and reports whether it did. It is how two workers seeing the same theft agree on
+	// which one opens the finding.
+	Claim(ctx context.Context, key string, value []byte, now, expires time.Time) (bool, error)
+}
+
+// ErrStore wraps every error the detector got from its store. The record that met it was
+// not fully processed: the caller must retry it (in Lambda, the SQS message is reported as
+// failed and redelivered). Retrying is safe: claims are conditional and finding ids are
+// deterministic.
+var ErrStore = errors.New("detect: store")
+
+// Keys of the store. Account ids, role and function names cannot contain '#'.
+const (
+	keyAccount  = "acct#"   // acct#ACCOUNT -> first observed
+	keyRole     = "role#"   // role#ACCOUNT#ROLE -> a Lambda execution role, last seen
+	keyFunction = "fn#"     // fn#ACCOUNT#ROLE#FUNCTION -> a function of that role, last seen
+	keyIssued   = "key#"    // key#ACCESSKEY -> who issued the key
+	keyInside   = "inside#" // inside#ACCESSKEY -> the key was used from inside AWS
+	keyASN      = "asn#"    // asn#ACCOUNT#ASN -> people of the account used this ASN
+	keyFinding  = "find#"   // find#ACCOUNT#KIND#SUBJECT#TITLE -> the open finding
+)

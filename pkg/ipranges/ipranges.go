@@ -1,0 +1,172 @@
+// Package ipranges owns AWS's published IP address ranges (ip-ranges.json): parsing both of
+// its schemas, the snapshot embedded in the binary, and the question "is this address inside
+// AWS, and where". A newer file can replace the current one at run time; an older one never
+// does.
+//
+// The file and its fields: https://docs.aws.amazon.com/vpc/latest/userguide/aws-ip-ranges.html
+package ipranges
+
+import (
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/gaissmai/bart"
+)
+
+// Info describes the AWS prefix that holds an address.
+type Info struct {
+	Prefix   netip.Prefix
+	Region   string   // "eu-west-1", or "GLOBAL"
+	Services []string // every service the prefix is listed under ("AMAZON", "EC2", …), sorted
+}
+
+// Ranges is one parsed ip-ranges.json. It is immutable and safe for concurrent use.
+type Ranges struct {
+	SyncToken  int64  // syncToken: publication time in Unix seconds; larger is newer
+	CreateDate string // createDate as published ("2026-08-22-15-17-05")
+	table      bart.Table[*Info]
+	v4, v6     int // unique prefixes
+}
+
+type file struct {
+	SyncToken  string `json:"syncToken"`
+	CreateDate string `json:"createDate"`
+	Prefixes   []struct {
+		IPPrefix string `json:"ip_prefix"`
+		Region   string `json:"region"`
+		Service  string `json:"service"`
+	} `json:"prefixes"`
+	IPv6Prefixes []struct {
+		IPv6Prefix string `json:"ipv6_prefix"`
+		Region     string `json:"region"`
+		Service    string `json:"service"`
+	} `json:"ipv6_prefixes"`
+}
+
+// ErrEmpty means a file parsed but listed no prefixes: never a real publication.
+var ErrEmpty = errors.New("ipranges: no prefixes")
+
+// Parse reads an ip-ranges.json (either schema: with or without network_border_group).
+// The same CIDR listed under several services is stored once with all its services.
+func Parse(b []byte) (*Ranges, error) {
+	var f file
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("ipranges: %w", err)
+	}
+	tok, err := strconv.ParseInt(f.SyncToken, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("ipranges: syncToken %q: %w", f.SyncToken, err)
+	}
+	r := &Ranges{SyncToken: tok, CreateDate: f.CreateDate}
+	add := func(cidr, region, service string) error {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return fmt.Errorf("ipranges: prefix %q: %w", cidr, err)
+		}
+		p = p.Masked()
+		if in, ok := r.table.Get(p); ok {
+			if !slices.Contains(in.Services, service) {
+				in.Services = append(in.Services, service)
+				slices.Sort(in.Services)
+			}
+			return nil
+		}
+		r.table.Insert(p, &Info{Prefix: p, Region: region, Services: []string{service}})
+		if p.Addr().Is4() {
+			r.v4++
+		} else {
+			r.v6++
+		}
+		return nil
+	}
+	for _, p := range f.Prefixes {
+		if err := add(p.IPPrefix, p.Region, p.Service); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range f.IPv6Prefixes {
+		if err := add(p.IPv6Prefix, p.Region, p.Service); err != nil {
+			return nil, err
+		}
+	}
+	if r.v4+r.v6 == 0 {
+		return nil, ErrEmpty
+	}
+	return r, nil
+}
+
+// Lookup returns the most specific AWS prefix holding a, if any. IPv4-mapped IPv6
+// addresses are unmapped first.
+func (r *Ranges) Lookup(a netip.Addr) (*Info, bool) {
+	return r.table.Lookup(a.Unmap())
+}
+
+// Contains reports whether a is in any published AWS prefix.
+func (r *Ranges) Contains(a netip.Addr) bool {
+	_, ok := r.table.Lookup(a.Unmap())
+	return ok
+}
+
+// Len returns the number of unique IPv4 and IPv6 prefixes.
+func (r *Ranges) Len() (v4, v6 int) { return r.v4, r.v6 }
+
+// The newest snapshot we ship, gzipped (ip-ranges.json of 2026-08-22-15-17-05).
+//
+//go:embed ip-ranges.json.gz
+var embedded []byte
+
+// Embedded parses the snapshot built into the binary.
+func Embedded() *Ranges {
+	zr, err := gzip.NewReader(bytes.NewReader(embedded))
+	if err != nil {
+		panic("ipranges: embedded snapshot: " + err.Error()) // a build defect, caught by tests
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		panic("ipranges: embedded snapshot: " + err.Error())
+	}
+	r, err := Parse(b)
+	if err != nil {
+		panic("ipranges: embedded snapshot: " + err.Error())
+	}
+	return r
+}
+
+// ErrStale is returned by Current.Update for a file that is not newer than the one in use:
+// AWS's change notifications can arrive out of order, and going back would forget ranges.
+var ErrStale = errors.New("ipranges: not newer than the ranges in use")
+
+// Current holds the ranges in use and swaps in newer ones atomically.
+type Current struct{ p atomic.Pointer[Ranges] }
+
+// NewCurrent starts with r.
+func NewCurrent(r *Ranges) *Current {
+	c := &Current{}
+	c.p.Store(r)
+	return c
+}
+
+// Load returns the ranges in use.
+func (c *Current) Load() *Ranges { return c.p.Load() }
+
+// Update replaces the ranges in use with r when r's syncToken is newer.
+func (c *Current) Update(r *Ranges) error {
+	for {
+		old := c.p.Load()
+		if old != nil && r.SyncToken <= old.SyncToken {
+			return fmt.Errorf("%w: syncToken %d, in use %d", ErrStale, r.SyncToken, old.SyncToken)
+		}
+		if c.p.CompareAndSwap(old, r) {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,72 @@
+// Package store holds the detector's state outside DynamoDB: in memory (the reference
+// model, and tests), and in an embedded bbolt file so that consecutive local replays go on
+// where the last one stopped.
+package store
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+var (
+	_ detect.Store = (*Memory)(nil)
+	_ detect.Store = (*Bolt)(nil)
+)
+
+type item struct {
+	value   []byte
+	expires time.Time // zero: never
+}
+
+func (it item) live(now time.Time) bool { return it.expires.IsZero() || it.expires.After(now) }
+
+// Memory is a Store in a map: the reference the other stores are tested against.
+type Memory struct {
+	mu    sync.Mutex
+	items map[string]item
+}
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory { return &Memory{items: map[string]item{}} }
+
+// Get implements detect.Store.
+func (m *Memory) Get(_ context.Context, key string, now time.Time) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if !ok || !it.live(now) {
+		return nil, false, nil
+	}
+	return clone(it.value), true, nil
+}
+
+// Put implements detect.Store.
+func (m *Memory) Put(_ context.Context, key string, value []byte, expires time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items[key] = item{value: clone(value), expires: expires}
+	return nil
+}
+
+// Claim implements detect.Store.
+func (m *Memory) Claim(_ context.Context, key string, value []byte, now, expires time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if it, ok := m.items[key]; ok && it.live(now) {
+		return false, nil
+	}
+	m.items[key] = item{value: clone(value), expires: expires}
+	return true, nil
+}
+
+// Len returns the number of items, expired ones included.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items)
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
