@@ -65,19 +65,19 @@ type wire struct {
 }
 
 type wireRecord struct {
-	EventID            flexString   `json:"eventID"`
-	EventTime          flexString   `json:"eventTime"`
-	Timestamp          flexString   `json:"@timestamp"`
-	EventSource        flexString   `json:"eventSource"`
-	EventName          flexString   `json:"eventName"`
-	AWSRegion          flexString   `json:"awsRegion"`
-	SourceIPAddress    flexString   `json:"sourceIPAddress"`
-	UserAgent          flexString   `json:"userAgent"`
-	ErrorCode          flexString   `json:"errorCode"`
-	VPCEndpointID      flexString   `json:"vpcEndpointId"`
-	RecipientAccountID flexString   `json:"recipientAccountId"`
-	ReadOnly           flexBool     `json:"readOnly"`
-	UserIdentity       *wireIdent   `json:"userIdentity"`
+	EventID            flexString             `json:"eventID"`
+	EventTime          flexString             `json:"eventTime"`
+	Timestamp          flexString             `json:"@timestamp"`
+	EventSource        flexString             `json:"eventSource"`
+	EventName          flexString             `json:"eventName"`
+	AWSRegion          flexString             `json:"awsRegion"`
+	SourceIPAddress    flexString             `json:"sourceIPAddress"`
+	UserAgent          flexString             `json:"userAgent"`
+	ErrorCode          flexString             `json:"errorCode"`
+	VPCEndpointID      flexString             `json:"vpcEndpointId"`
+	RecipientAccountID flexString             `json:"recipientAccountId"`
+	ReadOnly           flexBool               `json:"readOnly"`
+	UserIdentity       *wireIdent             `json:"userIdentity"`
 	RequestParameters  optional[wireRequest]  `json:"requestParameters"`
 	ResponseElements   optional[wireResponse] `json:"responseElements"`
 }

@@ -182,4 +182,3 @@ func AccountFromARN(arn string) string {
 	}
 	return parts[4]
 }
-

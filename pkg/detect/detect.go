@@ -21,17 +21,17 @@ type ASNLookup interface {
 
 // Stats counts what the detector saw and did.
 type Stats struct {
-	Records      int // records processed
-	Outside      int // calls from outside AWS (any identity)
-	LambdaUsed   int // calls with a Lambda role's session from outside
-	Inactive     int // of those, in an account still in its activation period
-	Trusted      int // calls from trusted networks
-	Created      int // findings opened
-	Updated      int // findings updated
-	Redelivered  int // calls already merged into their finding (a redelivery)
-	StoreReads   int
-	StoreWrites  int
-	StoreClaims  int
+	Records     int // records processed
+	Outside     int // calls from outside AWS (any identity)
+	LambdaUsed  int // calls with a Lambda role's session from outside
+	Inactive    int // of those, in an account still in its activation period
+	Trusted     int // calls from trusted networks
+	Created     int // findings opened
+	Updated     int // findings updated
+	Redelivered int // calls already merged into their finding (a redelivery)
+	StoreReads  int
+	StoreWrites int
+	StoreClaims int
 }
 
 // Change is a finding that was opened (New) or updated.

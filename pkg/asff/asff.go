@@ -1,0 +1,334 @@
+// Package asff turns a detector finding into an AWS Security Finding Format finding for
+// Security Hub (DESIGN §6), with the SDK's own types, and renders it as JSON.
+// https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-findings-format.html
+package asff
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+// SchemaVersion is the only ASFF schema version.
+const SchemaVersion = "2018-10-08"
+
+// Product names the Security Hub product that imports the findings: the importing
+// account's "default" product, whose findings must carry that account as AwsAccountId.
+// https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-custom-providers.html
+type Product struct {
+	Partition string // "aws"
+	Region    string // where Security Hub imports the findings
+	Account   string // the security account running the detector
+}
+
+// ARN is the product ARN of the account's default product.
+func (p Product) ARN() string {
+	return fmt.Sprintf("arn:%s:securityhub:%s:%s:product/%s/default", p.partition(), p.Region, p.Account, p.Account)
+}
+
+func (p Product) partition() string {
+	if p.Partition == "" {
+		return "aws"
+	}
+	return p.Partition
+}
+
+// Security Hub's limits on the fields we fill.
+// https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_AwsSecurityFinding.html
+const (
+	maxDescription  = 1024
+	maxRemediation  = 512
+	maxFieldValue   = 2048
+	generatorPrefix = "outsider/"
+)
+
+// Build returns the ASFF finding for f, imported by product p.
+func Build(f detect.Finding, p Product) types.AwsSecurityFinding {
+	created := ts(f.WindowStart)
+	updated := ts(f.LastSeen)
+	sev := &types.Severity{Label: types.SeverityLabel(f.Severity), Original: aws.String(f.Severity)}
+	typ := []string{"TTPs/Credential Access", "Unusual Behaviors/User"}
+	out := types.AwsSecurityFinding{
+		SchemaVersion:   aws.String(SchemaVersion),
+		Id:              aws.String(f.ID),
+		ProductArn:      aws.String(p.ARN()),
+		ProductName:     aws.String("Outsider"),
+		CompanyName:     aws.String("Outsider"),
+		GeneratorId:     aws.String(generatorPrefix + f.Title.Code()),
+		AwsAccountId:    aws.String(p.Account),
+		Region:          aws.String(p.Region),
+		Types:           typ,
+		CreatedAt:       aws.String(created),
+		UpdatedAt:       aws.String(updated),
+		FirstObservedAt: aws.String(ts(f.FirstSeen)),
+		LastObservedAt:  aws.String(updated),
+		Severity:        sev,
+		FindingProviderFields: &types.FindingProviderFields{
+			Severity: &types.FindingProviderSeverity{Label: types.SeverityLabel(f.Severity), Original: aws.String(f.Severity)},
+			Types:    typ,
+		},
+		Title:       aws.String(string(f.Title)),
+		Description: aws.String(clip(Description(f), maxDescription)),
+		Resources:   resources(f),
+		Action:      action(f),
+		Remediation: &types.Remediation{Recommendation: &types.Recommendation{
+			Text: aws.String(clip(Recommendation(f), maxRemediation)),
+		}},
+		ProductFields: productFields(f),
+		RecordState:   types.RecordStateActive,
+	}
+	return out
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// Description says what happened in one paragraph.
+func Description(f detect.Finding) string {
+	who := "role " + f.Role
+	if f.Function != "" {
+		who = fmt.Sprintf("Lambda function %s (role %s)", f.Function, f.Role)
+	}
+	var b strings.Builder
+	switch f.Title {
+	case detect.TitleRole:
+		fmt.Fprintf(&b, "A session %q of the Lambda execution role %s, which Lambda did not issue", f.Session, f.Role)
+		if f.IssuedBy != "" {
+			fmt.Fprintf(&b, " (the role was assumed by %s)", f.IssuedBy)
+		}
+		b.WriteString(", was used from outside AWS")
+	default:
+		fmt.Fprintf(&b, "The temporary credentials of %s were used from outside AWS", who)
+	}
+	fmt.Fprintf(&b, " in account %s: %d call(s) from %s between %s and %s.",
+		f.Account, f.Count, strings.Join(f.SourceIPs(), ", "), ts(f.FirstSeen), ts(f.LastSeen))
+	switch f.Title {
+	case detect.TitleCLI:
+		b.WriteString(" The calls came from an interactive command-line or attack tool.")
+	case detect.TitleKnownASN:
+		b.WriteString(" The network is one the account's own people use: possibly a developer, still a credential outside its function.")
+	case detect.TitleInside:
+		b.WriteString(" The same key was also used by the function inside AWS: one live credential in two places.")
+	}
+	if f.Failed > 0 {
+		fmt.Fprintf(&b, " %d call(s) failed.", f.Failed)
+	}
+	return b.String()
+}
+
+// Recommendation is the detector card's three investigative actions, filled in.
+func Recommendation(f detect.Finding) string {
+	var b strings.Builder
+	if f.Function != "" {
+		fmt.Fprintf(&b, "1. Check that role %s is still attached to function %s (aws lambda get-function-configuration --function-name %s --region %s). ", f.Role, f.Function, f.Function, f.Region)
+	} else {
+		fmt.Fprintf(&b, "1. Check which functions use role %s (aws lambda list-functions). ", f.Role)
+	}
+	if f.IssuedBy != "" {
+		fmt.Fprintf(&b, "2. The role was assumed by %s: check who and why. ", f.IssuedBy)
+	} else {
+		fmt.Fprintf(&b, "2. Check whether role %s was assumed by another identity (CloudTrail AssumeRole). ", f.Role)
+	}
+	fmt.Fprintf(&b, "3. See every call of the key: %s", LookupCommand(f))
+	return b.String()
+}
+
+// LookupCommand is the CloudTrail command that lists every call made with the finding's
+// (first) access key.
+func LookupCommand(f detect.Finding) string {
+	key := ""
+	if len(f.AccessKeys) > 0 {
+		key = f.AccessKeys[0]
+	}
+	return fmt.Sprintf("aws cloudtrail lookup-events --region %s --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=%s", f.Region, key)
+}
+
+func resources(f detect.Finding) []types.Resource {
+	var rs []types.Resource
+	part := aws.String(partitionOr(f.Partition))
+	if f.FunctionARN != "" {
+		rs = append(rs, types.Resource{
+			Type: aws.String("AwsLambdaFunction"), Id: aws.String(f.FunctionARN), Partition: types.Partition(*part), Region: aws.String(f.Region),
+			Details: &types.ResourceDetails{AwsLambdaFunction: &types.AwsLambdaFunctionDetails{
+				FunctionName: aws.String(f.Function), Role: aws.String(f.RoleARN),
+			}},
+		})
+	}
+	rs = append(rs, types.Resource{
+		Type: aws.String("AwsIamRole"), Id: aws.String(f.RoleARN), Partition: types.Partition(*part), Region: aws.String(f.Region),
+		Details: &types.ResourceDetails{AwsIamRole: &types.AwsIamRoleDetails{RoleName: aws.String(f.Role)}},
+	})
+	for _, k := range f.AccessKeys {
+		rs = append(rs, types.Resource{
+			Type: aws.String("AwsIamAccessKey"), Id: aws.String("AWS::IAM::AccessKey:" + k), Partition: types.Partition(*part), Region: aws.String(f.Region),
+			Details: &types.ResourceDetails{AwsIamAccessKey: &types.AwsIamAccessKeyDetails{
+				AccessKeyId: aws.String(k), AccountId: aws.String(f.Account),
+				PrincipalType: aws.String("AssumedRole"), PrincipalName: aws.String(f.Role + "/" + f.Session),
+			}},
+		})
+		if len(rs) >= 32 { // Security Hub takes at most 32 resources
+			break
+		}
+	}
+	return rs
+}
+
+func partitionOr(p string) string {
+	if p == "" {
+		return "aws"
+	}
+	return p
+}
+
+func action(f detect.Finding) *types.Action {
+	call := &types.AwsApiCallAction{
+		CallerType: aws.String("remoteip"),
+		FirstSeen:  aws.String(ts(f.FirstSeen)),
+		LastSeen:   aws.String(ts(f.LastSeen)),
+	}
+	if len(f.Calls) > 0 {
+		c := f.Calls[0]
+		call.Api = aws.String(c.Name)
+		call.ServiceName = aws.String(c.Service)
+	}
+	if len(f.Sources) > 0 {
+		s := f.Sources[0]
+		rip := &types.ActionRemoteIpDetails{}
+		if a, err := netip.ParseAddr(s.IP); err == nil && a.Is4() {
+			rip.IpAddressV4 = aws.String(s.IP)
+		}
+		if s.ASN != 0 {
+			rip.Organization = &types.IpOrganizationDetails{Asn: aws.Int32(int32(s.ASN)), AsnOrg: aws.String(s.Org)}
+		}
+		if rip.IpAddressV4 != nil || rip.Organization != nil {
+			call.RemoteIpDetails = rip
+		}
+	}
+	return &types.Action{ActionType: aws.String("AWS_API_CALL"), AwsApiCallAction: call}
+}
+
+// productFields carries what has no ASFF field: the signals, counts and bounded lists.
+func productFields(f detect.Finding) map[string]string {
+	m := map[string]string{
+		"outsider/Title":        f.Title.Code(),
+		"outsider/Signals":      strings.Join(f.Signals, ","),
+		"outsider/Count":        strconv.Itoa(f.Count),
+		"outsider/FailedCount":  strconv.Itoa(f.Failed),
+		"outsider/FirstSeen":    ts(f.FirstSeen),
+		"outsider/LastSeen":     ts(f.LastSeen),
+		"outsider/Account":      f.Account,
+		"outsider/Region":       f.Region,
+		"outsider/Role":         f.Role,
+		"outsider/RoleArn":      f.RoleARN,
+		"outsider/Session":      f.Session,
+		"outsider/AccessKeys":   strings.Join(f.AccessKeys, ","),
+		"outsider/SourceIPs":    strings.Join(f.SourceIPs(), ","),
+		"outsider/ApiCalls":     strings.Join(f.CallNames(), ","),
+		"outsider/UserAgents":   strings.Join(f.UserAgents, " | "),
+		"outsider/LookupEvents": LookupCommand(f),
+	}
+	if f.Function != "" {
+		m["outsider/Function"] = f.Function
+		m["outsider/FunctionArn"] = f.FunctionARN
+	}
+	if f.IssuedBy != "" {
+		m["outsider/AssumedBy"] = f.IssuedBy
+	}
+	if f.InsideSeen != nil {
+		m["outsider/KeyUsedInsideAt"] = ts(f.InsideSeen.At)
+		m["outsider/KeyUsedInsideFrom"] = f.InsideSeen.IP
+	}
+	var asns []string
+	for _, s := range f.Sources {
+		if s.ASN != 0 {
+			asns = append(asns, fmt.Sprintf("%s=AS%d %s", s.IP, s.ASN, s.Org))
+		}
+	}
+	if len(asns) > 0 {
+		m["outsider/SourceASNs"] = strings.Join(asns, "; ")
+	}
+	var errs []string
+	for _, c := range f.Calls {
+		if c.Errors > 0 {
+			errs = append(errs, fmt.Sprintf("%s:%s=%s(%d)", strings.TrimSuffix(c.Service, ".amazonaws.com"), c.Name, c.LastErr, c.Errors))
+		}
+	}
+	if len(errs) > 0 {
+		m["outsider/FailedCalls"] = strings.Join(errs, ",")
+	}
+	for k, v := range m {
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = clip(v, maxFieldValue)
+		}
+	}
+	return m
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("...")
+	for n > 0 && s[n]&0xC0 == 0x80 { // cut on a rune boundary
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// JSON renders a finding as ASFF JSON, the way BatchImportFindings and `aws securityhub
+// get-findings` show it: absent fields left out, keys sorted.
+func JSON(f types.AwsSecurityFinding) ([]byte, error) {
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	v, _ = prune(v)
+	return json.Marshal(v)
+}
+
+// prune drops nulls, empty strings, empty objects and empty arrays.
+func prune(v any) (any, bool) {
+	switch x := v.(type) {
+	case nil:
+		return nil, false
+	case string:
+		return x, x != ""
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if nv, ok := prune(x[k]); ok {
+				x[k] = nv
+			} else {
+				delete(x, k)
+			}
+		}
+		return x, len(x) > 0
+	case []any:
+		out := x[:0]
+		for _, e := range x {
+			if nv, ok := prune(e); ok {
+				out = append(out, nv)
+			}
+		}
+		return out, len(out) > 0
+	}
+	return v, true
+}

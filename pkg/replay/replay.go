@@ -1,0 +1,464 @@
+// Package replay is the local command: it reads CloudTrail files, runs them through the
+// detector with an embedded state store, and prints findings. It is what a newcomer runs
+// first, and how a deployment's history is replayed.
+package replay
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/outsider-sec/outsider/pkg/asff"
+	"github.com/outsider-sec/outsider/pkg/asn"
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/ipranges"
+	"github.com/outsider-sec/outsider/pkg/store"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1 // the run failed part way (the state store failed)
+	ExitUsage = 2 // a bad flag or an unreadable path
+)
+
+// Options is the replay's configuration, from flags.
+type Options struct {
+	StateDir    string
+	Fresh       bool
+	ASNDB       string
+	Inventory   string
+	IPRanges    string
+	Format      string
+	Account     string // the security account importing the findings (AwsAccountId)
+	Region      string
+	Progress    time.Duration
+	Window      int // reorder window, records
+	Config      detect.Config
+	Paths       []string
+	stdoutIsTTY bool
+}
+
+// Main runs `replay ARGS...` and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "outsider replay: %v\n", err)
+		return ExitUsage
+	}
+	code, err := Run(context.Background(), opts, stdin, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "outsider replay: %v\n", err)
+	}
+	return code
+}
+
+func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := detect.Default()
+	o := Options{Config: cfg}
+	fs.StringVar(&o.StateDir, "state", ".outsider", "directory of the embedded state store; consecutive replays continue from it")
+	fs.BoolVar(&o.Fresh, "fresh", false, "start from empty state")
+	fs.StringVar(&o.ASNDB, "asn-db", "", "MaxMind-format ASN database (GeoLite2-ASN or GeoIP2-ISP); without one the known-ASN title never matches")
+	fs.StringVar(&o.Inventory, "inventory", "", "JSON printed by `aws lambda list-functions`: functions and their roles")
+	fs.StringVar(&o.IPRanges, "ip-ranges", "", "AWS ip-ranges.json to use instead of the embedded snapshot (must not be older)")
+	trusted := fs.String("trusted-cidrs", "", "comma-separated CIDRs of your own networks (office, VPN): calls from them are not outside")
+	activation := fs.String("activation", "14d", "activation period: no finding for an account observed for less")
+	training := fs.String("training", "30d", "training period: baselines count what was seen this recently")
+	dedup := fs.String("dedup", "7d", "deduplication period: one finding per account, subject and title")
+	severity := fs.String("severity", "", "severities by title code, e.g. cli=CRITICAL,remote=LOW (codes: role, cli, known-asn, token, remote)")
+	fs.StringVar(&o.Format, "format", "", "json (one ASFF finding a line; the default when stdout is not a terminal) or text")
+	fs.StringVar(&o.Account, "security-account", "", "account id that imports the findings (ASFF AwsAccountId); default: the affected account")
+	fs.StringVar(&o.Region, "region", "", "Security Hub region of the findings; default: the function's region")
+	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
+	fs.IntVar(&o.Window, "reorder-window", 4096, "records held to restore eventTime order across log files")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: outsider replay [flags] PATH...\n\n"+
+			"Reads CloudTrail records (EventBridge events, S3 log files {\"Records\":[...]} plain or .gz,\n"+
+			"JSON arrays, NDJSON) from files, directories (walked in name order) or - (stdin),\n"+
+			"and prints a finding each time one is created or updated.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var errs []error
+	for _, p := range []struct {
+		name string
+		val  string
+		dst  *time.Duration
+	}{{"activation", *activation, &o.Config.Activation}, {"training", *training, &o.Config.Training}, {"dedup", *dedup, &o.Config.Dedup}} {
+		d, err := detect.ParseDuration(p.val)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", p.name, err))
+		}
+		*p.dst = d
+	}
+	if *trusted != "" {
+		cidrs, err := detect.ParseCIDRs(*trusted)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--trusted-cidrs: %w", err))
+		}
+		o.Config.Trusted = cidrs
+	}
+	if *severity != "" {
+		if err := o.Config.ParseSeverities(*severity); err != nil {
+			errs = append(errs, fmt.Errorf("--severity: %w", err))
+		}
+	}
+	switch o.Format {
+	case "", "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("--format: %q is not json or text", o.Format))
+	}
+	if o.Account != "" && !isAccountID(o.Account) {
+		errs = append(errs, fmt.Errorf("--security-account: %q is not a 12-digit account id", o.Account))
+	}
+	if o.Window < 1 {
+		errs = append(errs, fmt.Errorf("--reorder-window: must be at least 1"))
+	}
+	if err := o.Config.Validate(); err != nil && len(errs) == 0 {
+		errs = append(errs, err)
+	}
+	o.Paths = fs.Args()
+	if len(o.Paths) == 0 {
+		errs = append(errs, errors.New("no PATH given (a file, a directory, or - for stdin)"))
+	}
+	for _, p := range o.Paths {
+		if p == "-" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("cannot read %s: %w", p, unwrapPath(err)))
+		}
+	}
+	if o.Format == "" {
+		o.Format = "json"
+		if f, ok := stdout.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				o.Format = "text"
+			}
+		}
+	}
+	return o, errors.Join(errs...)
+}
+
+func isAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// summary is what a run did, printed on stderr at the end.
+type summary struct {
+	files     int
+	records   int
+	malformed map[string]int
+	start     time.Time
+}
+
+// Run replays o.Paths. It returns ExitUsage for input that cannot be opened, ExitError
+// when the run failed part way.
+func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	ranges := ipranges.Embedded()
+	if o.IPRanges != "" {
+		b, err := os.ReadFile(o.IPRanges)
+		if err != nil {
+			return ExitUsage, fmt.Errorf("--ip-ranges: %w", err)
+		}
+		r, err := ipranges.Parse(b)
+		if err != nil {
+			return ExitUsage, fmt.Errorf("--ip-ranges %s: %w", o.IPRanges, err)
+		}
+		if err := ipranges.NewCurrent(ranges).Update(r); err != nil {
+			return ExitUsage, fmt.Errorf("--ip-ranges %s: %w (the embedded snapshot is from %s)", o.IPRanges, err, ranges.CreateDate)
+		}
+		ranges = r
+	}
+	var asns *asn.DB
+	if o.ASNDB != "" {
+		db, err := asn.Open(o.ASNDB)
+		if err != nil {
+			return ExitUsage, fmt.Errorf("--asn-db: %w", err)
+		}
+		defer db.Close()
+		asns = db
+	}
+	var inv []detect.InventoryFunction
+	if o.Inventory != "" {
+		b, err := os.ReadFile(o.Inventory)
+		if err != nil {
+			return ExitUsage, fmt.Errorf("--inventory: %w", err)
+		}
+		if inv, err = detect.ParseInventory(b); err != nil {
+			return ExitUsage, fmt.Errorf("--inventory %s: %w", o.Inventory, err)
+		}
+	}
+	st, err := store.OpenBolt(o.StateDir, o.Fresh)
+	if err != nil {
+		return ExitUsage, fmt.Errorf("--state: %w", err)
+	}
+	defer st.Close()
+
+	det, err := detect.New(o.Config, st, ranges, asns)
+	if err != nil {
+		return ExitUsage, err
+	}
+	det.SetInventory(inv)
+
+	out := newPrinter(o, stdout)
+	sum := &summary{malformed: map[string]int{}, start: time.Now()}
+	run := &runner{det: det, out: out, sum: sum, ro: &reorder{size: o.Window}, stderr: stderr, every: o.Progress, last: time.Now()}
+	for _, p := range o.Paths {
+		if err := run.path(ctx, p, stdin); err != nil {
+			return exitFor(err), err
+		}
+	}
+	if err := run.drain(ctx); err != nil {
+		return ExitError, err
+	}
+	if err := out.close(); err != nil {
+		return ExitError, err
+	}
+	if err := st.Sync(); err != nil {
+		return ExitError, err
+	}
+	run.report(true)
+	return ExitOK, nil
+}
+
+type usageError struct{ error }
+
+func exitFor(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return ExitUsage
+	}
+	return ExitError
+}
+
+type runner struct {
+	det        *detect.Detector
+	out        *printer
+	sum        *summary
+	ro         *reorder
+	stderr     io.Writer
+	every      time.Duration
+	last       time.Time
+	current    string
+	sinceFlush int
+	flushedAt  time.Time // event time of the last flush
+}
+
+func (r *runner) path(ctx context.Context, p string, stdin io.Reader) error {
+	if p == "-" {
+		return r.file(ctx, "-", stdin)
+	}
+	return filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return usageError{fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))}
+		}
+		if d.IsDir() {
+			if path != p && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return usageError{fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))}
+		}
+		defer f.Close()
+		return r.file(ctx, path, f)
+	})
+}
+
+func (r *runner) file(ctx context.Context, name string, in io.Reader) error {
+	r.sum.files++
+	r.current = name
+	var procErr error
+	err := cloudtrail.Read(in, func(rec *cloudtrail.Record) {
+		if procErr != nil {
+			return
+		}
+		r.sum.records++
+		if old, ok := r.ro.push(rec); ok {
+			procErr = r.process(ctx, old)
+		}
+	}, func(err error) {
+		r.sum.malformed[cloudtrail.Reason(err)]++
+	})
+	if procErr != nil {
+		return procErr
+	}
+	if err != nil {
+		// A damaged file: what was read of it stands; say so and go on with the next.
+		r.sum.malformed["unreadable-file"]++
+		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", name, err)
+	}
+	return nil
+}
+
+func (r *runner) process(ctx context.Context, rec *cloudtrail.Record) error {
+	if err := r.det.Process(ctx, rec); err != nil {
+		return err
+	}
+	r.sinceFlush++
+	// Print changes at most every 1000 records or hour of event time: a theft of ten
+	// thousand calls is a handful of lines, and the last line of an Id is its final state.
+	if r.sinceFlush >= 1000 || rec.Time.Sub(r.flushedAt) >= time.Hour {
+		if err := r.flush(ctx, rec.Time); err != nil {
+			return err
+		}
+	}
+	if r.every > 0 && r.sum.records%4096 == 0 && time.Since(r.last) >= r.every {
+		r.report(false)
+		r.last = time.Now()
+	}
+	return nil
+}
+
+func (r *runner) flush(ctx context.Context, t time.Time) error {
+	changes, err := r.det.Flush(ctx)
+	if err != nil {
+		return err
+	}
+	r.sinceFlush, r.flushedAt = 0, t
+	for _, c := range changes {
+		if err := r.out.print(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) drain(ctx context.Context) error {
+	for {
+		rec, ok := r.ro.pop()
+		if !ok {
+			break
+		}
+		if err := r.process(ctx, rec); err != nil {
+			return err
+		}
+	}
+	return r.flush(ctx, time.Time{})
+}
+
+func (r *runner) report(final bool) {
+	el := time.Since(r.sum.start)
+	rate := float64(r.sum.records) / max(el.Seconds(), 1e-9)
+	if !final {
+		fmt.Fprintf(r.stderr, "outsider replay: %d records, %.0f/s, reading %s\n", r.sum.records, rate, r.current)
+		return
+	}
+	st := r.det.Stats
+	var bad []string
+	total := 0
+	for _, k := range slices.Sorted(maps.Keys(r.sum.malformed)) {
+		bad = append(bad, fmt.Sprintf("%s=%d", k, r.sum.malformed[k]))
+		total += r.sum.malformed[k]
+	}
+	badText := "0"
+	if total > 0 {
+		badText = fmt.Sprintf("%d (%s)", total, strings.Join(bad, ", "))
+	}
+	fmt.Fprintf(r.stderr, "outsider replay: %d files, %d records read, %d malformed skipped: %s; %d calls from outside AWS, %d with a Lambda role's session (%d before activation); findings: %d created, %d updated; %s, %.0f records/s\n",
+		r.sum.files, r.sum.records, total, badText, st.Outside, st.LambdaUsed, st.Inactive, st.Created, st.Updated, el.Round(time.Millisecond), rate)
+}
+
+// printer writes findings as ASFF JSON lines or a text table.
+type printer struct {
+	o    Options
+	w    io.Writer
+	tw   *tabwriter.Writer
+	rows int
+}
+
+func newPrinter(o Options, w io.Writer) *printer {
+	p := &printer{o: o, w: w}
+	if o.Format == "text" {
+		p.tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	}
+	return p
+}
+
+func (p *printer) product(f detect.Finding) asff.Product {
+	pr := asff.Product{Partition: f.Partition, Account: p.o.Account, Region: p.o.Region}
+	if pr.Account == "" {
+		pr.Account = f.Account
+	}
+	if pr.Region == "" {
+		pr.Region = f.Region
+	}
+	return pr
+}
+
+func (p *printer) print(c detect.Change) error {
+	f := c.Finding
+	if p.tw == nil {
+		b, err := asff.JSON(asff.Build(f, p.product(f)))
+		if err != nil {
+			return fmt.Errorf("render finding %s: %w", f.ID, err)
+		}
+		_, err = p.w.Write(append(b, '\n'))
+		return err
+	}
+	if p.rows == 0 {
+		fmt.Fprintln(p.tw, "CHANGE\tLAST SEEN\tSEVERITY\tTITLE\tACCOUNT\tFUNCTION / ROLE\tFROM\tCALLS")
+	}
+	p.rows++
+	change := "updated"
+	if c.New {
+		change = "new"
+	}
+	subject := f.Subject
+	if f.SubjectKind == detect.SubjectRole {
+		subject = "role/" + f.Subject
+	}
+	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d: %s\n", change, f.LastSeen.Format(time.RFC3339), f.Severity, f.Title,
+		f.Account, subject, strings.Join(f.SourceIPs(), ","), f.Count, strings.Join(f.CallNames(), ","))
+	return err
+}
+
+func (p *printer) close() error {
+	if p.tw == nil {
+		return nil
+	}
+	if p.rows == 0 {
+		fmt.Fprintln(p.tw, "no findings")
+	}
+	return p.tw.Flush()
+}
