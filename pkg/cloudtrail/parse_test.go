@@ -1,0 +1,268 @@
+package cloudtrail
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// readAll parses b and returns the records and the reasons of what was skipped.
+func readAll(t testing.TB, b []byte) ([]*Record, []string) {
+	t.Helper()
+	var recs []*Record
+	var bad []string
+	if err := Read(bytes.NewReader(b), func(r *Record) { recs = append(recs, r) }, func(err error) { bad = append(bad, Reason(err)) }); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	return recs, bad
+}
+
+const lambdaAssumeRole = `{"eventVersion":"1.08","userIdentity":{"type":"AWSService","invokedBy":"lambda.amazonaws.com"},"eventTime":"2023-07-10T12:26:02Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"us-east-1","sourceIPAddress":"lambda.amazonaws.com","userAgent":"lambda.amazonaws.com","requestParameters":{"roleArn":"arn:aws:iam::218007301253:role/stratus-lambda","roleSessionName":"awslambda_497_20230710122602137"},"responseElements":{"credentials":{"accessKeyId":"ASIATFQR7NSCXAMPLE01","sessionToken":"IQoJb3JpZ2luX2VjSECRETSECRETSECRET","secretAccessKey":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY","expiration":"Jul 11, 2023, 12:26:02 AM"}},"requestID":"r1","eventID":"e1","readOnly":true,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"218007301253"}`
+
+func TestParseShapes(t *testing.T) {
+	rec := `{"eventTime":"2024-06-02T20:27:12Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","sourceIPAddress":"::ffff:1.128.9.9","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::210987654321:assumed-role/r/fn","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::210987654321:role/svc/r","accountId":"210987654321","userName":"r"}}},"recipientAccountId":"210987654321"}`
+	env := `{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":` + rec + `}`
+	tests := []struct {
+		name    string
+		in      string
+		records int
+		bad     []string
+	}{
+		{"one record", rec, 1, nil},
+		{"envelope", env, 1, nil},
+		{"log file", `{"Records":[` + rec + `,` + rec + `]}`, 2, nil},
+		{"pretty log file", "{\n \"Records\": [\n" + rec + "\n ]\n}\n", 1, nil},
+		{"array of envelopes", `[` + env + `,` + env + `]`, 2, nil},
+		{"ndjson of records and envelopes", rec + "\n" + env + "\n\n" + rec + "\n", 3, nil},
+		{"ndjson with a bad line", rec + "\n{not json\n" + rec + "\n", 2, []string{ReasonNotJSON}},
+		{"other event type", `{"detail-type":"EC2 Instance State-change Notification","detail":{}}`, 0, []string{ReasonNotAPICall}},
+		{"not json", "MIT License\n\nCopyright", 0, []string{ReasonNotJSON}},
+		{"a number", "42", 0, []string{ReasonNotRecord}},
+		{"no event time", `{"eventSource":"s3.amazonaws.com","eventName":"X"}`, 0, []string{ReasonNoEventTime}},
+		{"bad event time", `{"eventSource":"s3.amazonaws.com","eventName":"X","eventTime":"redacted"}`, 0, []string{ReasonBadEventTime}},
+		{"not a record", `{"hello":"world"}`, 0, []string{ReasonNotRecord}},
+		{"userIdentity not an object", `{"eventSource":"s","eventName":"X","eventTime":"2024-06-02T20:27:12Z","userIdentity":"root"}`, 0, []string{ReasonBadShape}},
+		{"odd types are ignored", `{"eventSource":"s","eventName":"X","eventTime":"2024-06-02T20:27:12Z","sourceIPAddress":7,"requestParameters":"x","responseElements":[1],"readOnly":"true"}`, 1, nil},
+		{"empty", "", 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, bad := readAll(t, []byte(tc.in))
+			if len(recs) != tc.records {
+				t.Errorf("records = %d, want %d", len(recs), tc.records)
+			}
+			if diff := cmp.Diff(tc.bad, bad); diff != "" {
+				t.Errorf("skipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseFields(t *testing.T) {
+	recs, bad := readAll(t, []byte(lambdaAssumeRole))
+	if len(recs) != 1 || len(bad) != 0 {
+		t.Fatalf("got %d records, %v skipped", len(recs), bad)
+	}
+	got := recs[0]
+	want := &Record{
+		EventID: "e1", Time: time.Date(2023, 7, 10, 12, 26, 2, 0, time.UTC), Source: "sts.amazonaws.com", Name: "AssumeRole",
+		Region: "us-east-1", SourceIP: "lambda.amazonaws.com", UserAgent: "lambda.amazonaws.com", RecipientAccount: "218007301253", ReadOnly: true,
+		Identity:    Identity{Type: "AWSService", InvokedBy: "lambda.amazonaws.com"},
+		Request:     Request{RoleARN: "arn:aws:iam::218007301253:role/stratus-lambda", RoleSessionName: "awslambda_497_20230710122602137"},
+		IssuedKeyID: "ASIATFQR7NSCXAMPLE01",
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("record (-want +got):\n%s", diff)
+	}
+}
+
+// TestSecretsNeverKept: the sessionToken and secret key of an AssumeRole response reach
+// no field of the record, whatever way it is printed.
+func TestSecretsNeverKept(t *testing.T) {
+	recs, _ := readAll(t, []byte(lambdaAssumeRole))
+	for _, r := range recs {
+		js, _ := json.Marshal(r)
+		for _, s := range []string{fmt.Sprintf("%+v", *r), fmt.Sprintf("%#v", *r), string(js)} {
+			for _, secret := range []string{"SECRETSECRET", "IQoJb3JpZ2luX2Vj", "SECRETKEY"} {
+				if strings.Contains(s, secret) {
+					t.Errorf("record keeps a secret (%s): %s", secret, s)
+				}
+			}
+		}
+	}
+}
+
+func TestEventTimes(t *testing.T) {
+	want := time.Date(2024, 6, 2, 20, 27, 12, 0, time.UTC)
+	for _, s := range []string{"2024-06-02T20:27:12Z", "2024-06-02 20:27:12", "2024-06-02T20:27:12.000Z", "2024-06-02T22:27:12+02:00", "2024-06-02 20:27:12.000000000"} {
+		got, err := ParseTime(s)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	// @timestamp stands in for a missing eventTime.
+	recs, _ := readAll(t, []byte(`{"eventSource":"s","eventName":"X","@timestamp":"2024-06-02T20:27:12.000Z"}`))
+	if len(recs) != 1 || !recs[0].Time.Equal(want) {
+		t.Errorf("@timestamp: got %v", recs)
+	}
+}
+
+func TestParseAddr(t *testing.T) {
+	tests := map[string]string{
+		"1.128.9.9":            "1.128.9.9",
+		"::ffff:1.128.9.9":     "1.128.9.9",
+		"2003:db8:aa::5":       "2003:db8:aa::5",
+		"fe80::1%eth0":         "fe80::1",
+		"253.252.51.07":        "invalid IP", // scrambled: a leading zero is ambiguous
+		"lambda.amazonaws.com": "invalid IP",
+		"AWS Internal":         "invalid IP",
+		"<Attacker source IP>": "invalid IP",
+		"":                     "invalid IP",
+	}
+	for in, want := range tests {
+		if got := ParseAddr(in).String(); got != want {
+			t.Errorf("ParseAddr(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	id := Identity{ARN: "arn:aws:sts::210987654321:assumed-role/invoice-pdf-exec/invoice-pdf", PrincipalID: "AROA1:invoice-pdf", AccessKeyID: "ASIAX"}
+	if got := id.SessionName(); got != "invoice-pdf" {
+		t.Errorf("SessionName = %q", got)
+	}
+	if got := id.RoleName(); got != "invoice-pdf-exec" {
+		t.Errorf("RoleName = %q", got)
+	}
+	if got := id.Account(); got != "210987654321" {
+		t.Errorf("Account = %q", got)
+	}
+	if !id.Temporary() {
+		t.Error("ASIA key not temporary")
+	}
+	if got := RoleNameFromARN("arn:aws:iam::1:role/service-role/path/my-role"); got != "my-role" {
+		t.Errorf("RoleNameFromARN = %q", got)
+	}
+}
+
+// TestDatasets reads every real record we carry: every record parses or is skipped with a
+// reason, and no copied sessionToken survives.
+func TestDatasets(t *testing.T) {
+	files, _ := filepath.Glob("testdata/datasets/*.ndjson.gz")
+	if len(files) == 0 {
+		t.Fatal("no datasets")
+	}
+	want := map[string][2]int{ // records, skipped
+		"invictus-aws_dataset": {2900, 0}, "otrf-security-datasets": {103, 0}, "panther-analysis": {444, 20},
+		"stratus-red-team": {310, 0}, "trailscraper": {2, 0}, "zmallen-cloudtrail2sightings": {12, 0},
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".ndjson.gz")
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, bad := readAll(t, b)
+		if got := [2]int{len(recs), len(bad)}; got != want[name] {
+			t.Errorf("%s: (records, skipped) = %v, want %v (skipped: %v)", name, got, want[name], bad)
+		}
+		for _, r := range recs {
+			if strings.Contains(fmt.Sprintf("%+v", *r), "IQoJb3JpZ2lu") {
+				t.Fatalf("%s: a session token reached a record", name)
+			}
+		}
+	}
+}
+
+func TestS3LogFileGzipAndNotJSON(t *testing.T) {
+	b, _ := os.ReadFile("testdata/s3-log-file.json.gz")
+	recs, bad := readAll(t, b)
+	if len(recs) != 2 || len(bad) != 0 {
+		t.Errorf("gz log file: %d records, %v", len(recs), bad)
+	}
+	b, _ = os.ReadFile("testdata/not-json.json")
+	recs, bad = readAll(t, b)
+	if len(recs) != 0 || len(bad) != 1 || bad[0] != ReasonNotJSON {
+		t.Errorf("not-json file: %d records, %v", len(recs), bad)
+	}
+	// A damaged gzip is an error that names it, not a panic.
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(lambdaAssumeRole))
+	zw.Close()
+	err := Read(bytes.NewReader(buf.Bytes()[:buf.Len()-6]), func(*Record) {}, func(error) {})
+	if err == nil || !strings.Contains(err.Error(), "gzip") {
+		t.Errorf("truncated gzip: err = %v", err)
+	}
+}
+
+// seeds returns every record line of the datasets: the fuzz seed corpus.
+func seeds(t testing.TB) [][]byte {
+	files, _ := filepath.Glob("testdata/datasets/*.ndjson.gz")
+	var out [][]byte
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			out = append(out, append([]byte(nil), sc.Bytes()...))
+		}
+		fh.Close()
+	}
+	return out
+}
+
+// FuzzRead: no input panics the parser, and whatever it returns is consistent.
+func FuzzRead(f *testing.F) {
+	for _, s := range seeds(f) {
+		f.Add(s)
+	}
+	f.Add([]byte(lambdaAssumeRole))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = Read(bytes.NewReader(b), func(r *Record) {
+			if r.Time.IsZero() || r.Name == "" || r.Source == "" {
+				t.Fatalf("record without time, name or source: %+v", r)
+			}
+			if r.Addr.IsValid() && r.Addr.Is4In6() {
+				t.Fatalf("mapped address kept: %v", r.Addr)
+			}
+		}, func(err error) {
+			if Reason(err) == "error" {
+				t.Fatalf("skip without a reason: %v", err)
+			}
+		})
+	})
+}
+
+func BenchmarkRead(b *testing.B) {
+	lines := seeds(b)
+	var buf bytes.Buffer
+	for _, l := range lines {
+		buf.Write(l)
+		buf.WriteByte('\n')
+	}
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Read(bytes.NewReader(data), func(*Record) {}, func(error) {})
+	}
+	b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
