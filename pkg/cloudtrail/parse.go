@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
 )
@@ -56,49 +57,56 @@ func Reason(err error) string {
 const detailTypeAPICall = "AWS API Call via CloudTrail"
 
 // wire is every shape a top-level JSON object can have: a record, an EventBridge envelope
-// or a log file. One decode tells which.
-type wire struct {
-	wireRecord
+// or a log file. One decode tells which. It comes in two instances: with plain string and
+// bool fields (fast, and right for every well-formed record), and with flexString and
+// flexBool fields that tolerate odd types, tried when the first fails.
+type wire[S ~string, B ~bool] struct {
+	wireRecord[S, B]
 	DetailType string            `json:"detail-type"`
 	Detail     json.RawMessage   `json:"detail"`
 	Records    []json.RawMessage `json:"Records"`
 }
 
-type wireRecord struct {
-	EventID            flexString             `json:"eventID"`
-	EventTime          flexString             `json:"eventTime"`
-	Timestamp          flexString             `json:"@timestamp"`
-	EventSource        flexString             `json:"eventSource"`
-	EventName          flexString             `json:"eventName"`
-	AWSRegion          flexString             `json:"awsRegion"`
-	SourceIPAddress    flexString             `json:"sourceIPAddress"`
-	UserAgent          flexString             `json:"userAgent"`
-	ErrorCode          flexString             `json:"errorCode"`
-	VPCEndpointID      flexString             `json:"vpcEndpointId"`
-	RecipientAccountID flexString             `json:"recipientAccountId"`
-	ReadOnly           flexBool               `json:"readOnly"`
-	UserIdentity       *wireIdent             `json:"userIdentity"`
+type (
+	fastWire     = wire[string, bool]
+	tolerantWire = wire[flexString, flexBool]
+)
+
+type wireRecord[S ~string, B ~bool] struct {
+	EventID            S                      `json:"eventID"`
+	EventTime          S                      `json:"eventTime"`
+	Timestamp          S                      `json:"@timestamp"`
+	EventSource        S                      `json:"eventSource"`
+	EventName          S                      `json:"eventName"`
+	AWSRegion          S                      `json:"awsRegion"`
+	SourceIPAddress    S                      `json:"sourceIPAddress"`
+	UserAgent          S                      `json:"userAgent"`
+	ErrorCode          S                      `json:"errorCode"`
+	VPCEndpointID      S                      `json:"vpcEndpointId"`
+	RecipientAccountID S                      `json:"recipientAccountId"`
+	ReadOnly           B                      `json:"readOnly"`
+	UserIdentity       *wireIdent[S]          `json:"userIdentity"`
 	RequestParameters  optional[wireRequest]  `json:"requestParameters"`
 	ResponseElements   optional[wireResponse] `json:"responseElements"`
 }
 
-type wireIdent struct {
-	Type           flexString `json:"type"`
-	PrincipalID    flexString `json:"principalId"`
-	ARN            flexString `json:"arn"`
-	AccountID      flexString `json:"accountId"`
-	AccessKeyID    flexString `json:"accessKeyId"`
-	InvokedBy      flexString `json:"invokedBy"`
-	UserName       flexString `json:"userName"`
-	SessionContext optional[struct {
-		SessionIssuer optional[struct {
-			Type      flexString `json:"type"`
-			ARN       flexString `json:"arn"`
-			AccountID flexString `json:"accountId"`
-			UserName  flexString `json:"userName"`
-		}] `json:"sessionIssuer"`
-		EC2RoleDelivery flexString `json:"ec2RoleDelivery"`
-	}] `json:"sessionContext"`
+type wireIdent[S ~string] struct {
+	Type           S `json:"type"`
+	PrincipalID    S `json:"principalId"`
+	ARN            S `json:"arn"`
+	AccountID      S `json:"accountId"`
+	AccessKeyID    S `json:"accessKeyId"`
+	InvokedBy      S `json:"invokedBy"`
+	UserName       S `json:"userName"`
+	SessionContext *struct {
+		SessionIssuer *struct {
+			Type      S `json:"type"`
+			ARN       S `json:"arn"`
+			AccountID S `json:"accountId"`
+			UserName  S `json:"userName"`
+		} `json:"sessionIssuer"`
+		EC2RoleDelivery S `json:"ec2RoleDelivery"`
+	} `json:"sessionContext"`
 }
 
 type wireRequest struct {
@@ -129,7 +137,11 @@ type wireResponse struct {
 type flexString string
 
 func (s *flexString) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
+	if len(b) >= 2 && b[0] == '"' {
+		if raw := b[1 : len(b)-1]; bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			*s = flexString(raw) // no escapes: the bytes are the string
+			return nil
+		}
 		var v string
 		if err := json.Unmarshal(b, &v); err != nil {
 			return err
@@ -177,8 +189,13 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 			ParseValue(it, emit, bad)
 		}
 	case '{':
-		var w wire
-		if err := json.Unmarshal(b, &w); err != nil {
+		var w fastWire
+		if err := json.Unmarshal(b, &w); err == nil {
+			parseObject(&w, emit, bad)
+			return
+		}
+		var tw tolerantWire
+		if err := json.Unmarshal(b, &tw); err != nil {
 			if !json.Valid(b) {
 				bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
 			} else {
@@ -186,25 +203,7 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 			}
 			return
 		}
-		switch {
-		case w.Records != nil:
-			for _, it := range w.Records {
-				ParseValue(it, emit, bad)
-			}
-		case w.DetailType != "" || w.Detail != nil:
-			if w.DetailType != detailTypeAPICall {
-				bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
-				return
-			}
-			ParseValue(w.Detail, emit, bad)
-		default:
-			rec, err := w.wireRecord.record()
-			if err != nil {
-				bad(err)
-				return
-			}
-			emit(rec)
-		}
+		parseObject(&tw, emit, bad)
 	default:
 		if json.Valid(b) {
 			bad(malformed(ReasonNotRecord, "a JSON %s", jsonKind(b[0])))
@@ -214,7 +213,29 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 	}
 }
 
-func (w *wireRecord) record() (*Record, error) {
+func parseObject[S ~string, B ~bool](w *wire[S, B], emit func(*Record), bad func(error)) {
+	switch {
+	case w.Records != nil:
+		for _, it := range w.Records {
+			ParseValue(it, emit, bad)
+		}
+	case w.DetailType != "" || w.Detail != nil:
+		if w.DetailType != detailTypeAPICall {
+			bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
+			return
+		}
+		ParseValue(w.Detail, emit, bad)
+	default:
+		rec, err := w.wireRecord.record()
+		if err != nil {
+			bad(err)
+			return
+		}
+		emit(rec)
+	}
+}
+
+func (w *wireRecord[S, B]) record() (*Record, error) {
 	if w.EventName == "" || w.EventSource == "" {
 		return nil, malformed(ReasonNotRecord, "no eventName or eventSource")
 	}
@@ -253,13 +274,15 @@ func (w *wireRecord) record() (*Record, error) {
 			InvokedBy:   string(id.InvokedBy),
 			UserName:    string(id.UserName),
 		}
-		sc := id.SessionContext.V
-		r.Identity.EC2RoleDelivery = string(sc.EC2RoleDelivery)
-		is := sc.SessionIssuer.V
-		r.Identity.IssuerType = string(is.Type)
-		r.Identity.IssuerARN = string(is.ARN)
-		r.Identity.IssuerAccount = string(is.AccountID)
-		r.Identity.IssuerName = string(is.UserName)
+		if sc := id.SessionContext; sc != nil {
+			r.Identity.EC2RoleDelivery = string(sc.EC2RoleDelivery)
+			if is := sc.SessionIssuer; is != nil {
+				r.Identity.IssuerType = string(is.Type)
+				r.Identity.IssuerARN = string(is.ARN)
+				r.Identity.IssuerAccount = string(is.AccountID)
+				r.Identity.IssuerName = string(is.UserName)
+			}
+		}
 	}
 	rq := &w.RequestParameters.V
 	r.Request = Request{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,14 +53,16 @@ type Detector struct {
 
 	inv      inventory
 	accounts map[string]time.Time // first observed, per account
-	roles    map[string]roleFact  // ACCOUNT#ROLE
-	written  map[string]bool      // baseline keys written today (event-time day)
+	roles    map[roleKey]roleFact
+	written  map[fact]bool // baseline facts written today (event-time day)
 	day      int64
 	dirty    map[string]*pending // findings changed since the last Flush, by id
 	open     map[string]string   // finding key -> id of its newest pending finding
 	order    []string            // ids of dirty, in the order they were first changed
 	Stats    Stats
 }
+
+type roleKey struct{ account, role string }
 
 type roleFact struct {
 	lambda   bool
@@ -92,8 +95,8 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 		cfg: cfg, store: store, ranges: ranges, asns: asns, trusted: t, now: time.Now,
 		inv:      inventory{},
 		accounts: map[string]time.Time{},
-		roles:    map[string]roleFact{},
-		written:  map[string]bool{},
+		roles:    map[roleKey]roleFact{},
+		written:  map[fact]bool{},
 		dirty:    map[string]*pending{},
 		open:     map[string]string{},
 	}, nil
@@ -212,8 +215,7 @@ func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, lambdaRol
 	if account == "" {
 		account = r.Account()
 	}
-	key := fmt.Sprintf("%s%s#%d", keyASN, account, info.Number)
-	return d.touch(ctx, key, r.Time, struct {
+	return d.touch(ctx, fact{keyASN, account, strconv.FormatUint(uint64(info.Number), 10), ""}, r.Time, struct {
 		Seen time.Time
 		Org  string
 	}{r.Time, info.Org})
@@ -221,7 +223,7 @@ func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, lambdaRol
 
 // insideUse records that a Lambda role session's key was used from inside AWS (title 4).
 func (d *Detector) insideUse(ctx context.Context, r *cloudtrail.Record) error {
-	key := keyInside + r.Identity.AccessKeyID
+	key := fact{keyInside, r.Identity.AccessKeyID, "", ""}
 	if d.writtenToday(key, r.Time) {
 		return nil
 	}
@@ -243,11 +245,11 @@ func (d *Detector) insideUse(ctx context.Context, r *cloudtrail.Record) error {
 
 // touch writes a baseline fact at most once per key per event-time day, to expire after
 // the training period (DESIGN §9: aggregated baseline writes).
-func (d *Detector) touch(ctx context.Context, key string, t time.Time, v any) error {
+func (d *Detector) touch(ctx context.Context, key fact, t time.Time, v any) error {
 	if d.writtenToday(key, t) {
 		return nil
 	}
-	if err := d.putJSON(ctx, key, v, t.Add(d.cfg.Training)); err != nil {
+	if err := d.putJSON(ctx, key.String(), v, t.Add(d.cfg.Training)); err != nil {
 		return err
 	}
 	d.written[key] = true
@@ -256,7 +258,7 @@ func (d *Detector) touch(ctx context.Context, key string, t time.Time, v any) er
 
 // writtenToday reports whether key was written on t's day (event time). A record of an
 // earlier day than the newest seen (logs replayed out of order) is always written.
-func (d *Detector) writtenToday(key string, t time.Time) bool {
+func (d *Detector) writtenToday(key fact, t time.Time) bool {
 	day := t.Unix() / 86400
 	switch {
 	case day > d.day:
@@ -266,6 +268,20 @@ func (d *Detector) writtenToday(key string, t time.Time) bool {
 		return false
 	}
 	return d.written[key]
+}
+
+// fact names a baseline key without building its string: the hot path looks facts up in
+// memory far more often than it writes them.
+type fact struct{ prefix, a, b, c string }
+
+func (f fact) String() string {
+	s := f.prefix + f.a
+	for _, p := range []string{f.b, f.c} {
+		if p != "" {
+			s += "#" + p
+		}
+	}
+	return s
 }
 
 func (d *Detector) getJSON(ctx context.Context, key string, t time.Time, v any) (bool, error) {

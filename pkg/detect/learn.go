@@ -118,11 +118,11 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) er
 }
 
 func (d *Detector) learnRole(ctx context.Context, account, role string, t time.Time) error {
-	k := account + "#" + role
+	k := roleKey{account, role}
 	if f := d.roles[k]; !f.lambda || t.After(f.lastSeen) {
 		d.roles[k] = roleFact{lambda: true, lastSeen: t}
 	}
-	return d.touch(ctx, keyRole+k, t, lastSeen{Seen: t})
+	return d.touch(ctx, fact{keyRole, account, role, ""}, t, lastSeen{Seen: t})
 }
 
 func (d *Detector) learnFunction(ctx context.Context, account, role, fn, region string, t time.Time) error {
@@ -132,7 +132,7 @@ func (d *Detector) learnFunction(ctx context.Context, account, role, fn, region 
 	if err := d.learnRole(ctx, account, role, t); err != nil {
 		return err
 	}
-	return d.touch(ctx, keyFunction+account+"#"+role+"#"+fn, t, lastSeen{Seen: t, Region: region})
+	return d.touch(ctx, fact{keyFunction, account, role, fn}, t, lastSeen{Seen: t, Region: region})
 }
 
 // isLambdaRole reports whether a role was a Lambda execution role within the training
@@ -145,7 +145,7 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 	if d.inv.hasRole(account, role) {
 		return true, nil
 	}
-	k := account + "#" + role
+	k := roleKey{account, role}
 	f, ok := d.roles[k]
 	if ok && f.lambda && f.lastSeen.After(t.Add(-d.cfg.Training)) {
 		return true, nil
@@ -154,7 +154,7 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 		return false, nil
 	}
 	var v lastSeen
-	found, err := d.getJSON(ctx, keyRole+k, t, &v)
+	found, err := d.getJSON(ctx, fact{keyRole, account, role, ""}.String(), t, &v)
 	if err != nil {
 		return false, err
 	}
@@ -175,7 +175,7 @@ func (d *Detector) functionOf(ctx context.Context, account, role, fn string, t t
 		return true, f.Region, nil
 	}
 	var v lastSeen
-	found, err := d.getJSON(ctx, keyFunction+account+"#"+role+"#"+fn, t, &v)
+	found, err := d.getJSON(ctx, fact{keyFunction, account, role, fn}.String(), t, &v)
 	return found, v.Region, err
 }
 

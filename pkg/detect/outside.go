@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,7 +96,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record) error {
 	if info, ok := d.asns.Lookup(r.Addr); ok {
 		u.asn, u.org = info.Number, info.Org
 		var seen struct{ Seen time.Time }
-		known, err := d.getJSON(ctx, fmt.Sprintf("%s%s#%d", keyASN, account, info.Number), t, &seen)
+		known, err := d.getJSON(ctx, fact{keyASN, account, strconv.FormatUint(uint64(info.Number), 10), ""}.String(), t, &seen)
 		if err != nil {
 			return err
 		}

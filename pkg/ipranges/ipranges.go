@@ -170,3 +170,14 @@ func (c *Current) Update(r *Ranges) error {
 		}
 	}
 }
+
+// Prefixes lists the prefixes of a region listed under a service, in address order.
+func (r *Ranges) Prefixes(region, service string) []netip.Prefix {
+	var out []netip.Prefix
+	for p, in := range r.table.AllSorted() {
+		if in.Region == region && slices.Contains(in.Services, service) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,7 +1,7 @@
 package replay
 
 import (
-	"container/heap"
+	"sort"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
@@ -10,49 +10,52 @@ import (
 // files are only roughly ordered (a file holds about five minutes of one region, and
 // regions interleave), and the detector learns from order: an AssumeRole must come before
 // the calls made with its key. Ties keep their input order.
+//
+// The window is a sorted slice: a record in order (the usual case) is appended in O(1),
+// one out of order is inserted after a binary search.
 type reorder struct {
-	h    recHeap
-	seq  uint64
+	buf  []entry // buf[head:] is sorted by time, then arrival
+	head int
 	size int
 }
 
-type seqRec struct {
-	r   *cloudtrail.Record
-	seq uint64
-}
-
-type recHeap []seqRec
-
-func (h recHeap) Len() int { return len(h) }
-func (h recHeap) Less(i, j int) bool {
-	if c := h[i].r.Time.Compare(h[j].r.Time); c != 0 {
-		return c < 0
-	}
-	return h[i].seq < h[j].seq
-}
-func (h recHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *recHeap) Push(x any)   { *h = append(*h, x.(seqRec)) }
-func (h *recHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+type entry struct {
+	t int64 // eventTime, Unix nanoseconds
+	r *cloudtrail.Record
 }
 
 // push adds r and returns the oldest record when the window is full.
 func (o *reorder) push(r *cloudtrail.Record) (*cloudtrail.Record, bool) {
-	o.seq++
-	heap.Push(&o.h, seqRec{r, o.seq})
-	if o.h.Len() <= o.size {
+	e := entry{r.Time.UnixNano(), r}
+	live := o.buf[o.head:]
+	if n := len(live); n == 0 || live[n-1].t <= e.t {
+		o.buf = append(o.buf, e)
+	} else {
+		// After every record of the same time: ties keep their input order.
+		i := o.head + sort.Search(n, func(i int) bool { return live[i].t > e.t })
+		o.buf = append(o.buf, entry{})
+		copy(o.buf[i+1:], o.buf[i:])
+		o.buf[i] = e
+	}
+	if len(o.buf)-o.head <= o.size {
 		return nil, false
 	}
-	return heap.Pop(&o.h).(seqRec).r, true
+	return o.pop()
 }
 
-// pop drains the window, oldest first.
+// pop returns the oldest record held.
 func (o *reorder) pop() (*cloudtrail.Record, bool) {
-	if o.h.Len() == 0 {
+	if o.head == len(o.buf) {
+		o.buf, o.head = o.buf[:0], 0
 		return nil, false
 	}
-	return heap.Pop(&o.h).(seqRec).r, true
+	r := o.buf[o.head].r
+	o.buf[o.head] = entry{}
+	o.head++
+	if o.head >= 4096 && o.head*2 >= len(o.buf) {
+		n := copy(o.buf, o.buf[o.head:])
+		clear(o.buf[n:])
+		o.buf, o.head = o.buf[:n], 0
+	}
+	return r, true
 }

@@ -1,0 +1,233 @@
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+type expected struct {
+	About    string   `json:"about"`
+	Flags    []string `json:"flags"`
+	Findings []want   `json:"findings"`
+}
+
+type want struct {
+	Title    string `json:"title"`
+	Account  string `json:"account"`
+	Function string `json:"function,omitempty"`
+	Role     string `json:"role,omitempty"`
+}
+
+// The forms the same records are replayed in: they must give the same findings.
+var forms = []struct {
+	name  string
+	write func(t *testing.T, records [][]byte, dir string) string
+}{
+	{"ndjson-records", writeNDJSON},
+	{"ndjson-envelopes", writeEnvelopes},
+	{"dir-of-gz-log-files", writeLogFiles},
+}
+
+// TestScenarios replays every acceptance history in every input form and compares the
+// findings with the expected ones: (title, account, function or role), nothing more.
+func TestScenarios(t *testing.T) {
+	dirs, _ := filepath.Glob("testdata/scenarios/*")
+	if len(dirs) < 5 {
+		t.Fatalf("found %d scenarios", len(dirs))
+	}
+	for _, dir := range dirs {
+		var exp expected
+		b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &exp); err != nil {
+			t.Fatal(err)
+		}
+		records := lines(t, filepath.Join(dir, "records.ndjson"))
+		for _, form := range forms {
+			t.Run(filepath.Base(dir)+"/"+form.name, func(t *testing.T) {
+				in := form.write(t, records, t.TempDir())
+				got := replayFindings(t, dir, exp.Flags, in)
+				w := slices.Clone(exp.Findings)
+				sortWants(w)
+				if diff := cmp.Diff(w, got); diff != "" {
+					t.Errorf("%s\nfindings (-want +got):\n%s", exp.About, diff)
+				}
+			})
+		}
+	}
+}
+
+// replayFindings runs the command and keeps the last line of each finding Id.
+func replayFindings(t *testing.T, dir string, flags []string, input string) []want {
+	t.Helper()
+	args := []string{"--fresh", "--state", t.TempDir(), "--asn-db", "testdata/GeoLite2-ASN-Test.mmdb", "--format", "json", "--progress", "0"}
+	for i := 0; i < len(flags); i++ {
+		args = append(args, flags[i])
+		if flags[i] == "--inventory" && i+1 < len(flags) {
+			args = append(args, filepath.Join(dir, flags[i+1]))
+			i++
+		}
+	}
+	args = append(args, input)
+	var stdout, stderr bytes.Buffer
+	if code := Main(args, nil, &stdout, &stderr); code != ExitOK {
+		t.Fatalf("replay %v: exit %d: %s", args, code, stderr.String())
+	}
+	last := map[string]want{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		id, w := subject(t, []byte(line))
+		last[id] = w
+	}
+	var out []want
+	for _, w := range last {
+		out = append(out, w)
+	}
+	sortWants(out)
+	return out
+}
+
+// subject reads (title, account, function or role) off an ASFF line.
+func subject(t *testing.T, line []byte) (string, want) {
+	t.Helper()
+	var f struct {
+		Id        string
+		Title     string
+		Resources []struct {
+			Type    string
+			Id      string
+			Details struct {
+				AwsLambdaFunction struct{ FunctionName string }
+				AwsIamRole        struct{ RoleName string }
+			}
+		}
+	}
+	if err := json.Unmarshal(line, &f); err != nil {
+		t.Fatalf("output line is not JSON: %v: %s", err, line)
+	}
+	w := want{Title: f.Title}
+	for _, r := range f.Resources {
+		switch r.Type {
+		case "AwsLambdaFunction":
+			w.Function = r.Details.AwsLambdaFunction.FunctionName
+		case "AwsIamRole":
+			w.Account = strings.Split(r.Id, ":")[4]
+			if f.Title == "Suspicious usage of AWS Lambda's role" {
+				w.Role = r.Details.AwsIamRole.RoleName
+			}
+		}
+	}
+	return f.Id, w
+}
+
+func sortWants(ws []want) {
+	slices.SortFunc(ws, func(a, b want) int {
+		return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
+	})
+}
+
+func lines(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out [][]byte
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
+			out = append(out, append([]byte(nil), sc.Bytes()...))
+		}
+	}
+	return out
+}
+
+func writeNDJSON(t *testing.T, records [][]byte, dir string) string {
+	p := filepath.Join(dir, "records.ndjson")
+	if err := os.WriteFile(p, append(bytes.Join(records, []byte("\n")), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Envelope wraps a record the way EventBridge delivers it.
+// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
+func Envelope(rec []byte) ([]byte, error) {
+	var r struct {
+		EventID            string `json:"eventID"`
+		EventTime          string `json:"eventTime"`
+		EventSource        string `json:"eventSource"`
+		AWSRegion          string `json:"awsRegion"`
+		RecipientAccountID string `json:"recipientAccountId"`
+	}
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return nil, err
+	}
+	env := map[string]any{
+		"version": "0", "id": r.EventID, "detail-type": "AWS API Call via CloudTrail",
+		"source": "aws." + strings.TrimSuffix(r.EventSource, ".amazonaws.com"), "account": r.RecipientAccountID,
+		"time": r.EventTime, "region": r.AWSRegion, "resources": []string{}, "detail": json.RawMessage(rec),
+	}
+	return json.Marshal(env)
+}
+
+func writeEnvelopes(t *testing.T, records [][]byte, dir string) string {
+	var buf bytes.Buffer
+	for _, r := range records {
+		e, err := Envelope(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(e)
+		buf.WriteByte('\n')
+	}
+	p := filepath.Join(dir, "envelopes.ndjson")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// writeLogFiles writes CloudTrail S3 log files ({"Records":[...]}, gzip), 40 records
+// each, named as CloudTrail names them so that name order is time order.
+func writeLogFiles(t *testing.T, records [][]byte, dir string) string {
+	for i := 0; i < len(records); i += 40 {
+		chunk := records[i:min(i+40, len(records))]
+		var r struct {
+			EventTime string `json:"eventTime"`
+			Account   string `json:"recipientAccountId"`
+			Region    string `json:"awsRegion"`
+		}
+		if err := json.Unmarshal(chunk[0], &r); err != nil {
+			t.Fatal(err)
+		}
+		stamp := strings.NewReplacer("-", "", ":", "").Replace(r.EventTime)[:13]
+		name := fmt.Sprintf("%s_CloudTrail_%s_%sZ_%04d.json.gz", r.Account, r.Region, stamp, i)
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write([]byte(`{"Records":[`))
+		zw.Write(bytes.Join(chunk, []byte(",")))
+		zw.Write([]byte(`]}`))
+		zw.Close()
+		if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
