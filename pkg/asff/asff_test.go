@@ -1,0 +1,175 @@
+package asff
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+var t0 = time.Date(2026, 3, 22, 8, 20, 0, 0, time.UTC)
+
+var product = Product{Partition: "aws", Region: "eu-west-1", Account: "111122223333"}
+
+// findings are one case a title, as the detector makes them.
+func findings() map[string]detect.Finding {
+	base := detect.Finding{
+		Account: "210987654321", Partition: "aws", Region: "eu-west-1", SubjectKind: detect.SubjectFunction, Subject: "invoice-pdf",
+		Function: "invoice-pdf", FunctionARN: "arn:aws:lambda:eu-west-1:210987654321:function:invoice-pdf",
+		Role: "invoice-pdf-exec", RoleARN: "arn:aws:iam::210987654321:role/invoice-pdf-exec", Session: "invoice-pdf",
+		WindowStart: t0, FirstSeen: t0, LastSeen: t0.Add(50 * time.Hour), Count: 3, AccessKeys: []string{"ASIAEXAMPLEKEY000001"},
+		Sources: []detect.Source{{IP: "27.192.8.8", ASN: 4837, Org: "CNCGROUP China169 Backbone", Count: 2}, {IP: "2003:db8:aa::5", Count: 1}},
+		Calls: []detect.Call{{Service: "sts.amazonaws.com", Name: "GetCallerIdentity", Region: "eu-west-1", Count: 2, LastSeen: t0.Add(50 * time.Hour)},
+			{Service: "s3.amazonaws.com", Name: "ListBuckets", Region: "us-east-1", Count: 1, Errors: 1, LastErr: "AccessDenied", LastSeen: t0}},
+		UserAgents: []string{"aws-cli/2.22.0 md/command#s3.ls"}, Failed: 1,
+	}
+	out := map[string]detect.Finding{}
+	for _, title := range detect.Titles {
+		f := base
+		f.Title, f.Severity = title, detect.Default().Severity[title]
+		f.Signals = []string{detect.SignalOutside}
+		switch title {
+		case detect.TitleRole:
+			f.SubjectKind, f.Subject, f.Function, f.FunctionARN, f.Session = detect.SubjectRole, f.Role, "", "", "tmp-debug-session"
+			f.IssuedBy = "arn:aws:iam::210987654321:user/mallory"
+			f.Signals = append(f.Signals, detect.SignalNotIssued)
+		case detect.TitleCLI:
+			f.Signals = append(f.Signals, detect.SignalCLI)
+		case detect.TitleKnownASN:
+			f.Signals = append(f.Signals, detect.SignalKnownASN)
+		case detect.TitleInside:
+			f.Signals = append(f.Signals, detect.SignalKeyInside)
+			f.InsideSeen = &detect.Sighting{At: t0.Add(-time.Hour), IP: "52.16.10.20"}
+		}
+		f.ID = "outsider/210987654321/" + f.SubjectKind + "/" + f.Subject + "/" + title.Code() + "/20260322T082000Z"
+		out[title.Code()] = f
+	}
+	return out
+}
+
+// TestGolden: the ASFF JSON of each title, as a person reads it in Security Hub.
+func TestGolden(t *testing.T) {
+	for code, f := range findings() {
+		t.Run(code, func(t *testing.T) {
+			got, err := JSON(Build(f, product))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pretty bytes.Buffer
+			json.Indent(&pretty, got, "", "  ")
+			pretty.WriteByte('\n')
+			path := filepath.Join("testdata", code+".json")
+			if *update {
+				os.WriteFile(path, pretty.Bytes(), 0o644)
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if diff := cmp.Diff(string(want), pretty.String()); diff != "" {
+				t.Errorf("ASFF (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFields(t *testing.T) {
+	fs := findings()
+	f := Build(fs["cli"], product)
+	if *f.AwsAccountId != "111122223333" || *f.ProductArn != "arn:aws:securityhub:eu-west-1:111122223333:product/111122223333/default" {
+		t.Errorf("account %s, product %s", *f.AwsAccountId, *f.ProductArn)
+	}
+	if *f.Title != string(detect.TitleCLI) || f.Severity.Label != types.SeverityLabelHigh || f.FindingProviderFields.Severity.Label != types.SeverityLabelHigh {
+		t.Errorf("title %s severity %s", *f.Title, f.Severity.Label)
+	}
+	var kinds []string
+	for _, r := range f.Resources {
+		kinds = append(kinds, *r.Type+"="+*r.Id)
+	}
+	want := []string{
+		"AwsLambdaFunction=arn:aws:lambda:eu-west-1:210987654321:function:invoice-pdf",
+		"AwsIamRole=arn:aws:iam::210987654321:role/invoice-pdf-exec",
+		"AwsIamAccessKey=AWS::IAM::AccessKey:ASIAEXAMPLEKEY000001",
+	}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("resources (-want +got):\n%s", diff)
+	}
+	rip := f.Action.AwsApiCallAction.RemoteIpDetails
+	if *rip.IpAddressV4 != "27.192.8.8" || *rip.Organization.Asn != 4837 {
+		t.Errorf("remote ip %+v", rip)
+	}
+	text := *f.Remediation.Recommendation.Text
+	for _, s := range []string{"invoice-pdf-exec", "aws cloudtrail lookup-events --region eu-west-1 --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=ASIAEXAMPLEKEY000001"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("recommendation lacks %q: %s", s, text)
+		}
+	}
+	if len(text) > maxRemediation || len(*f.Description) > maxDescription {
+		t.Errorf("text over Security Hub's limits: %d, %d", len(text), len(*f.Description))
+	}
+	for k, v := range f.ProductFields {
+		if len(k) > 128 || len(v) > maxFieldValue {
+			t.Errorf("product field %s too long", k)
+		}
+	}
+	if len(f.ProductFields) > 50 {
+		t.Errorf("%d product fields, Security Hub takes 50", len(f.ProductFields))
+	}
+}
+
+// TestSDKAcceptsAndJSONMatches: the SDK's own validation passes for every title, and
+// what it sends to Security Hub is what JSON prints.
+func TestSDKAcceptsAndJSONMatches(t *testing.T) {
+	var bodies [][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, b)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"FailedCount":0,"SuccessCount":1,"FailedFindings":[]}`)
+	}))
+	defer srv.Close()
+	client := securityhub.New(securityhub.Options{
+		Region: "eu-west-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: aws.AnonymousCredentials{},
+	})
+	for code, f := range findings() {
+		asff := Build(f, product)
+		if _, err := client.BatchImportFindings(context.Background(), &securityhub.BatchImportFindingsInput{Findings: []types.AwsSecurityFinding{asff}}); err != nil {
+			t.Fatalf("%s: SDK rejects the finding: %v", code, err)
+		}
+		var sent struct{ Findings []any }
+		if err := json.Unmarshal(bodies[len(bodies)-1], &sent); err != nil {
+			t.Fatal(err)
+		}
+		ours, _ := JSON(asff)
+		var mine any
+		json.Unmarshal(ours, &mine)
+		if diff := cmp.Diff(sent.Findings[0], mine); diff != "" {
+			t.Errorf("%s: JSON differs from what the SDK sends (-sdk +ours):\n%s", code, diff)
+		}
+	}
+	// And a finding missing a required field is refused before it is sent.
+	bad := Build(findings()["cli"], product)
+	bad.Title = nil
+	n := len(bodies)
+	if _, err := client.BatchImportFindings(context.Background(), &securityhub.BatchImportFindingsInput{Findings: []types.AwsSecurityFinding{bad}}); err == nil || len(bodies) != n {
+		t.Errorf("invalid finding accepted: %v", err)
+	}
+}

@@ -1,0 +1,412 @@
+package detect
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outsider-sec/outsider/pkg/asn"
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/ipranges"
+)
+
+// mapStore is a minimal Store that counts its calls.
+type mapStore struct {
+	mu sync.Mutex
+	m  map[string]struct {
+		v   []byte
+		exp time.Time
+	}
+	gets, puts, claims int
+}
+
+func newMapStore() *mapStore {
+	return &mapStore{m: map[string]struct {
+		v   []byte
+		exp time.Time
+	}{}}
+}
+
+func (s *mapStore) Get(_ context.Context, k string, now time.Time) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gets++
+	it, ok := s.m[k]
+	if !ok || !it.exp.IsZero() && !it.exp.After(now) {
+		return nil, false, nil
+	}
+	return it.v, true, nil
+}
+
+func (s *mapStore) Put(_ context.Context, k string, v []byte, exp time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.puts++
+	s.m[k] = struct {
+		v   []byte
+		exp time.Time
+	}{v, exp}
+	return nil
+}
+
+func (s *mapStore) Claim(_ context.Context, k string, v []byte, now, exp time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.claims++
+	if it, ok := s.m[k]; ok && (it.exp.IsZero() || it.exp.After(now)) {
+		return false, nil
+	}
+	s.m[k] = struct {
+		v   []byte
+		exp time.Time
+	}{v, exp}
+	return true, nil
+}
+
+func (s *mapStore) calls() int { return s.gets + s.puts + s.claims }
+
+const (
+	acct   = "210987654321"
+	region = "eu-west-1"
+	awsIP  = "52.16.10.20" // EC2 eu-west-1 in the embedded ranges
+	cgIP   = "27.192.8.8"  // AS4837, outside AWS
+	telIP  = "1.128.9.9"   // AS1221, outside AWS
+)
+
+var t0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+
+func day(d int, sec int) time.Time {
+	return t0.Add(time.Duration(d)*24*time.Hour + time.Duration(sec)*time.Second)
+}
+
+func session(role, name, key string) cloudtrail.Identity {
+	return cloudtrail.Identity{
+		Type: "AssumedRole", ARN: "arn:aws:sts::" + acct + ":assumed-role/" + role + "/" + name, AccountID: acct, AccessKeyID: key,
+		IssuerType: "Role", IssuerARN: "arn:aws:iam::" + acct + ":role/" + role, IssuerAccount: acct, IssuerName: role,
+	}
+}
+
+var eventN int
+
+func rec(at time.Time, id cloudtrail.Identity, name, ip, ua string) *cloudtrail.Record {
+	eventN++
+	return &cloudtrail.Record{
+		EventID: "ev" + strings.Repeat("x", eventN%3) + time.Duration(eventN).String(), Time: at, Source: "s3.amazonaws.com", Name: name, Region: region,
+		SourceIP: ip, Addr: cloudtrail.ParseAddr(ip), UserAgent: ua, RecipientAccount: acct, Identity: id,
+	}
+}
+
+func lambdaIssues(at time.Time, role, key string) *cloudtrail.Record {
+	r := rec(at, cloudtrail.Identity{Type: "AWSService", InvokedBy: "lambda.amazonaws.com"}, "AssumeRole", "lambda.amazonaws.com", "lambda.amazonaws.com")
+	r.Source = "sts.amazonaws.com"
+	r.Request = cloudtrail.Request{RoleARN: "arn:aws:iam::" + acct + ":role/" + role, RoleSessionName: "awslambda_1_x"}
+	r.IssuedKeyID = key
+	return r
+}
+
+func newDetector(t *testing.T, s Store, mutate func(*Config)) *Detector {
+	t.Helper()
+	cfg := Default()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	db, err := asn.Open("../asn/testdata/GeoLite2-ASN-Test.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	d, err := New(cfg, s, ipranges.Embedded(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func run(t *testing.T, d *Detector, recs ...*cloudtrail.Record) []Change {
+	t.Helper()
+	var out []Change
+	for _, r := range recs {
+		if err := d.Process(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := d.Flush(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ch...)
+	}
+	return out
+}
+
+// history starts the account on day 0 and lets Lambda issue fn's role a key daily.
+func history(days int, fn, role string) []*cloudtrail.Record {
+	var out []*cloudtrail.Record
+	for d := 0; d < days; d++ {
+		k := "ASIAKEY" + fn + time.Duration(d).String()
+		out = append(out, lambdaIssues(day(d, 60), role, k))
+		out = append(out, rec(day(d, 120), session(role, fn, k), "PutObject", awsIP, "aws-sdk-go-v2/1.32.2"))
+	}
+	return out
+}
+
+func TestTitles(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	key := "ASIAKEY" + fn + time.Duration(20).String() // issued on day 20, used inside that day
+	fresh := "ASIAFRESHNOTSEEN0001"
+	tests := []struct {
+		name    string
+		extra   []*cloudtrail.Record
+		title   Title
+		subject string
+		signals []string
+	}{
+		{"plain remote", []*cloudtrail.Record{rec(day(20, 30000), session(role, fn, fresh), "ListBuckets", cgIP, "python-requests/2.32.3")},
+			TitleRemote, fn, []string{SignalOutside}},
+		{"cli", []*cloudtrail.Record{rec(day(20, 30000), session(role, fn, key), "ListBuckets", cgIP, "aws-cli/2.22.0 md/command#s3.ls")},
+			TitleCLI, fn, []string{SignalOutside, SignalCLI, SignalKeyInside}},
+		{"key also inside", []*cloudtrail.Record{rec(day(20, 30000), session(role, fn, key), "ListBuckets", "::ffff:"+cgIP, "python-requests/2.32.3")},
+			TitleInside, fn, []string{SignalOutside, SignalKeyInside}},
+		{"session not a function", []*cloudtrail.Record{rec(day(20, 30000), session(role, "tmp-debug", fresh), "ListBuckets", cgIP, "aws-cli/2.22.0")},
+			TitleRole, role, []string{SignalOutside, SignalNotIssued, SignalCLI}},
+		{"known asn", []*cloudtrail.Record{
+			rec(day(19, 100), cloudtrail.Identity{Type: "IAMUser", ARN: "arn:aws:iam::" + acct + ":user/dana", AccountID: acct, AccessKeyID: "AKIADANA"}, "ListBuckets", "1.128.200.1", "Mozilla/5.0"),
+			rec(day(20, 30000), session(role, fn, fresh), "ListBuckets", telIP, "python-requests/2.32.3")},
+			TitleKnownASN, fn, []string{SignalOutside, SignalKnownASN}},
+		{"failed calls count", []*cloudtrail.Record{func() *cloudtrail.Record {
+			r := rec(day(20, 30000), session(role, fn, fresh), "ListBuckets", cgIP, "python-requests/2.32.3")
+			r.ErrorCode = "AccessDenied"
+			return r
+		}()}, TitleRemote, fn, []string{SignalOutside, SignalFailedCalls}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDetector(t, newMapStore(), nil)
+			// The function is learned from its own calls (exec-env).
+			learnFn := rec(day(0, 10), session(role, fn, "ASIALEARN"), "PutObject", awsIP, "aws-sdk-java/2.28.1 exec-env/AWS_Lambda_java21")
+			recs := append([]*cloudtrail.Record{learnFn}, history(21, fn, role)...)
+			ch := run(t, d, append(recs, tc.extra...)...)
+			if len(ch) != 1 {
+				t.Fatalf("changes = %d, want 1: %+v", len(ch), ch)
+			}
+			f := ch[0].Finding
+			if f.Title != tc.title || f.Subject != tc.subject || !ch[0].New {
+				t.Errorf("got %q about %s (new %v), want %q about %s", f.Title, f.Subject, ch[0].New, tc.title, tc.subject)
+			}
+			if diff := cmp.Diff(tc.signals, f.Signals); diff != "" {
+				t.Errorf("signals (-want +got):\n%s", diff)
+			}
+			if f.Severity != Default().Severity[tc.title] {
+				t.Errorf("severity %s", f.Severity)
+			}
+		})
+	}
+}
+
+func TestNotOutside(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	key := "ASIAKEY" + fn + time.Duration(20).String()
+	vpce := rec(day(20, 30000), session(role, fn, key), "GetObject", "10.1.2.3", "aws-sdk-go-v2")
+	vpce.VPCEndpointID = "vpce-0123"
+	service := rec(day(20, 30001), session(role, fn, key), "Decrypt", cgIP, "python-requests")
+	service.Identity.InvokedBy = "lambda.amazonaws.com"
+	trusted := rec(day(20, 30002), session(role, fn, key), "GetObject", "31.224.40.4", "aws-cli/2.22.0")
+	for name, r := range map[string]*cloudtrail.Record{
+		"vpc endpoint":          vpce,
+		"aws service on behalf": service,
+		"trusted network":       trusted,
+		"aws internal":          rec(day(20, 30003), session(role, fn, key), "Decrypt", "AWS Internal", "AWS Internal"),
+		"scrambled address":     rec(day(20, 30004), session(role, fn, key), "Decrypt", "253.252.51.07", "aws-cli/2"),
+		"ec2 role outside":      rec(day(20, 30005), session("web-asg-role", "i-0123", "ASIAEC2"), "ListBuckets", cgIP, "aws-cli/2"),
+		"iam user outside":      rec(day(20, 30006), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "ListBuckets", cgIP, "aws-cli/2"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := newDetector(t, newMapStore(), func(c *Config) { c.Trusted, _ = ParseCIDRs("31.224.40.0/24") })
+			if ch := run(t, d, append(history(21, fn, role), r)...); len(ch) != 0 {
+				t.Errorf("finding for a call that is not outside: %+v", ch[0].Finding)
+			}
+		})
+	}
+}
+
+func TestActivationAndDedup(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	use := func(d, sec int) *cloudtrail.Record {
+		return rec(day(d, sec), session(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
+	}
+	d := newDetector(t, newMapStore(), nil)
+	recs := history(30, fn, role)
+	// Day 10 is inside the activation period: nothing, but still learned from.
+	ch := run(t, d, append(recs[:22], use(10, 50000))...)
+	if len(ch) != 0 || d.Stats.Inactive != 1 {
+		t.Fatalf("activation: %d changes, %d inactive", len(ch), d.Stats.Inactive)
+	}
+	ch = run(t, d, recs[22:]...)
+	ch = append(ch, run(t, d, use(15, 100), use(18, 100), use(22, 100), use(22, 100))...)
+	var news, updates []string
+	for _, c := range ch {
+		if c.New {
+			news = append(news, c.Finding.ID)
+		} else {
+			updates = append(updates, c.Finding.ID)
+		}
+	}
+	// Day 15 opens a window; day 18 updates it; day 22 is past 7 days: a new finding.
+	if len(news) != 2 || len(updates) != 2 || news[0] == news[1] {
+		t.Fatalf("new %v, updated %v", news, updates)
+	}
+	last := ch[len(ch)-1].Finding
+	if last.Count != 2 {
+		t.Errorf("day-22 finding count = %d, want 2", last.Count)
+	}
+}
+
+func TestRedeliveryCountsOnce(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	d := newDetector(t, newMapStore(), nil)
+	steal := rec(day(20, 100), session(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
+	ch := run(t, d, append(history(21, fn, role), steal, steal, steal)...)
+	if got := ch[len(ch)-1].Finding.Count; got != 1 {
+		t.Errorf("count after redelivery = %d, want 1", got)
+	}
+	if d.Stats.Redelivered != 2 {
+		t.Errorf("redelivered = %d", d.Stats.Redelivered)
+	}
+}
+
+func TestAssumedByAnotherIdentity(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	d := newDetector(t, newMapStore(), nil)
+	assume := rec(day(20, 100), cloudtrail.Identity{Type: "IAMUser", ARN: "arn:aws:iam::" + acct + ":user/mallory", AccountID: acct, AccessKeyID: "AKIAM"}, "AssumeRole", cgIP, "aws-cli/2")
+	assume.Source = "sts.amazonaws.com"
+	assume.Request.RoleARN = "arn:aws:iam::" + acct + ":role/" + role
+	assume.IssuedKeyID = "ASIAMALLORY"
+	// The session is even named like the function: Lambda still did not issue it.
+	use := rec(day(20, 200), session(role, fn, "ASIAMALLORY"), "ListBuckets", cgIP, "python-requests")
+	ch := run(t, d, append(history(21, fn, role), assume, use)...)
+	if len(ch) != 1 || ch[0].Finding.Title != TitleRole || ch[0].Finding.IssuedBy != "arn:aws:iam::"+acct+":user/mallory" {
+		t.Fatalf("got %+v", ch)
+	}
+}
+
+// TestHotPath: records from inside AWS by identities that are not Lambda sessions touch
+// no store once an account and a role have been seen.
+func TestHotPath(t *testing.T) {
+	s := newMapStore()
+	d := newDetector(t, s, nil)
+	warm := []*cloudtrail.Record{
+		rec(day(0, 1), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "GetRole", awsIP, "terraform"),
+		rec(day(0, 2), session("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
+	}
+	run(t, d, warm...)
+	before := s.calls()
+	var hot []*cloudtrail.Record
+	for i := 0; i < 1000; i++ {
+		hot = append(hot,
+			rec(day(0, 10+i), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "GetRole", awsIP, "terraform"),
+			rec(day(0, 10+i), session("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
+			rec(day(0, 10+i), cloudtrail.Identity{Type: "AWSService", InvokedBy: "config.amazonaws.com"}, "GetBucketAcl", "config.amazonaws.com", "config.amazonaws.com"),
+			rec(day(0, 10+i), session("web-asg-role", "i-0", "ASIAEC2"), "Decrypt", "AWS Internal", "AWS Internal"),
+		)
+	}
+	run(t, d, hot...)
+	if got := s.calls() - before; got != 0 {
+		t.Errorf("%d store calls for 4000 inside records of non-Lambda identities, want 0", got)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	d := newDetector(t, newMapStore(), func(c *Config) { c.Trusted, _ = ParseCIDRs("31.224.40.0/24,2001:db8:1::/48") })
+	for ip, want := range map[string]Where{
+		awsIP: AWS, "::ffff:52.16.10.20": AWS, cgIP: Outside, "2003:db8:aa::5": Outside, "31.224.40.9": Trusted,
+		"10.0.0.1": Private, "100.64.1.1": Private, "169.254.169.254": Private, "192.0.2.1": Private, "fd00::1": Private,
+		"2001:db8::1": Private, "224.0.0.1": Private, "lambda.amazonaws.com": NotAnAddress, "AWS Internal": NotAnAddress,
+	} {
+		if got := d.classify(cloudtrail.ParseAddr(ip)); got != want {
+			t.Errorf("%s: %s, want %s", ip, got, want)
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	for ua, want := range map[string]bool{
+		"aws-cli/2.22.0 md/awscrt#0.22.0":                                       true,
+		"aws-cli/1.16.301 Python/3.7.5 Linux/5.3.0-kali2-amd64":                 true,
+		"AWSPowerShell.Common/4.1.600.0 .NET_Runtime/8.0 WindowsPowerShell/5.1": true,
+		"Boto3/1.26 Python/3.10 Linux/5.15 Botocore/1.29 Pacu":                  true,
+		"python-requests/2.32.3":                                                false,
+		"aws-sdk-go-v2/1.32.2 os/linux":                                         false,
+		"console.amazonaws.com":                                                 false,
+	} {
+		if got := CommandLine(ua); got != want {
+			t.Errorf("CommandLine(%q) = %v", ua, got)
+		}
+	}
+}
+
+func TestTrustsLambda(t *testing.T) {
+	for doc, want := range map[string]bool{
+		`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`:                                          true,
+		`{"Statement":{"Effect":"Allow","Principal":{"Service":["ec2.amazonaws.com","edgelambda.amazonaws.com"]},"Action":["sts:AssumeRole"]}}`:                                       true,
+		`%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22lambda.amazonaws.com%22%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D`: true,
+		`{"Statement":[{"Effect":"Deny","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`:                                                                  false,
+		`{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`:                                                                    false,
+		`{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::1:root"},"Action":"sts:AssumeRole"}]}`:                                                                      false,
+		`not a policy`: false,
+	} {
+		if got := trustsLambda(doc); got != want {
+			t.Errorf("trustsLambda(%.60s) = %v", doc, got)
+		}
+	}
+}
+
+func TestConfig(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := Default()
+	bad.Training, bad.Dedup = 0, -1
+	bad.Severity = map[Title]string{TitleCLI: "LOUD"}
+	err := bad.Validate()
+	for _, want := range []string{"training", "deduplication", "LOUD", "no severity"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to name %q", err, want)
+		}
+	}
+	if d, err := ParseDuration("14d"); err != nil || d != 14*24*time.Hour {
+		t.Errorf("14d = %v, %v", d, err)
+	}
+	if _, err := ParseDuration("fortnight"); err == nil {
+		t.Error("fortnight parsed")
+	}
+	p, err := ParseCIDRs(" 31.224.40.0/24, ::ffff:1.2.3.0/120, 9.9.9.9 ")
+	want := []netip.Prefix{netip.MustParsePrefix("31.224.40.0/24"), netip.MustParsePrefix("1.2.3.0/24"), netip.MustParsePrefix("9.9.9.9/32")}
+	if err != nil || !cmp.Equal(p, want, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })) {
+		t.Errorf("ParseCIDRs = %v, %v", p, err)
+	}
+	c := Default()
+	if err := c.ParseSeverities("cli=critical,remote=LOW"); err != nil || c.Severity[TitleCLI] != "CRITICAL" || c.Severity[TitleRemote] != "LOW" {
+		t.Errorf("ParseSeverities: %v %v", c.Severity, err)
+	}
+	if err := c.ParseSeverities("nope=LOW"); err == nil {
+		t.Error("unknown title code accepted")
+	}
+}
+
+// TestNoAWSSDK: the decision and the record never depend on the AWS SDK or Lambda runtime.
+func TestNoAWSSDK(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".", "../cloudtrail").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/aws/") {
+			t.Errorf("pkg/detect or pkg/cloudtrail depends on %s", dep)
+		}
+	}
+}
