@@ -63,5 +63,5 @@ func (d *DB) Lookup(a netip.Addr) (Info, bool) {
 	if !res.Found() || res.Decode(&rec) != nil || rec.Number == 0 {
 		return Info{}, false
 	}
-	return Info{Number: rec.Number, Org: rec.Org}, true
+	return Info(rec), true
 }

@@ -90,7 +90,6 @@ type writer struct {
 	w   *bufio.Writer
 	rng *rand.Rand
 	buf []byte
-	n   int
 	aws map[string][]netip.Prefix
 }
 

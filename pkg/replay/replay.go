@@ -37,20 +37,19 @@ const (
 
 // Options is the replay's configuration, from flags.
 type Options struct {
-	StateDir    string
-	Fresh       bool
-	ASNDB       string
-	Inventory   string
-	IPRanges    string
-	Format      string
-	Account     string // the security account importing the findings (AwsAccountId)
-	Region      string
-	Progress    time.Duration
-	Window      int // reorder window, records
-	CPUProfile  string
-	Config      detect.Config
-	Paths       []string
-	stdoutIsTTY bool
+	StateDir   string
+	Fresh      bool
+	ASNDB      string
+	Inventory  string
+	IPRanges   string
+	Format     string
+	Account    string // the security account importing the findings (AwsAccountId)
+	Region     string
+	Progress   time.Duration
+	Window     int // reorder window, records
+	CPUProfile string
+	Config     detect.Config
+	Paths      []string
 }
 
 // Main runs `replay ARGS...` and returns the exit code.
@@ -78,7 +77,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.StateDir, "state", ".outsider", "directory of the embedded state store; consecutive replays continue from it")
 	fs.BoolVar(&o.Fresh, "fresh", false, "start from empty state")
 	fs.StringVar(&o.ASNDB, "asn-db", "", "MaxMind-format ASN database (GeoLite2-ASN or GeoIP2-ISP); without one the known-ASN title never matches")
-	fs.StringVar(&o.Inventory, "inventory", "", "JSON printed by `aws lambda list-functions`: functions and their roles")
+	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
 	fs.StringVar(&o.IPRanges, "ip-ranges", "", "AWS ip-ranges.json to use instead of the embedded snapshot (must not be older)")
 	trusted := fs.String("trusted-cidrs", "", "comma-separated CIDRs of your own networks (office, VPN): calls from them are not outside")
 	activation := fs.String("activation", "14d", "activation period: no finding for an account observed for less")

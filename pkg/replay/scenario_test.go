@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/outsider-sec/outsider/pkg/gen"
 )
 
 type expected struct {
@@ -166,31 +168,10 @@ func writeNDJSON(t *testing.T, records [][]byte, dir string) string {
 	return p
 }
 
-// Envelope wraps a record the way EventBridge delivers it.
-// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
-func Envelope(rec []byte) ([]byte, error) {
-	var r struct {
-		EventID            string `json:"eventID"`
-		EventTime          string `json:"eventTime"`
-		EventSource        string `json:"eventSource"`
-		AWSRegion          string `json:"awsRegion"`
-		RecipientAccountID string `json:"recipientAccountId"`
-	}
-	if err := json.Unmarshal(rec, &r); err != nil {
-		return nil, err
-	}
-	env := map[string]any{
-		"version": "0", "id": r.EventID, "detail-type": "AWS API Call via CloudTrail",
-		"source": "aws." + strings.TrimSuffix(r.EventSource, ".amazonaws.com"), "account": r.RecipientAccountID,
-		"time": r.EventTime, "region": r.AWSRegion, "resources": []string{}, "detail": json.RawMessage(rec),
-	}
-	return json.Marshal(env)
-}
-
 func writeEnvelopes(t *testing.T, records [][]byte, dir string) string {
 	var buf bytes.Buffer
 	for _, r := range records {
-		e, err := Envelope(r)
+		e, err := gen.Envelope(r)
 		if err != nil {
 			t.Fatal(err)
 		}
