@@ -174,6 +174,18 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 // file or an array of any of these — and calls emit for each record in it and bad for each
 // part that is skipped. It never panics on any input.
 func ParseValue(b []byte, emit func(*Record), bad func(error)) {
+	parseValue(b, 0, emit, bad)
+}
+
+// maxDepth bounds how deep containers nest: an array of envelopes whose detail is a record
+// is 3. Deeper nesting is no CloudTrail shape, and each level would re-read the bytes below.
+const maxDepth = 3
+
+func parseValue(b []byte, depth int, emit func(*Record), bad func(error)) {
+	if depth > maxDepth {
+		bad(malformed(ReasonBadShape, "containers nested deeper than %d", maxDepth))
+		return
+	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return
@@ -186,12 +198,12 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 			return
 		}
 		for _, it := range items {
-			ParseValue(it, emit, bad)
+			parseValue(it, depth+1, emit, bad)
 		}
 	case '{':
 		var w fastWire
 		if err := json.Unmarshal(b, &w); err == nil {
-			parseObject(&w, emit, bad)
+			parseObject(&w, depth, emit, bad)
 			return
 		}
 		var tw tolerantWire
@@ -203,7 +215,7 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 			}
 			return
 		}
-		parseObject(&tw, emit, bad)
+		parseObject(&tw, depth, emit, bad)
 	default:
 		if json.Valid(b) {
 			bad(malformed(ReasonNotRecord, "a JSON %s", jsonKind(b[0])))
@@ -213,18 +225,18 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 	}
 }
 
-func parseObject[S ~string, B ~bool](w *wire[S, B], emit func(*Record), bad func(error)) {
+func parseObject[S ~string, B ~bool](w *wire[S, B], depth int, emit func(*Record), bad func(error)) {
 	switch {
 	case w.Records != nil:
 		for _, it := range w.Records {
-			ParseValue(it, emit, bad)
+			parseValue(it, depth+1, emit, bad)
 		}
 	case w.DetailType != "" || w.Detail != nil:
 		if w.DetailType != detailTypeAPICall {
 			bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
 			return
 		}
-		ParseValue(w.Detail, emit, bad)
+		parseValue(w.Detail, depth+1, emit, bad)
 	default:
 		rec, err := w.wireRecord.record()
 		if err != nil {

@@ -54,6 +54,8 @@ func TestParseShapes(t *testing.T) {
 		{"userIdentity not an object", `{"eventSource":"s","eventName":"X","eventTime":"2024-06-02T20:27:12Z","userIdentity":"root"}`, 0, []string{ReasonBadShape}},
 		{"odd types are ignored", `{"eventSource":"s","eventName":"X","eventTime":"2024-06-02T20:27:12Z","sourceIPAddress":7,"requestParameters":"x","responseElements":[1],"readOnly":"true"}`, 1, nil},
 		{"empty", "", 0, nil},
+		{"nested too deep", `{"Records":[{"Records":[{"Records":[{"Records":[` + rec + `]}]}]}]}`, 0, []string{ReasonBadShape}},
+		{"array of log files", `[{"Records":[` + rec + `]}]`, 1, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
