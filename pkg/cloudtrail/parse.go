@@ -60,34 +60,43 @@ const detailTypeAPICall = "AWS API Call via CloudTrail"
 // or a log file. One decode tells which. It comes in two instances: with plain string and
 // bool fields (fast, and right for every well-formed record), and with flexString and
 // flexBool fields that tolerate odd types, tried when the first fails.
-type wire[S ~string, B ~bool] struct {
-	wireRecord[S, B]
+type wire[S ~string, B ~bool, Q requestOf[S], P responseOf[S]] struct {
+	wireRecord[S, B, Q, P]
 	DetailType string            `json:"detail-type"`
 	Detail     json.RawMessage   `json:"detail"`
 	Records    []json.RawMessage `json:"Records"`
 }
 
 type (
-	fastWire     = wire[string, bool]
-	tolerantWire = wire[flexString, flexBool]
+	fastWire     = wire[string, bool, *wireRequest[string], *wireResponse[string]]
+	tolerantWire = wire[flexString, flexBool, optional[wireRequest[flexString]], optional[wireResponse[flexString]]]
 )
 
-type wireRecord[S ~string, B ~bool] struct {
-	EventID            S                      `json:"eventID"`
-	EventTime          S                      `json:"eventTime"`
-	Timestamp          S                      `json:"@timestamp"`
-	EventSource        S                      `json:"eventSource"`
-	EventName          S                      `json:"eventName"`
-	AWSRegion          S                      `json:"awsRegion"`
-	SourceIPAddress    S                      `json:"sourceIPAddress"`
-	UserAgent          S                      `json:"userAgent"`
-	ErrorCode          S                      `json:"errorCode"`
-	VPCEndpointID      S                      `json:"vpcEndpointId"`
-	RecipientAccountID S                      `json:"recipientAccountId"`
-	ReadOnly           B                      `json:"readOnly"`
-	UserIdentity       *wireIdent[S]          `json:"userIdentity"`
-	RequestParameters  optional[wireRequest]  `json:"requestParameters"`
-	ResponseElements   optional[wireResponse] `json:"responseElements"`
+// requestOf and responseOf read requestParameters and responseElements whichever way they
+// were decoded: a pointer (nil when absent) or an optional (empty when not an object).
+type requestOf[S ~string] interface{ get() *wireRequest[S] }
+type responseOf[S ~string] interface{ get() *wireResponse[S] }
+
+func (w *wireRequest[S]) get() *wireRequest[S]   { return w }
+func (w *wireResponse[S]) get() *wireResponse[S] { return w }
+func (o optional[T]) get() *T                    { return &o.V }
+
+type wireRecord[S ~string, B ~bool, Q requestOf[S], P responseOf[S]] struct {
+	EventID            S             `json:"eventID"`
+	EventTime          S             `json:"eventTime"`
+	Timestamp          S             `json:"@timestamp"`
+	EventSource        S             `json:"eventSource"`
+	EventName          S             `json:"eventName"`
+	AWSRegion          S             `json:"awsRegion"`
+	SourceIPAddress    S             `json:"sourceIPAddress"`
+	UserAgent          S             `json:"userAgent"`
+	ErrorCode          S             `json:"errorCode"`
+	VPCEndpointID      S             `json:"vpcEndpointId"`
+	RecipientAccountID S             `json:"recipientAccountId"`
+	ReadOnly           B             `json:"readOnly"`
+	UserIdentity       *wireIdent[S] `json:"userIdentity"`
+	RequestParameters  Q             `json:"requestParameters"`
+	ResponseElements   P             `json:"responseElements"`
 }
 
 type wireIdent[S ~string] struct {
@@ -109,25 +118,26 @@ type wireIdent[S ~string] struct {
 	} `json:"sessionContext"`
 }
 
-type wireRequest struct {
-	RoleARN         flexString `json:"roleArn"`
-	RoleSessionName flexString `json:"roleSessionName"`
-	FunctionName    flexString `json:"functionName"`
-	Role            flexString `json:"role"`
-	RoleName        flexString `json:"roleName"`
-	AssumeRolePol   flexString `json:"assumeRolePolicyDocument"`
-	PolicyDocument  flexString `json:"policyDocument"`
+type wireRequest[S ~string] struct {
+	RoleARN         S `json:"roleArn"`
+	RoleSessionName S `json:"roleSessionName"`
+	FunctionName    S `json:"functionName"`
+	Role            S `json:"role"`
+	RoleName        S `json:"roleName"`
+	AssumeRolePol   S `json:"assumeRolePolicyDocument"`
+	PolicyDocument  S `json:"policyDocument"`
 }
 
 // wireResponse names only the non-secret fields of responseElements. The sessionToken and
 // secretAccessKey of responseElements.credentials have no field here: the decoder skips
 // them and they never reach a Record, a log line or the store.
-type wireResponse struct {
+type wireResponse[S ~string] struct {
 	Credentials optional[struct {
-		AccessKeyID flexString `json:"accessKeyId"`
+		AccessKeyID S `json:"accessKeyId"`
 	}] `json:"credentials"`
+	// An object in IAM's CreateRole; a plain ARN in Lambda's CreateFunction.
 	Role optional[struct {
-		ARN flexString `json:"arn"`
+		ARN S `json:"arn"`
 	}] `json:"role"`
 }
 
@@ -225,7 +235,7 @@ func parseValue(b []byte, depth int, emit func(*Record), bad func(error)) {
 	}
 }
 
-func parseObject[S ~string, B ~bool](w *wire[S, B], depth int, emit func(*Record), bad func(error)) {
+func parseObject[S ~string, B ~bool, Q requestOf[S], P responseOf[S]](w *wire[S, B, Q, P], depth int, emit func(*Record), bad func(error)) {
 	switch {
 	case w.Records != nil:
 		for _, it := range w.Records {
@@ -247,7 +257,7 @@ func parseObject[S ~string, B ~bool](w *wire[S, B], depth int, emit func(*Record
 	}
 }
 
-func (w *wireRecord[S, B]) record() (*Record, error) {
+func (w *wireRecord[S, B, Q, P]) record() (*Record, error) {
 	if w.EventName == "" || w.EventSource == "" {
 		return nil, malformed(ReasonNotRecord, "no eventName or eventSource")
 	}
@@ -296,20 +306,23 @@ func (w *wireRecord[S, B]) record() (*Record, error) {
 			}
 		}
 	}
-	rq := &w.RequestParameters.V
-	r.Request = Request{
-		RoleARN:         string(rq.RoleARN),
-		RoleSessionName: string(rq.RoleSessionName),
-		FunctionName:    string(rq.FunctionName),
-		Role:            string(rq.Role),
-		RoleName:        string(rq.RoleName),
-		TrustPolicy:     string(rq.AssumeRolePol),
+	if rq := w.RequestParameters.get(); rq != nil {
+		r.Request = Request{
+			RoleARN:         string(rq.RoleARN),
+			RoleSessionName: string(rq.RoleSessionName),
+			FunctionName:    string(rq.FunctionName),
+			Role:            string(rq.Role),
+			RoleName:        string(rq.RoleName),
+			TrustPolicy:     string(rq.AssumeRolePol),
+		}
+		if r.Request.TrustPolicy == "" {
+			r.Request.TrustPolicy = string(rq.PolicyDocument)
+		}
 	}
-	if r.Request.TrustPolicy == "" {
-		r.Request.TrustPolicy = string(rq.PolicyDocument)
+	if rs := w.ResponseElements.get(); rs != nil {
+		r.IssuedKeyID = string(rs.Credentials.V.AccessKeyID)
+		r.ResponseRoleARN = string(rs.Role.V.ARN)
 	}
-	r.IssuedKeyID = string(w.ResponseElements.V.Credentials.V.AccessKeyID)
-	r.ResponseRoleARN = string(w.ResponseElements.V.Role.V.ARN)
 	return r, nil
 }
 
