@@ -1,0 +1,123 @@
+// Package config is the detector's one typed configuration in AWS: read from environment
+// variables once at cold start, validated all at once. The variable names are constants
+// that the CDK stack imports, so the stack and the function cannot drift apart; the replay
+// command's flags take the same defaults from pkg/detect.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+// Environment variables of the detector Lambda.
+const (
+	EnvTable           = "OUTSIDER_TABLE"            // DynamoDB table of the state (required)
+	EnvTopicARN        = "OUTSIDER_TOPIC_ARN"        // SNS topic for new findings (optional: no email)
+	EnvSecurityAccount = "OUTSIDER_SECURITY_ACCOUNT" // account importing the findings (required)
+	EnvRegion          = "AWS_REGION"                // set by Lambda: the Security Hub region
+	EnvActivation      = "OUTSIDER_ACTIVATION"       // e.g. 14d
+	EnvTraining        = "OUTSIDER_TRAINING"         // e.g. 30d
+	EnvDedup           = "OUTSIDER_DEDUP"            // e.g. 7d
+	EnvSeverity        = "OUTSIDER_SEVERITY"         // e.g. cli=CRITICAL,remote=LOW
+	EnvTrustedCIDRs    = "OUTSIDER_TRUSTED_CIDRS"    // comma-separated CIDRs
+	EnvASNDB           = "OUTSIDER_ASN_DB"           // s3://bucket/key of a MaxMind-format ASN database (optional)
+	EnvIPRanges        = "OUTSIDER_IP_RANGES"        // s3://bucket/key of a newer ip-ranges.json (optional)
+)
+
+// Config is the detector's configuration in AWS.
+type Config struct {
+	Table           string
+	TopicARN        string
+	SecurityAccount string
+	Region          string
+	ASNDB           S3Location // zero: none
+	IPRanges        S3Location // zero: the embedded snapshot
+	Detect          detect.Config
+}
+
+// S3Location is an object in S3.
+type S3Location struct{ Bucket, Key string }
+
+// IsZero reports whether no location was given.
+func (l S3Location) IsZero() bool { return l.Bucket == "" }
+
+func (l S3Location) String() string { return "s3://" + l.Bucket + "/" + l.Key }
+
+// ParseS3 reads "s3://bucket/key".
+func ParseS3(s string) (S3Location, error) {
+	rest, ok := strings.CutPrefix(s, "s3://")
+	b, k, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || b == "" || k == "" {
+		return S3Location{}, fmt.Errorf("%q is not s3://BUCKET/KEY", s)
+	}
+	return S3Location{Bucket: b, Key: k}, nil
+}
+
+var (
+	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
+	// arn:aws:sns:REGION:ACCOUNT:NAME, any partition.
+	topicRE = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+)
+
+// Load reads the configuration through getenv (os.Getenv in Lambda) and returns every
+// problem at once, each naming its variable.
+func Load(getenv func(string) string) (Config, error) {
+	c := Config{Detect: detect.Default()}
+	var errs []error
+	fail := func(name string, err error) { errs = append(errs, fmt.Errorf("%s: %w", name, err)) }
+
+	if c.Table = getenv(EnvTable); c.Table == "" {
+		fail(EnvTable, errors.New("not set"))
+	}
+	c.TopicARN = getenv(EnvTopicARN)
+	if c.TopicARN != "" && !topicRE.MatchString(c.TopicARN) {
+		fail(EnvTopicARN, fmt.Errorf("%q is not an SNS topic ARN", c.TopicARN))
+	}
+	if c.SecurityAccount = getenv(EnvSecurityAccount); !accountRE.MatchString(c.SecurityAccount) {
+		fail(EnvSecurityAccount, fmt.Errorf("%q is not a 12-digit account id", c.SecurityAccount))
+	}
+	if c.Region = getenv(EnvRegion); c.Region == "" {
+		fail(EnvRegion, errors.New("not set"))
+	}
+	for _, p := range []struct {
+		name string
+		dst  *S3Location
+	}{{EnvASNDB, &c.ASNDB}, {EnvIPRanges, &c.IPRanges}} {
+		if v := getenv(p.name); v != "" {
+			loc, err := ParseS3(v)
+			if err != nil {
+				fail(p.name, err)
+			}
+			*p.dst = loc
+		}
+	}
+	for _, p := range []struct {
+		name string
+		set  func(*detect.Config, string) error
+	}{
+		{EnvActivation, func(d *detect.Config, v string) (err error) { d.Activation, err = detect.ParseDuration(v); return }},
+		{EnvTraining, func(d *detect.Config, v string) (err error) { d.Training, err = detect.ParseDuration(v); return }},
+		{EnvDedup, func(d *detect.Config, v string) (err error) { d.Dedup, err = detect.ParseDuration(v); return }},
+		{EnvSeverity, func(d *detect.Config, v string) error { return d.ParseSeverities(v) }},
+		{EnvTrustedCIDRs, func(d *detect.Config, v string) (err error) { d.Trusted, err = detect.ParseCIDRs(v); return }},
+	} {
+		if v := getenv(p.name); v != "" {
+			if err := p.set(&c.Detect, v); err != nil {
+				fail(p.name, err)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		if err := c.Detect.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}

@@ -1,0 +1,279 @@
+// Package dynamo is the detector's state in one DynamoDB table: the detect.Store of the
+// Lambda and of `replay --store dynamodb://TABLE`.
+//
+// Items are {pk: key, v: value, exp: expiry in Unix seconds}; exp is the table's TTL
+// attribute. TTL deletion is lazy (DynamoDB deletes expired items within a few days), so
+// every read filters expired items itself.
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html
+//
+// Puts are gathered and written with BatchWriteItem (25 items a request) on Flush: the
+// detector already writes each baseline fact at most once a day, and the batch makes the
+// rest cheap. Reads see the gathered writes. Claims are conditional writes that go out at
+// once.
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+// API is the part of the DynamoDB client the store calls.
+type API interface {
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+}
+
+var _ detect.Store = (*Store)(nil)
+
+// Attribute names of the table. AttrExpires is the TTL attribute the stack enables.
+const (
+	AttrKey     = "pk"
+	AttrValue   = "v"
+	AttrExpires = "exp"
+)
+
+// Store is a detect.Store on DynamoDB. Safe for concurrent use.
+type Store struct {
+	api   API
+	table string
+
+	mu      sync.Mutex
+	pending map[string]item
+	cache   map[string]item // immutable facts read before (keys issued)
+	Calls   int             // requests made: Get, Put, BatchWrite
+}
+
+type item struct {
+	value []byte
+	exp   int64 // Unix seconds; 0: never
+}
+
+func (it item) live(now time.Time) bool { return it.exp == 0 || it.exp > now.Unix() }
+
+// New returns a store on table.
+func New(api API, table string) *Store {
+	return &Store{api: api, table: table, pending: map[string]item{}, cache: map[string]item{}}
+}
+
+// cacheable keys never change once written: who issued an access key.
+func cacheable(key string) bool { return strings.HasPrefix(key, "key#") }
+
+const maxCache = 50_000
+
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// Get implements detect.Store. Reads are strongly consistent: a finding another worker
+// just claimed must be seen.
+func (s *Store) Get(ctx context.Context, key string, now time.Time) ([]byte, bool, error) {
+	s.mu.Lock()
+	if it, ok := s.pending[key]; ok {
+		s.mu.Unlock()
+		if !it.live(now) {
+			return nil, false, nil
+		}
+		return clone(it.value), true, nil
+	}
+	if it, ok := s.cache[key]; ok {
+		s.mu.Unlock()
+		if !it.live(now) {
+			return nil, false, nil
+		}
+		return clone(it.value), true, nil
+	}
+	s.Calls++
+	s.mu.Unlock()
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            map[string]types.AttributeValue{AttrKey: &types.AttributeValueMemberS{Value: key}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("dynamo: get %s: %w", key, err)
+	}
+	if out.Item == nil {
+		return nil, false, nil
+	}
+	it, err := decode(out.Item)
+	if err != nil {
+		return nil, false, fmt.Errorf("dynamo: get %s: %w", key, err)
+	}
+	if cacheable(key) {
+		s.mu.Lock()
+		if len(s.cache) >= maxCache {
+			clear(s.cache)
+		}
+		s.cache[key] = it
+		s.mu.Unlock()
+	}
+	if !it.live(now) {
+		return nil, false, nil
+	}
+	return it.value, true, nil
+}
+
+// Put implements detect.Store. The write is gathered until Flush.
+func (s *Store) Put(_ context.Context, key string, value []byte, expires time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending[key] = item{value: clone(value), exp: unix(expires)}
+	return nil
+}
+
+// Claim implements detect.Store with a conditional PutItem:
+// attribute_not_exists(pk) OR exp <= :now.
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html
+func (s *Store) Claim(ctx context.Context, key string, value []byte, now, expires time.Time) (bool, error) {
+	s.mu.Lock()
+	if it, ok := s.pending[key]; ok && it.live(now) {
+		s.mu.Unlock()
+		return false, nil
+	}
+	s.Calls++
+	s.mu.Unlock()
+	av := encode(key, item{value: value, exp: unix(expires)})
+	_, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 aws.String(s.table),
+		Item:                      av,
+		ConditionExpression:       aws.String("attribute_not_exists(#k) OR (attribute_exists(#e) AND #e <= :now)"),
+		ExpressionAttributeNames:  map[string]string{"#k": AttrKey, "#e": AttrExpires},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)}},
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("dynamo: claim %s: %w", key, err)
+	}
+	s.mu.Lock()
+	delete(s.pending, key) // the claim supersedes an older gathered write
+	s.mu.Unlock()
+	return true, nil
+}
+
+// batchLimit is BatchWriteItem's maximum number of items a request.
+// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
+const batchLimit = 25
+
+// Flush writes the gathered puts. Items DynamoDB leaves unprocessed (throttling) are sent
+// again with backoff; what is still unwritten stays gathered and the error is returned.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	keys := make([]string, 0, len(s.pending))
+	for k := range s.pending {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	for start := 0; start < len(keys); start += batchLimit {
+		chunk := keys[start:min(start+batchLimit, len(keys))]
+		var reqs []types.WriteRequest
+		s.mu.Lock()
+		for _, k := range chunk {
+			if it, ok := s.pending[k]; ok {
+				reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: encode(k, it)}})
+			}
+		}
+		s.mu.Unlock()
+		for attempt := 0; len(reqs) > 0; attempt++ {
+			if attempt > 0 {
+				if attempt > 6 {
+					return fmt.Errorf("dynamo: flush: %d items still unprocessed", len(reqs))
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
+				}
+			}
+			s.mu.Lock()
+			s.Calls++
+			s.mu.Unlock()
+			out, err := s.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
+			if err != nil {
+				return fmt.Errorf("dynamo: flush: %w", err)
+			}
+			written := reqs
+			reqs = out.UnprocessedItems[s.table]
+			s.forget(written, reqs)
+		}
+	}
+	return nil
+}
+
+// forget drops from pending what was written (sent, and not returned unprocessed), unless
+// it changed meanwhile.
+func (s *Store) forget(sent, unprocessed []types.WriteRequest) {
+	left := map[string]bool{}
+	for _, r := range unprocessed {
+		if k, ok := r.PutRequest.Item[AttrKey].(*types.AttributeValueMemberS); ok {
+			left[k.Value] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range sent {
+		k := r.PutRequest.Item[AttrKey].(*types.AttributeValueMemberS).Value
+		if left[k] {
+			continue
+		}
+		if it, ok := s.pending[k]; ok {
+			v, _ := r.PutRequest.Item[AttrValue].(*types.AttributeValueMemberB)
+			if v != nil && string(v.Value) == string(it.value) {
+				delete(s.pending, k)
+			}
+		}
+	}
+}
+
+// Pending returns the number of gathered writes.
+func (s *Store) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+func encode(key string, it item) map[string]types.AttributeValue {
+	m := map[string]types.AttributeValue{
+		AttrKey:   &types.AttributeValueMemberS{Value: key},
+		AttrValue: &types.AttributeValueMemberB{Value: it.value},
+	}
+	if it.exp != 0 {
+		m[AttrExpires] = &types.AttributeValueMemberN{Value: strconv.FormatInt(it.exp, 10)}
+	}
+	return m
+}
+
+func decode(m map[string]types.AttributeValue) (item, error) {
+	v, ok := m[AttrValue].(*types.AttributeValueMemberB)
+	if !ok {
+		return item{}, errors.New("item has no binary value")
+	}
+	it := item{value: v.Value}
+	if e, ok := m[AttrExpires].(*types.AttributeValueMemberN); ok {
+		n, err := strconv.ParseInt(e.Value, 10, 64)
+		if err != nil {
+			return item{}, fmt.Errorf("bad expiry %q", e.Value)
+		}
+		it.exp = n
+	}
+	return it, nil
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }

@@ -1,0 +1,73 @@
+package dynamo_test
+
+import (
+	"net/http"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outsider-sec/outsider/pkg/dynamo"
+	"github.com/outsider-sec/outsider/pkg/mototest"
+	"github.com/outsider-sec/outsider/pkg/store"
+	"github.com/outsider-sec/outsider/pkg/store/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }
+
+func newStore(t *testing.T, rt http.RoundTripper) *dynamo.Store {
+	cfg := mototest.Config(t, rt)
+	return dynamo.New(dynamodb.NewFromConfig(cfg), mototest.Table(t, cfg))
+}
+
+func TestContract(t *testing.T) { storetest.Contract(t, newStore(t, nil)) }
+
+// TestReferenceModel: the same seeded histories give the same findings through DynamoDB
+// as through the in-memory reference.
+func TestReferenceModel(t *testing.T) {
+	for i, h := range storetest.Histories(t, []uint64{1, 2}, 6000) {
+		want := storetest.Replay(t, store.NewMemory(), h)
+		if len(want) == 0 {
+			t.Fatalf("history %d raised no finding", i)
+		}
+		got := storetest.Replay(t, newStore(t, nil), h)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("history %d: DynamoDB differs from memory (-memory +dynamodb):\n%s", i, diff)
+		}
+	}
+}
+
+// counting counts the HTTP requests a client makes.
+type counting struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+func TestFlushBatches(t *testing.T) {
+	c := &counting{next: http.DefaultTransport}
+	s := newStore(t, c)
+	ctx := t.Context()
+	for i := 0; i < 60; i++ {
+		s.Put(ctx, "k"+string(rune('A'+i)), []byte("v"), storetest.Epoch.Add(1e12))
+	}
+	before := c.n.Load()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load() - before; got != 3 {
+		t.Errorf("60 puts took %d requests, want 3 (25 a batch)", got)
+	}
+	if s.Pending() != 0 {
+		t.Errorf("%d writes still pending", s.Pending())
+	}
+	if _, ok, err := s.Get(ctx, "kA", storetest.Epoch); !ok || err != nil {
+		t.Errorf("flushed item not read back: %v %v", ok, err)
+	}
+}
