@@ -126,19 +126,28 @@ func Description(f detect.Finding) string {
 
 // Recommendation is the detector card's three investigative actions, filled in.
 func Recommendation(f detect.Finding) string {
-	var b strings.Builder
+	steps := Steps(f)
+	for i := range steps {
+		steps[i] = fmt.Sprintf("%d. %s", i+1, steps[i])
+	}
+	return strings.Join(steps, " ")
+}
+
+// Steps are the detector card's three investigative actions for this case: is the role
+// attached to the function, was it assumed by another identity, which calls did the key make.
+func Steps(f detect.Finding) []string {
+	var steps []string
 	if f.Function != "" {
-		fmt.Fprintf(&b, "1. Check that role %s is still attached to function %s (aws lambda get-function-configuration --function-name %s --region %s). ", f.Role, f.Function, f.Function, f.Region)
+		steps = append(steps, fmt.Sprintf("Check that role %s is still attached to function %s (aws lambda get-function-configuration --function-name %s --region %s).", f.Role, f.Function, f.Function, f.Region))
 	} else {
-		fmt.Fprintf(&b, "1. Check which functions use role %s (aws lambda list-functions). ", f.Role)
+		steps = append(steps, fmt.Sprintf("Check which functions use role %s (aws lambda list-functions).", f.Role))
 	}
 	if f.IssuedBy != "" {
-		fmt.Fprintf(&b, "2. The role was assumed by %s: check who and why. ", f.IssuedBy)
+		steps = append(steps, fmt.Sprintf("The role was assumed by %s: check who and why.", f.IssuedBy))
 	} else {
-		fmt.Fprintf(&b, "2. Check whether role %s was assumed by another identity (CloudTrail AssumeRole). ", f.Role)
+		steps = append(steps, fmt.Sprintf("Check whether role %s was assumed by another identity (CloudTrail AssumeRole).", f.Role))
 	}
-	fmt.Fprintf(&b, "3. See every call of the key: %s", LookupCommand(f))
-	return b.String()
+	return append(steps, "See every call of the key: "+LookupCommand(f))
 }
 
 // LookupCommand is the CloudTrail command that lists every call made with the finding's

@@ -59,6 +59,7 @@ type Detector struct {
 	dirty    map[string]*pending // findings changed since the last Flush, by id
 	open     map[string]string   // finding key -> id of its newest pending finding
 	order    []string            // ids of dirty, in the order they were first changed
+	touched  string              // id of the finding the last Process opened or updated
 	Stats    Stats
 }
 
@@ -106,6 +107,7 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 // until Flush. An error wraps ErrStore: the record must be retried.
 func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
 	d.Stats.Records++
+	d.touched = ""
 	t := r.Time
 	if err := d.observeAccount(ctx, r.Account(), t); err != nil {
 		return err
@@ -150,6 +152,10 @@ func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
 	}
 	return nil
 }
+
+// Touched returns the id of the finding the last Process opened or updated, or "". A
+// caller that must fail the inputs of a finding Security Hub refused uses it.
+func (d *Detector) Touched() string { return d.touched }
 
 // roleAccount is the account of the role behind a session.
 func roleAccount(id *cloudtrail.Identity) string {

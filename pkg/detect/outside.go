@@ -219,6 +219,7 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 			return fmt.Errorf("%w: claim %s: %w", ErrStore, key, err)
 		}
 		if won {
+			d.touched = n.ID
 			d.dirty[n.ID] = &pending{f: n, new: true}
 			d.order = append(d.order, n.ID)
 			d.open[key] = n.ID
@@ -230,6 +231,7 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 }
 
 func (d *Detector) fold(p *pending, u use) {
+	d.touched = p.f.ID
 	if !p.f.merge(u, d.cfg.MaxList) {
 		d.Stats.Redelivered++
 	}

@@ -181,3 +181,6 @@ func (r *Ranges) Prefixes(region, service string) []netip.Prefix {
 	}
 	return out
 }
+
+// Contains reports whether a is in the ranges in use.
+func (c *Current) Contains(a netip.Addr) bool { return c.p.Load().Contains(a) }

@@ -1,0 +1,118 @@
+// Package notify turns a new finding into an email a person reads in five seconds, and
+// publishes it to the SNS topic the team subscribed to.
+package notify
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/outsider-sec/outsider/pkg/asff"
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+// API is the part of the SNS client the notifier calls.
+type API interface {
+	Publish(context.Context, *sns.PublishInput, ...func(*sns.Options)) (*sns.PublishOutput, error)
+}
+
+// maxSubject is SNS's limit for an email subject.
+// https://docs.aws.amazon.com/sns/latest/api/API_Publish.html
+const maxSubject = 100
+
+// Subject is the email's subject line.
+func Subject(f detect.Finding) string {
+	who := f.Function
+	if who == "" {
+		who = "role " + f.Role
+	}
+	s := fmt.Sprintf("[%s] %s: %s (%s)", f.Severity, f.Title, who, f.Account)
+	if len(s) > maxSubject {
+		s = s[:maxSubject-3] + "..."
+	}
+	return s
+}
+
+// ConsoleURL links to the finding in the Security Hub console of region.
+func ConsoleURL(region, id string) string {
+	search := "Id=" + url.QueryEscape(`\operator\:EQUALS\:`+id)
+	return fmt.Sprintf("https://%s.console.aws.amazon.com/securityhub/home?region=%s#/findings?search=%s", region, region, url.QueryEscape(search))
+}
+
+// Body is the email's text.
+func Body(f detect.Finding, hubRegion string) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("%s — severity %s", f.Title, f.Severity)
+	line("")
+	if f.Function != "" {
+		line("Function:  %s (%s)", f.Function, f.FunctionARN)
+	}
+	line("Role:      %s", f.RoleARN)
+	line("Account:   %s, region %s", f.Account, f.Region)
+	line("Session:   %s, key %s", f.Session, strings.Join(f.AccessKeys, ", "))
+	if f.IssuedBy != "" {
+		line("Assumed by: %s", f.IssuedBy)
+	}
+	var from []string
+	for _, s := range f.Sources {
+		d := s.IP
+		if s.ASN != 0 {
+			d += fmt.Sprintf(" (AS%d %s)", s.ASN, s.Org)
+		}
+		from = append(from, d)
+	}
+	line("From:      %s", strings.Join(from, ", "))
+	line("When:      %s to %s, %d call(s), %d failed", f.FirstSeen.UTC().Format(time.RFC3339), f.LastSeen.UTC().Format(time.RFC3339), f.Count, f.Failed)
+	line("Calls:     %s", strings.Join(f.CallNames(), ", "))
+	if len(f.UserAgents) > 0 {
+		line("Client:    %s", f.UserAgents[0])
+	}
+	line("")
+	line("What happened: %s", asff.Description(f))
+	line("")
+	line("What to do next:")
+	for i, step := range asff.Steps(f) {
+		line("%d. %s", i+1, step)
+	}
+	line("If the use is not yours: remove the role's sessions (revoke older sessions in IAM), rotate what the function can read, and find how the key left the function.")
+	line("")
+	line("Finding: %s", ConsoleURL(hubRegion, f.ID))
+	return b.String()
+}
+
+// Notifier publishes new findings to a topic.
+type Notifier struct {
+	api       API
+	topic     string
+	hubRegion string
+}
+
+// New returns a notifier. A notifier without a topic publishes nothing.
+func New(api API, topicARN, hubRegion string) *Notifier {
+	return &Notifier{api: api, topic: topicARN, hubRegion: hubRegion}
+}
+
+// Enabled reports whether there is a topic to publish to.
+func (n *Notifier) Enabled() bool { return n != nil && n.topic != "" }
+
+// Publish sends the email of a new finding.
+func (n *Notifier) Publish(ctx context.Context, f detect.Finding) error {
+	if !n.Enabled() {
+		return nil
+	}
+	_, err := n.api.Publish(ctx, &sns.PublishInput{
+		TopicArn: aws.String(n.topic),
+		Subject:  aws.String(Subject(f)),
+		Message:  aws.String(Body(f, n.hubRegion)),
+	})
+	if err != nil {
+		return fmt.Errorf("sns: publish %s: %w", f.ID, err)
+	}
+	return nil
+}
