@@ -158,6 +158,24 @@ func (s *Store) Claim(ctx context.Context, key string, value []byte, now, expire
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
+		// Lost, or won by our own earlier attempt whose answer was lost (the SDK retried a
+		// request DynamoDB had carried out): the item then holds exactly our value.
+		s.mu.Lock()
+		s.Calls++
+		s.mu.Unlock()
+		out, gerr := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:      aws.String(s.table),
+			Key:            map[string]types.AttributeValue{AttrKey: &types.AttributeValueMemberS{Value: key}},
+			ConsistentRead: aws.Bool(true),
+		})
+		if gerr != nil {
+			return false, fmt.Errorf("dynamo: claim %s: read back: %w", key, gerr)
+		}
+		if out.Item != nil {
+			if it, derr := decode(out.Item); derr == nil && string(it.value) == string(value) && it.exp == unix(expires) {
+				return true, nil
+			}
+		}
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("dynamo: claim %s: %w", key, err)

@@ -6,6 +6,7 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,7 +218,7 @@ func (h *Handler) publish(ctx context.Context, changes []detect.Change, failFind
 		if !imported[f.ID] {
 			continue // emailed when its import succeeds
 		}
-		won, err := h.Store.Claim(ctx, keyNotified+f.ID, []byte(`{}`), f.WindowStart, f.WindowStart.Add(90*24*time.Hour))
+		won, err := h.Store.Claim(ctx, keyNotified+f.ID, nonce(), f.WindowStart, f.WindowStart.Add(90*24*time.Hour))
 		if err != nil {
 			failFinding(f.ID, err)
 			continue
@@ -239,6 +240,14 @@ func (h *Handler) publish(ctx context.Context, changes []detect.Change, failFind
 			h.Log.ErrorContext(ctx, "could not give back a notification claim: that email is lost", "error", err)
 		}
 	}
+}
+
+// nonce makes each notification claim unique: a claim whose answer was lost (and which
+// the SDK retried) is recognised as won when the item holds exactly its nonce.
+func nonce() []byte {
+	var b [16]byte
+	rand.Read(b[:])
+	return []byte(fmt.Sprintf(`{"claim":"%x"}`, b))
 }
 
 func (h *Handler) now() time.Time {
