@@ -54,7 +54,8 @@ type Detector struct {
 	inv      inventory
 	accounts map[string]time.Time // first observed, per account
 	roles    map[roleKey]roleFact
-	written  map[fact]bool // baseline facts written today (event-time day)
+	fns      map[fnKey]time.Time // functions learned, last seen (event time)
+	written  map[fact]bool       // baseline facts written today (event-time day)
 	day      int64
 	dirty    map[string]*pending // findings changed since the last Flush, by id
 	open     map[string]string   // finding key -> id of its newest pending finding
@@ -64,6 +65,8 @@ type Detector struct {
 }
 
 type roleKey struct{ account, role string }
+
+type fnKey struct{ account, role, fn string }
 
 type roleFact struct {
 	lambda   bool
@@ -97,6 +100,7 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 		inv:      inventory{},
 		accounts: map[string]time.Time{},
 		roles:    map[roleKey]roleFact{},
+		fns:      map[fnKey]time.Time{},
 		written:  map[fact]bool{},
 		dirty:    map[string]*pending{},
 		open:     map[string]string{},
@@ -233,15 +237,17 @@ func (d *Detector) insideUse(ctx context.Context, r *cloudtrail.Record) error {
 	if d.writtenToday(key, r.Time) {
 		return nil
 	}
-	// Once a key a day: if Lambda issued this key, its session name is the function.
-	if sess := r.Identity.SessionName(); sess != "" && !strings.HasPrefix(sess, "awslambda_") {
+	// Once a key a day: if Lambda issued this key, its session name is the function (unless
+	// that function is known already).
+	account, role, sess := roleAccount(&r.Identity), r.Identity.RoleName(), r.Identity.SessionName()
+	if sess != "" && !strings.HasPrefix(sess, "awslambda_") && !d.knownFunction(account, role, sess, r.Time) {
 		var is issued
 		found, err := d.getJSON(ctx, keyIssued+r.Identity.AccessKeyID, r.Time, &is)
 		if err != nil {
 			return err
 		}
 		if found && is.Lambda {
-			if err := d.learnFunction(ctx, roleAccount(&r.Identity), r.Identity.RoleName(), sess, is.Region, r.Time); err != nil {
+			if err := d.learnFunction(ctx, account, role, sess, is.Region, r.Time); err != nil {
 				return err
 			}
 		}

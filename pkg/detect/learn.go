@@ -132,6 +132,9 @@ func (d *Detector) learnFunction(ctx context.Context, account, role, fn, region 
 	if err := d.learnRole(ctx, account, role, t); err != nil {
 		return err
 	}
+	if k := (fnKey{account, role, fn}); t.After(d.fns[k]) {
+		d.fns[k] = t
+	}
 	return d.touch(ctx, fact{keyFunction, account, role, fn}, t, lastSeen{Seen: t, Region: region})
 }
 
@@ -166,6 +169,13 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 	}
 	d.roles[k] = roleFact{checked: d.now()}
 	return false, nil
+}
+
+// knownFunction reports whether this detector learned fn as a function of the role within
+// the training period (memory only; functionOf asks the store too).
+func (d *Detector) knownFunction(account, role, fn string, t time.Time) bool {
+	seen, ok := d.fns[fnKey{account, role, fn}]
+	return ok && seen.After(t.Add(-d.cfg.Training))
 }
 
 // functionOf reports whether fn was a function of the role within the training period,

@@ -1,7 +1,9 @@
 package pipeline_test
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/faults"
+	"github.com/outsider-sec/outsider/pkg/gen"
 	"github.com/outsider-sec/outsider/pkg/hub"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/mototest"
@@ -345,5 +348,54 @@ func TestFaults(t *testing.T) {
 				checkDemoEmails(t, e, !(svc == "sns" && kind == faults.LostResponse))
 			})
 		}
+	}
+}
+
+// TestDynamoRequestsPerRecord measures the cost target: the real invictus dataset plus
+// generated benign traffic, through the handler in batches of 500 (the stack's batch size),
+// make at most 0.01 DynamoDB requests per record.
+func TestDynamoRequestsPerRecord(t *testing.T) {
+	e := setup(t)
+	var lines [][]byte
+	// The real dataset's records, as EventBridge delivers them.
+	f, err := os.Open("../cloudtrail/testdata/datasets/invictus-aws_dataset.ndjson.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		env, err := gen.Envelope(append([]byte(nil), sc.Bytes()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, env)
+	}
+	real := len(lines)
+	var buf bytes.Buffer
+	cfg := gen.Default(100_000)
+	cfg.Thefts = 0
+	if _, err := gen.Write(cfg, &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		env, _ := gen.Envelope(l)
+		lines = append(lines, env)
+	}
+	h, _ := e.handler(t, nil)
+	before := e.faults.Count["dynamodb"]
+	if n := deliver(t, h, batches(lines, 500)); n != 0 {
+		t.Fatalf("%d failed deliveries", n)
+	}
+	requests := e.faults.Count["dynamodb"] - before
+	perRecord := float64(requests) / float64(len(lines))
+	t.Logf("DynamoDB requests: %d for %d records (%d real, %d generated): %.4f per record", requests, len(lines), real, len(lines)-real, perRecord)
+	if perRecord > 0.01 {
+		t.Errorf("%.4f DynamoDB requests per record, target 0.01", perRecord)
 	}
 }
