@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/mototest"
+)
+
+func TestMain(m *testing.M) {
+	code := mototest.Main(m)
+	if bin != "" {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
+// build compiles the bootstrap as it is deployed (-tags lambda.norpc, static, linux), for
+// this machine's architecture so that it runs here.
+func build(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "bootstrap-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		bin = filepath.Join(dir, "bootstrap")
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bin
+}
+
+var (
+	buildOnce sync.Once
+	bin       string
+	buildErr  error
+)
+
+// runtimeAPI is a small fake of the Lambda Runtime API: it hands out one invocation and
+// keeps what the function answers.
+// https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html
+type runtimeAPI struct {
+	payload []byte
+	mu      sync.Mutex
+	served  bool
+	answer  chan string // "response: BODY" or "error: BODY"
+}
+
+func (f *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/2018-06-01/runtime/invocation/next":
+		f.mu.Lock()
+		served := f.served
+		f.served = true
+		f.mu.Unlock()
+		if served {
+			<-r.Context().Done() // no second invocation: wait to be stopped
+			return
+		}
+		w.Header().Set("Lambda-Runtime-Aws-Request-Id", "req-1")
+		w.Header().Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(time.Now().Add(5*time.Minute).UnixMilli()))
+		w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:outsider-detector")
+		w.Write(f.payload)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/response"):
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusAccepted)
+		f.answer <- "response: " + string(b)
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/error"):
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusAccepted)
+		f.answer <- "error: " + string(b)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// TestBootstrap runs the deploy artifact against the fake Runtime API and moto, with an
+// SQS batch of the demo history, and finds the findings in Security Hub.
+func TestBootstrap(t *testing.T) {
+	endpoint := mototest.Endpoint(t)
+	bin := build(t)
+	cfg := mototest.Config(t, nil)
+	table := mototest.Table(t, cfg)
+	ctx := context.Background()
+	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("bootstrap-findings")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	securityhub.NewFromConfig(cfg).EnableSecurityHub(ctx, &securityhub.EnableSecurityHubInput{})
+
+	lines, err := os.ReadFile("../../events/demo/history.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch events.SQSEvent
+	for i, l := range bytes.Split(bytes.TrimSpace(lines), []byte("\n")) {
+		batch.Records = append(batch.Records, events.SQSMessage{MessageId: fmt.Sprintf("m-%d", i), Body: string(l), EventSource: "aws:sqs"})
+	}
+	payload, _ := json.Marshal(batch)
+	api := &runtimeAPI{payload: payload, answer: make(chan string, 1)}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+
+	const account = "210000000001"
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(srv.URL, "http://"),
+		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
+		config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
+	}
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var answer string
+	select {
+	case answer = <-api.answer:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no answer from the function; its output:\n%s", logs.String())
+	}
+	if answer != `response: {"batchItemFailures":null}` && answer != `response: {"batchItemFailures":[]}` {
+		t.Fatalf("answer %s\nlogs:\n%s", answer, logs.String())
+	}
+	out, err := securityhub.NewFromConfig(cfg).GetFindings(ctx, &securityhub.GetFindingsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range out.Findings {
+		if *f.AwsAccountId == account {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d findings in Security Hub, want the demo's 4; logs:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "IQoJb3JpZ2lu") {
+		t.Error("a session token reached the function's logs")
+	}
+	if !strings.Contains(logs.String(), `"message":"batch done"`) {
+		t.Errorf("no summary line in the logs:\n%s", logs.String())
+	}
+}
+
+// TestBootstrapBadConfig: a bad setting stops the cold start, naming the setting.
+func TestBootstrapBadConfig(t *testing.T) {
+	bin := build(t)
+	api := &runtimeAPI{answer: make(chan string, 1)}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(srv.URL, "http://"), "AWS_REGION=us-east-1",
+		config.EnvSecurityAccount + "=12345", config.EnvDedup + "=soon"}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the function started with a bad configuration:\n%s", out)
+	}
+	for _, name := range []string{config.EnvTable, config.EnvSecurityAccount, config.EnvDedup} {
+		if !strings.Contains(string(out), name) {
+			t.Errorf("the cold-start error does not name %s:\n%s", name, out)
+		}
+	}
+}
