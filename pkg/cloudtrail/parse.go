@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -386,7 +387,9 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 		}
 		if first {
 			first = false
-			if !json.Valid(line) {
+			switch {
+			case json.Valid(line):
+			case incomplete(line):
 				// A pretty-printed document: gather it whole.
 				doc := append(append([]byte{}, line...), '\n')
 				for sc.Scan() {
@@ -397,11 +400,27 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 				}
 				ParseValue(doc, emit, bad)
 				return nil
+			case line[0] != '{' && line[0] != '[':
+				// Not JSON at all (a licence, YAML, a digest signature): one skip for
+				// the whole file, not one a line.
+				bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(line), 16)))
+				for sc.Scan() {
+				}
+				return scanErr(sc.Err())
 			}
+			// Otherwise a broken first line of NDJSON: skipped below, the rest is read.
 		}
 		ParseValue(line, emit, bad)
 	}
 	return scanErr(sc.Err())
+}
+
+// incomplete reports whether b is the start of a JSON value that goes on past it (the first
+// line of a pretty-printed document), rather than a broken line of NDJSON.
+func incomplete(b []byte) bool {
+	var v stdjson.RawMessage
+	err := stdjson.NewDecoder(bytes.NewReader(b)).Decode(&v)
+	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // maxLine bounds one NDJSON line (a whole single-line log file counts as one line).

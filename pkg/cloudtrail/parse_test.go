@@ -45,6 +45,8 @@ func TestParseShapes(t *testing.T) {
 		{"array of envelopes", `[` + env + `,` + env + `]`, 2, nil},
 		{"ndjson of records and envelopes", rec + "\n" + env + "\n\n" + rec + "\n", 3, nil},
 		{"ndjson with a bad line", rec + "\n{not json\n" + rec + "\n", 2, []string{ReasonNotJSON}},
+		{"ndjson with a bad first line", "{not json\n" + rec + "\n" + rec + "\n", 2, []string{ReasonNotJSON}},
+		{"truncated pretty document", "{\n \"Records\": [\n" + rec + ",\n", 0, []string{ReasonNotJSON}},
 		{"other event type", `{"detail-type":"EC2 Instance State-change Notification","detail":{}}`, 0, []string{ReasonNotAPICall}},
 		{"not json", "MIT License\n\nCopyright", 0, []string{ReasonNotJSON}},
 		{"a number", "42", 0, []string{ReasonNotRecord}},

@@ -65,6 +65,8 @@ type Config struct {
 	Trusted []netip.Prefix
 	// MaxList bounds every list a finding keeps (addresses, calls, user agents, keys).
 	MaxList int
+	// TrainOnly learns baselines and raises nothing: a backfill of history.
+	TrainOnly bool
 }
 
 // Default returns the settings of DESIGN §4–§5.

@@ -133,6 +133,9 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record) error {
 		d.Stats.Inactive++
 		return nil // still training (DESIGN §5: activation)
 	}
+	if d.cfg.TrainOnly {
+		return nil
+	}
 
 	kind, subject := SubjectFunction, fn
 	if title == TitleRole || fn == "" {

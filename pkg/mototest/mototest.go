@@ -56,6 +56,7 @@ func Main(m *testing.M) int {
 	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	logf, _ := os.CreateTemp("", "moto-*.log")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "mototest: start moto:", err)
 		return 1

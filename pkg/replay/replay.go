@@ -17,13 +17,18 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/asn"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
@@ -38,6 +43,7 @@ const (
 // Options is the replay's configuration, from flags.
 type Options struct {
 	StateDir   string
+	Store      string // "", or dynamodb://TABLE
 	Fresh      bool
 	ASNDB      string
 	Inventory  string
@@ -75,7 +81,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	cfg := detect.Default()
 	o := Options{Config: cfg}
 	fs.StringVar(&o.StateDir, "state", ".outsider", "directory of the embedded state store; consecutive replays continue from it")
-	fs.BoolVar(&o.Fresh, "fresh", false, "start from empty state")
+	fs.BoolVar(&o.Fresh, "fresh", false, "start from empty state (the local store only)")
+	fs.StringVar(&o.Store, "store", "", "dynamodb://TABLE: keep state in the deployed table instead (a backfill); AWS credentials and region from the environment")
+	fs.BoolVar(&o.Config.TrainOnly, "no-findings", false, "only learn baselines: raise no finding (a backfill before going live)")
 	fs.StringVar(&o.ASNDB, "asn-db", "", "MaxMind-format ASN database (GeoLite2-ASN or GeoIP2-ISP); without one the known-ASN title never matches")
 	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
 	fs.StringVar(&o.IPRanges, "ip-ranges", "", "AWS ip-ranges.json to use instead of the embedded snapshot (must not be older)")
@@ -131,6 +139,13 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	}
 	if o.Account != "" && !isAccountID(o.Account) {
 		errs = append(errs, fmt.Errorf("--security-account: %q is not a 12-digit account id", o.Account))
+	}
+	if o.Store != "" {
+		if t, ok := strings.CutPrefix(o.Store, "dynamodb://"); !ok || t == "" || strings.Contains(t, "/") {
+			errs = append(errs, fmt.Errorf("--store: %q is not dynamodb://TABLE", o.Store))
+		} else if o.Fresh {
+			errs = append(errs, errors.New("--fresh empties the local store only: it cannot go with --store"))
+		}
 	}
 	if o.Window < 1 {
 		errs = append(errs, fmt.Errorf("--reorder-window: must be at least 1"))
@@ -226,11 +241,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 			return ExitUsage, fmt.Errorf("--inventory %s: %w", o.Inventory, err)
 		}
 	}
-	st, err := store.OpenBolt(o.StateDir, o.Fresh)
+	st, closeStore, err := openStore(ctx, o)
 	if err != nil {
-		return ExitUsage, fmt.Errorf("--state: %w", err)
+		return ExitUsage, err
 	}
-	defer st.Close()
+	defer closeStore() // on early returns; the normal end checks its error
 
 	det, err := detect.New(o.Config, st, ranges, asns)
 	if err != nil {
@@ -251,10 +266,12 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	// The replay holds little live memory (the reorder window and caches): trading some of
 	// the 200 MB budget for fewer collections is most of a core's worth of speed.
-	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	out := newPrinter(o, stdout)
 	sum := &summary{malformed: map[string]int{}, start: time.Now()}
-	run := &runner{det: det, out: out, sum: sum, ro: &reorder{size: o.Window}, stderr: stderr, every: o.Progress, last: time.Now()}
+	run := &runner{det: det, st: st, out: out, sum: sum, ro: &reorder{size: o.Window}, stderr: stderr, every: o.Progress, last: time.Now()}
 	for _, p := range o.Paths {
 		if err := run.path(ctx, p, stdin); err != nil {
 			return exitFor(err), err
@@ -266,11 +283,45 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	if err := out.close(); err != nil {
 		return ExitError, err
 	}
-	if err := st.Sync(); err != nil {
+	if err := closeStore(); err != nil {
 		return ExitError, err
 	}
 	run.report(true)
 	return ExitOK, nil
+}
+
+// flushStore is a store that gathers writes: bbolt commits them, DynamoDB batches them.
+type flushStore interface {
+	detect.Store
+	Flush(context.Context) error
+}
+
+type boltStore struct{ *store.Bolt }
+
+// Flush is a no-op: bbolt commits its own batches, and Close commits the rest. A commit
+// (an fsync) per printed change would cost more than the replay.
+func (b boltStore) Flush(context.Context) error { return nil }
+
+func openStore(ctx context.Context, o Options) (flushStore, func() error, error) {
+	if table, ok := strings.CutPrefix(o.Store, "dynamodb://"); ok {
+		cfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--store: aws config: %w", err)
+		}
+		db := dynamodb.NewFromConfig(cfg)
+		if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &table}); err != nil {
+			return nil, nil, fmt.Errorf("--store: table %s: %w", table, err)
+		}
+		st := dynamo.New(db, table)
+		return st, func() error { return st.Flush(ctx) }, nil
+	}
+	b, err := store.OpenBolt(o.StateDir, o.Fresh)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--state: %w", err)
+	}
+	var once sync.Once
+	var cerr error
+	return boltStore{b}, func() error { once.Do(func() { cerr = b.Close() }); return cerr }, nil
 }
 
 type usageError struct{ error }
@@ -285,6 +336,7 @@ func exitFor(err error) int {
 
 type runner struct {
 	det        *detect.Detector
+	st         flushStore
 	out        *printer
 	sum        *summary
 	ro         *reorder
@@ -370,6 +422,9 @@ func (r *runner) process(ctx context.Context, rec *cloudtrail.Record) error {
 func (r *runner) flush(ctx context.Context, t time.Time) error {
 	changes, err := r.det.Flush(ctx)
 	if err != nil {
+		return err
+	}
+	if err := r.st.Flush(ctx); err != nil {
 		return err
 	}
 	r.sinceFlush, r.flushedAt = 0, t
