@@ -1,0 +1,224 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/dynamo"
+)
+
+// Names other stacks and the documentation refer to.
+const (
+	busName          = "outsider"
+	detectorRoleName = "outsider-detector"
+)
+
+// NewDetectorStack is the security account's side: the event bus the organisation sends
+// to, the queue, the detector function, its table, the findings topic and the alarms.
+func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *awscdk.StackProps) awscdk.Stack {
+	stack := awscdk.NewStack(scope, &id, props)
+	account := stack.Account()
+
+	// Encryption key of the topic: CloudWatch alarms can only publish to an encrypted topic
+	// whose key lets them, which an AWS-managed key does not.
+	// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
+	key := awskms.NewKey(stack, jsii.String("TopicKey"), &awskms.KeyProps{
+		Description:       jsii.String("Outsider: findings topic"),
+		EnableKeyRotation: jsii.Bool(true),
+	})
+	key.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsPublish"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
+		Resources:  jsii.Strings("*"), // in a key policy, "*" is this key
+	}), nil)
+	topic := awssns.NewTopic(stack, jsii.String("Findings"), &awssns.TopicProps{
+		DisplayName: jsii.String("Outsider findings"),
+		MasterKey:   key,
+		EnforceSSL:  jsii.Bool(true),
+	})
+	if s.Email != "" {
+		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.Email), nil))
+	}
+
+	table := awsdynamodb.NewTable(stack, jsii.String("State"), &awsdynamodb.TableProps{
+		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String(dynamo.AttrKey), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		TimeToLiveAttribute: jsii.String(dynamo.AttrExpires),
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(true),
+		},
+		Encryption:    awsdynamodb.TableEncryption_AWS_MANAGED,
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN, // the baselines outlive a redeploy
+	})
+
+	dlq := awssqs.NewQueue(stack, jsii.String("DeadLetters"), &awssqs.QueueProps{
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+	})
+	// Visibility timeout six times the function's, as Lambda advises for SQS sources.
+	// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
+	timeout := awscdk.Duration_Seconds(jsii.Number(120))
+	queue := awssqs.NewQueue(stack, jsii.String("Events"), &awssqs.QueueProps{
+		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:        jsii.Bool(true),
+		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(720)),
+		RetentionPeriod:   awscdk.Duration_Days(jsii.Number(4)),
+		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(5)},
+	})
+
+	bus := awsevents.NewEventBus(stack, jsii.String("Bus"), &awsevents.EventBusProps{EventBusName: jsii.String(busName)})
+	switch {
+	case s.OrganizationID != "":
+		bus.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("OrganizationSends"),
+			Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+			Actions:    jsii.Strings("events:PutEvents"),
+			Resources:  jsii.Strings(*bus.EventBusArn()),
+			Conditions: &map[string]any{"StringEquals": map[string]any{"aws:PrincipalOrgID": s.OrganizationID}},
+		}))
+	case len(s.MemberAccounts) > 0:
+		var ps []awsiam.IPrincipal
+		for _, a := range s.MemberAccounts {
+			ps = append(ps, awsiam.NewAccountPrincipal(jsii.String(a)))
+		}
+		bus.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("MemberAccountsSend"), Principals: &ps,
+			Actions: jsii.Strings("events:PutEvents"), Resources: jsii.Strings(*bus.EventBusArn()),
+		}))
+	}
+	pattern := &awsevents.EventPattern{
+		DetailType: jsii.Strings("AWS API Call via CloudTrail"),
+		Detail:     ptr(eventPattern()["detail"].(map[string]any)),
+	}
+	for _, r := range []struct {
+		id  string
+		bus awsevents.IEventBus
+	}{
+		{"FromOrganization", bus},
+		{"FromThisAccount", awsevents.EventBus_FromEventBusName(stack, jsii.String("DefaultBus"), jsii.String("default"))},
+	} {
+		rule := awsevents.NewRule(stack, jsii.String(r.id), &awsevents.RuleProps{
+			EventBus: r.bus, EventPattern: pattern,
+			Description: jsii.String("Outsider: CloudTrail API calls the detector uses, read-only ones included"),
+			Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewSqsQueue(queue, nil)},
+		})
+		rule.Node().DefaultChild().(awsevents.CfnRule).SetState(jsii.String(ruleState))
+	}
+
+	logs := awslogs.NewLogGroup(stack, jsii.String("DetectorLogs"), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_YEAR,
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+	})
+	role := awsiam.NewRole(stack, jsii.String("DetectorRole"), &awsiam.RoleProps{
+		RoleName:    jsii.String(detectorRoleName),
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("Outsider detector function"),
+	})
+	// Logs: to its own group only (instead of AWSLambdaBasicExecutionRole's "*").
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("WriteOwnLogs"),
+		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: jsii.Strings(*logs.LogGroupArn() + ":*"),
+	}))
+	// State: the three item calls the store makes, on its table.
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("State"),
+		Actions:   jsii.Strings("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"),
+		Resources: jsii.Strings(*table.TableArn()),
+	}))
+	// Findings: import into this account's default product only.
+	// https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-custom-providers.html
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ImportFindings"),
+		Actions:   jsii.Strings("securityhub:BatchImportFindings"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil)),
+	}))
+	topic.GrantPublish(role)
+	if s.ASNDB != "" {
+		loc, _ := config.ParseS3(s.ASNDB)
+		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String("ReadASNDatabase"),
+			Actions:   jsii.Strings("s3:GetObject"),
+			Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:s3:::"+loc.Bucket+"/"+loc.Key), nil)),
+		}))
+	}
+
+	fn := awslambda.NewFunction(stack, jsii.String("Detector"), &awslambda.FunctionProps{
+		Description:   jsii.String("Outsider: Lambda credentials used from outside AWS"),
+		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:  awslambda.Architecture_ARM_64(),
+		Handler:       jsii.String("bootstrap"),
+		Code:          goFunctionCode("functions/detector"),
+		MemorySize:    jsii.Number(512),
+		Timeout:       timeout,
+		Role:          role,
+		LogGroup:      logs,
+		LoggingFormat: awslambda.LoggingFormat_JSON,
+		Environment:   ptr(s.env(*table.TableName(), *topic.TopicArn(), *account)),
+	})
+	fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(float64(s.BatchSize)),
+		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(20)),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}))
+
+	alarm := func(id, what string, metric awscloudwatch.IMetric) {
+		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String("Outsider: " + what),
+			Metric:             metric,
+			Threshold:          jsii.Number(0),
+			EvaluationPeriods:  jsii.Number(1),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+		a.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	}
+	five := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5))}
+	alarm("DeadLettersAlarm", "events the detector could not process are in the dead-letter queue", dlq.MetricApproximateNumberOfMessagesVisible(five))
+	alarm("ErrorsAlarm", "the detector function failed", fn.MetricErrors(five))
+	alarm("ThrottlesAlarm", "the detector function was throttled", fn.MetricThrottles(five))
+
+	out := func(id, value, what string) {
+		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(what)})
+	}
+	out("EventBusArn", *bus.EventBusArn(), "member accounts forward CloudTrail API calls to this bus")
+	out("StateTable", *table.TableName(), "the detector's state (replay --store dynamodb://TABLE backfills it)")
+	out("FindingsTopic", *topic.TopicArn(), "one message per new finding")
+	out("DeadLetterQueue", *dlq.QueueUrl(), "events the detector could not process")
+	if s.Email == "" {
+		out("Notifications", "none: deploy with -c notificationEmail=you@example.org, or subscribe to the topic", "email subscription")
+	} else {
+		out("Notifications", "confirm the subscription email sent to "+s.Email, "email subscription")
+	}
+
+	logsID := *stack.GetLogicalId(logs.Node().DefaultChild().(awscdk.CfnElement))
+	nagSuppress(stack, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("logs:CreateLogStream and logs:PutLogEvents need the log streams of the function's own log group (LOG_GROUP_ARN:*), and kms:GenerateDataKey* is the grant SNS publishing needs on the topic's key; each is scoped to one resource."),
+			AppliesTo: &[]any{"Resource::<" + logsID + ".Arn>:*", "Action::kms:GenerateDataKey*"}},
+	})
+	return stack
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func nagSuppress(stack awscdk.Stack, s []*cdknag.NagPackSuppression) {
+	cdknag.NagSuppressions_AddStackSuppressions(stack, &s, jsii.Bool(true))
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+)
+
+const inventoryRoleName = "outsider-inventory-reader"
+
+// NewForwarderStack is what each member account needs: a rule that forwards its CloudTrail
+// API calls (same pattern, same state) to the security account's bus, the role EventBridge
+// uses for that, and a read-only role the detector may assume to list Lambda functions.
+// It takes its settings as parameters and needs no bootstrap, so that it deploys as a
+// service-managed StackSet to an organisational unit.
+func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.StackProps) awscdk.Stack {
+	if props == nil {
+		props = &awscdk.StackProps{}
+	}
+	props.Synthesizer = awscdk.NewDefaultStackSynthesizer(&awscdk.DefaultStackSynthesizerProps{GenerateBootstrapVersionRule: jsii.Bool(false)})
+	stack := awscdk.NewStack(scope, &id, props)
+	central := awscdk.NewCfnParameter(stack, jsii.String("CentralEventBusArn"), &awscdk.CfnParameterProps{
+		Type:           jsii.String("String"),
+		Description:    jsii.String("ARN of the security account's event bus (the detector stack's EventBusArn output)"),
+		AllowedPattern: jsii.String(`^arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/.+$`),
+	})
+	awscdk.NewCfnParameter(stack, jsii.String("SecurityAccountId"), &awscdk.CfnParameterProps{
+		Type:           jsii.String("String"),
+		Description:    jsii.String("The security account running the detector"),
+		AllowedPattern: jsii.String(`^[0-9]{12}$`),
+	})
+
+	forward := awsiam.NewRole(stack, jsii.String("ForwardRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil),
+		Description: jsii.String("Outsider: EventBridge forwards CloudTrail API calls to the security account"),
+	})
+	target := awsevents.EventBus_FromEventBusArn(stack, jsii.String("CentralBus"), central.ValueAsString())
+	rule := awsevents.NewRule(stack, jsii.String("Forward"), &awsevents.RuleProps{
+		EventPattern: &awsevents.EventPattern{
+			DetailType: jsii.Strings("AWS API Call via CloudTrail"),
+			Detail:     ptr(eventPattern()["detail"].(map[string]any)),
+		},
+		Description: jsii.String("Outsider: forward the CloudTrail API calls the detector uses, read-only ones included"),
+		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewEventBus(target, &awseventstargets.EventBusProps{Role: forward})},
+	})
+	rule.Node().DefaultChild().(awsevents.CfnRule).SetState(jsii.String(ruleState))
+
+	inventory := awsiam.NewRole(stack, jsii.String("InventoryRole"), &awsiam.RoleProps{
+		RoleName:    jsii.String(inventoryRoleName),
+		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+detectorRoleName), nil)),
+		Description: jsii.String("Outsider: the detector lists this account's Lambda functions and their roles"),
+	})
+	inventory.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ListFunctions"),
+		Actions:   jsii.Strings("lambda:ListFunctions"),
+		Resources: jsii.Strings("*"), // ListFunctions takes no resource
+	}))
+	inventory.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("GetFunction"),
+		Actions:   jsii.Strings("lambda:GetFunction"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:lambda:*:${AWS::AccountId}:function:*"), nil)),
+	}))
+
+	nagSuppress(stack, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("lambda:ListFunctions supports no resource-level permission (Service Authorization Reference, AWS Lambda), and lambda:GetFunction is limited to this account's functions in every region the inventory reads."),
+			AppliesTo: &[]any{"Resource::*", "Resource::arn:<AWS::Partition>:lambda:*:<AWS::AccountId>:function:*"}},
+	})
+	return stack
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/outsider-sec/outsider/pkg/config"
+)
+
+// Context keys of cdk.json (and -c on the command line): every setting a user changes.
+const (
+	ctxEmail          = "notificationEmail" // who gets an email per new finding; empty: no subscription
+	ctxTrustedCIDRs   = "trustedCidrs"      // comma-separated
+	ctxActivation     = "activation"        // e.g. 14d
+	ctxTraining       = "training"          // e.g. 30d
+	ctxDedup          = "dedup"             // e.g. 7d
+	ctxSeverity       = "severity"          // e.g. cli=CRITICAL
+	ctxOrganizationID = "organizationId"    // o-xxxxxxxxxx: member accounts of the organisation may send events
+	ctxMemberAccounts = "memberAccounts"    // comma-separated account ids, for accounts outside an organisation
+	ctxASNDB          = "asnDb"             // s3://bucket/key of a MaxMind-format ASN database
+	ctxBatchSize      = "batchSize"         // SQS records per invocation
+)
+
+// Settings are the deployment's choices, read from the CDK context.
+type Settings struct {
+	Email          string
+	TrustedCIDRs   string
+	Activation     string
+	Training       string
+	Dedup          string
+	Severity       string
+	OrganizationID string
+	MemberAccounts []string
+	ASNDB          string
+	BatchSize      int
+}
+
+var (
+	emailRE = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	orgRE   = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)
+	acctRE  = regexp.MustCompile(`^[0-9]{12}$`)
+)
+
+// readSettings reads and validates the context; get returns "" for an absent key.
+func readSettings(get func(string) string) (Settings, error) {
+	s := Settings{
+		Email: get(ctxEmail), TrustedCIDRs: get(ctxTrustedCIDRs), Activation: orDefault(get(ctxActivation), "14d"),
+		Training: orDefault(get(ctxTraining), "30d"), Dedup: orDefault(get(ctxDedup), "7d"), Severity: get(ctxSeverity),
+		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500,
+	}
+	var errs []error
+	if s.Email != "" && !emailRE.MatchString(s.Email) {
+		errs = append(errs, fmt.Errorf("%s: %q is not an email address", ctxEmail, s.Email))
+	}
+	if s.OrganizationID != "" && !orgRE.MatchString(s.OrganizationID) {
+		errs = append(errs, fmt.Errorf("%s: %q is not an organization id (o-…)", ctxOrganizationID, s.OrganizationID))
+	}
+	for _, a := range strings.Split(get(ctxMemberAccounts), ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if !acctRE.MatchString(a) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", ctxMemberAccounts, a))
+		}
+		s.MemberAccounts = append(s.MemberAccounts, a)
+	}
+	if v := get(ctxBatchSize); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &s.BatchSize); err != nil || s.BatchSize < 1 || s.BatchSize > 10000 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a number from 1 to 10000", ctxBatchSize, v))
+		}
+	}
+	// The function validates the same settings at cold start; checking them here fails the
+	// synth instead of the deployed function.
+	if _, err := config.Load(func(k string) string {
+		return map[string]string{
+			config.EnvTable: "t", config.EnvSecurityAccount: "111111111111", config.EnvRegion: "us-east-1",
+			config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
+			config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB,
+		}[k]
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	return s, errors.Join(errs...)
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// env is the detector function's environment: the names are pkg/config's.
+func (s Settings) env(table, topic, account string) map[string]*string {
+	m := map[string]string{
+		config.EnvTable: table, config.EnvTopicARN: topic, config.EnvSecurityAccount: account,
+		config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
+	}
+	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	out := make(map[string]*string, len(m))
+	for k, v := range m {
+		out[k] = &v
+	}
+	return out
+}
