@@ -325,7 +325,7 @@ func TestNag(t *testing.T) {
 			stack := app.Node().FindChild(jsii.String(name)).(awscdk.Stack)
 			errs := assertions.Annotations_FromStack(stack).FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
 			for _, e := range *errs {
-				t.Errorf("%s: %v: %v", name, *e.Id, e.Entry.Data)
+				t.Errorf("%s: %+v", name, e)
 			}
 		}
 	})

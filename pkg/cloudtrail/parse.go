@@ -368,17 +368,17 @@ func ParseTime(s string) (time.Time, error) {
 // one JSON document otherwise. emit is called for each record, bad for each skipped value.
 // Only I/O errors are returned.
 func Read(r io.Reader, emit func(*Record), bad func(error)) error {
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("cloudtrail: gzip: %w", err)
 		}
 		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 256<<10)
+		br = bufio.NewReaderSize(zr, 64<<10)
 	}
 	sc := bufio.NewScanner(br)
-	sc.Buffer(make([]byte, 0, 256<<10), maxLine)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	first := true
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())

@@ -53,6 +53,8 @@ type Store struct {
 	pending map[string]item
 	cache   map[string]item // immutable facts read before (keys issued)
 	Calls   int             // requests made: Get, Put, BatchWrite
+	Written int             // items written (each one write request unit or more)
+	Read    int             // items read (strongly consistent: one read unit each)
 }
 
 type item struct {
@@ -79,8 +81,7 @@ func unix(t time.Time) int64 {
 	return t.Unix()
 }
 
-// Get implements detect.Store. Reads are strongly consistent: a finding another worker
-// just claimed must be seen.
+// Get implements detect.Store.
 func (s *Store) Get(ctx context.Context, key string, now time.Time) ([]byte, bool, error) {
 	s.mu.Lock()
 	if it, ok := s.pending[key]; ok {
@@ -97,22 +98,10 @@ func (s *Store) Get(ctx context.Context, key string, now time.Time) ([]byte, boo
 		}
 		return clone(it.value), true, nil
 	}
-	s.Calls++
 	s.mu.Unlock()
-	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.table),
-		Key:            map[string]types.AttributeValue{AttrKey: &types.AttributeValueMemberS{Value: key}},
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("dynamo: get %s: %w", key, err)
-	}
-	if out.Item == nil {
-		return nil, false, nil
-	}
-	it, err := decode(out.Item)
-	if err != nil {
-		return nil, false, fmt.Errorf("dynamo: get %s: %w", key, err)
+	it, found, err := s.read(ctx, key)
+	if err != nil || !found {
+		return nil, false, err
 	}
 	if cacheable(key) {
 		s.mu.Lock()
@@ -126,6 +115,30 @@ func (s *Store) Get(ctx context.Context, key string, now time.Time) ([]byte, boo
 		return nil, false, nil
 	}
 	return it.value, true, nil
+}
+
+// read is a strongly consistent GetItem: a finding another worker just claimed must be seen.
+func (s *Store) read(ctx context.Context, key string) (item, bool, error) {
+	s.mu.Lock()
+	s.Calls++
+	s.Read++
+	s.mu.Unlock()
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            map[string]types.AttributeValue{AttrKey: &types.AttributeValueMemberS{Value: key}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return item{}, false, fmt.Errorf("dynamo: get %s: %w", key, err)
+	}
+	if out.Item == nil {
+		return item{}, false, nil
+	}
+	it, err := decode(out.Item)
+	if err != nil {
+		return item{}, false, fmt.Errorf("dynamo: get %s: %w", key, err)
+	}
+	return it, true, nil
 }
 
 // Put implements detect.Store. The write is gathered until Flush.
@@ -146,6 +159,7 @@ func (s *Store) Claim(ctx context.Context, key string, value []byte, now, expire
 		return false, nil
 	}
 	s.Calls++
+	s.Written++
 	s.mu.Unlock()
 	av := encode(key, item{value: value, exp: unix(expires)})
 	_, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{
@@ -160,23 +174,11 @@ func (s *Store) Claim(ctx context.Context, key string, value []byte, now, expire
 	case errors.As(err, &ccf):
 		// Lost, or won by our own earlier attempt whose answer was lost (the SDK retried a
 		// request DynamoDB had carried out): the item then holds exactly our value.
-		s.mu.Lock()
-		s.Calls++
-		s.mu.Unlock()
-		out, gerr := s.api.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName:      aws.String(s.table),
-			Key:            map[string]types.AttributeValue{AttrKey: &types.AttributeValueMemberS{Value: key}},
-			ConsistentRead: aws.Bool(true),
-		})
-		if gerr != nil {
-			return false, fmt.Errorf("dynamo: claim %s: read back: %w", key, gerr)
+		it, found, rerr := s.read(ctx, key)
+		if rerr != nil {
+			return false, fmt.Errorf("dynamo: claim %s: read back: %w", key, rerr)
 		}
-		if out.Item != nil {
-			if it, derr := decode(out.Item); derr == nil && string(it.value) == string(value) && it.exp == unix(expires) {
-				return true, nil
-			}
-		}
-		return false, nil
+		return found && string(it.value) == string(value) && it.exp == unix(expires), nil
 	case err != nil:
 		return false, fmt.Errorf("dynamo: claim %s: %w", key, err)
 	}
@@ -222,6 +224,7 @@ func (s *Store) Flush(ctx context.Context) error {
 			}
 			s.mu.Lock()
 			s.Calls++
+			s.Written += len(reqs)
 			s.mu.Unlock()
 			out, err := s.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
 			if err != nil {

@@ -387,14 +387,15 @@ func TestDynamoRequestsPerRecord(t *testing.T) {
 		env, _ := gen.Envelope(l)
 		lines = append(lines, env)
 	}
-	h, _ := e.handler(t, nil)
+	h, st := e.handler(t, nil)
 	before := e.faults.Count["dynamodb"]
 	if n := deliver(t, h, batches(lines, 500)); n != 0 {
 		t.Fatalf("%d failed deliveries", n)
 	}
 	requests := e.faults.Count["dynamodb"] - before
 	perRecord := float64(requests) / float64(len(lines))
-	t.Logf("DynamoDB requests: %d for %d records (%d real, %d generated): %.4f per record", requests, len(lines), real, len(lines)-real, perRecord)
+	t.Logf("DynamoDB requests: %d for %d records (%d real, %d generated): %.4f per record; items written %d (%.4f per record), read %d (%.4f per record)",
+		requests, len(lines), real, len(lines)-real, perRecord, st.Written, float64(st.Written)/float64(len(lines)), st.Read, float64(st.Read)/float64(len(lines)))
 	if perRecord > 0.01 {
 		t.Errorf("%.4f DynamoDB requests per record, target 0.01", perRecord)
 	}
