@@ -58,19 +58,19 @@ func Reason(err error) string {
 const detailTypeAPICall = "AWS API Call via CloudTrail"
 
 // wire is every shape a top-level JSON object can have: a record, an EventBridge envelope
-// or a log file. One decode tells which. It comes in two instances: with plain string and
-// bool fields (fast, and right for every well-formed record), and with flexString and
-// flexBool fields that tolerate odd types, tried when the first fails.
-type wire[S ~string, B ~bool, Q requestOf[S], P responseOf[S]] struct {
-	wireRecord[S, B, Q, P]
+// or a log file. One decode tells which. It comes in two instances: with plain string
+// fields (fast, and right for every well-formed record), and with flexString fields and
+// optional objects that tolerate odd types, tried when the first fails.
+type wire[S ~string, Q requestOf[S], P responseOf[S]] struct {
+	wireRecord[S, Q, P]
 	DetailType string            `json:"detail-type"`
 	Detail     json.RawMessage   `json:"detail"`
 	Records    []json.RawMessage `json:"Records"`
 }
 
 type (
-	fastWire     = wire[string, bool, *wireRequest[string], *wireResponse[string]]
-	tolerantWire = wire[flexString, flexBool, optional[wireRequest[flexString]], optional[wireResponse[flexString]]]
+	fastWire     = wire[string, *wireRequest[string], *wireResponse[string]]
+	tolerantWire = wire[flexString, optional[wireRequest[flexString]], optional[wireResponse[flexString]]]
 )
 
 // requestOf and responseOf read requestParameters and responseElements whichever way they
@@ -82,7 +82,7 @@ func (w *wireRequest[S]) get() *wireRequest[S]   { return w }
 func (w *wireResponse[S]) get() *wireResponse[S] { return w }
 func (o optional[T]) get() *T                    { return &o.V }
 
-type wireRecord[S ~string, B ~bool, Q requestOf[S], P responseOf[S]] struct {
+type wireRecord[S ~string, Q requestOf[S], P responseOf[S]] struct {
 	EventID            S             `json:"eventID"`
 	EventTime          S             `json:"eventTime"`
 	Timestamp          S             `json:"@timestamp"`
@@ -94,7 +94,6 @@ type wireRecord[S ~string, B ~bool, Q requestOf[S], P responseOf[S]] struct {
 	ErrorCode          S             `json:"errorCode"`
 	VPCEndpointID      S             `json:"vpcEndpointId"`
 	RecipientAccountID S             `json:"recipientAccountId"`
-	ReadOnly           B             `json:"readOnly"`
 	UserIdentity       *wireIdent[S] `json:"userIdentity"`
 	RequestParameters  Q             `json:"requestParameters"`
 	ResponseElements   P             `json:"responseElements"`
@@ -107,15 +106,12 @@ type wireIdent[S ~string] struct {
 	AccountID      S `json:"accountId"`
 	AccessKeyID    S `json:"accessKeyId"`
 	InvokedBy      S `json:"invokedBy"`
-	UserName       S `json:"userName"`
 	SessionContext *struct {
 		SessionIssuer *struct {
-			Type      S `json:"type"`
 			ARN       S `json:"arn"`
 			AccountID S `json:"accountId"`
 			UserName  S `json:"userName"`
 		} `json:"sessionIssuer"`
-		EC2RoleDelivery S `json:"ec2RoleDelivery"`
 	} `json:"sessionContext"`
 }
 
@@ -159,15 +155,6 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 		}
 		*s = flexString(v)
 	}
-	return nil
-}
-
-// flexBool takes true, false, "true" or "false" and ignores anything else.
-type flexBool bool
-
-func (v *flexBool) UnmarshalJSON(b []byte) error {
-	s := string(bytes.Trim(b, `"`))
-	*v = flexBool(s == "true")
 	return nil
 }
 
@@ -236,7 +223,7 @@ func parseValue(b []byte, depth int, emit func(*Record), bad func(error)) {
 	}
 }
 
-func parseObject[S ~string, B ~bool, Q requestOf[S], P responseOf[S]](w *wire[S, B, Q, P], depth int, emit func(*Record), bad func(error)) {
+func parseObject[S ~string, Q requestOf[S], P responseOf[S]](w *wire[S, Q, P], depth int, emit func(*Record), bad func(error)) {
 	switch {
 	case w.Records != nil:
 		for _, it := range w.Records {
@@ -258,7 +245,7 @@ func parseObject[S ~string, B ~bool, Q requestOf[S], P responseOf[S]](w *wire[S,
 	}
 }
 
-func (w *wireRecord[S, B, Q, P]) record() (*Record, error) {
+func (w *wireRecord[S, Q, P]) record() (*Record, error) {
 	if w.EventName == "" || w.EventSource == "" {
 		return nil, malformed(ReasonNotRecord, "no eventName or eventSource")
 	}
@@ -284,7 +271,6 @@ func (w *wireRecord[S, B, Q, P]) record() (*Record, error) {
 		ErrorCode:        string(w.ErrorCode),
 		VPCEndpointID:    string(w.VPCEndpointID),
 		RecipientAccount: string(w.RecipientAccountID),
-		ReadOnly:         bool(w.ReadOnly),
 	}
 	r.Addr = ParseAddr(r.SourceIP)
 	if id := w.UserIdentity; id != nil {
@@ -295,12 +281,9 @@ func (w *wireRecord[S, B, Q, P]) record() (*Record, error) {
 			AccountID:   string(id.AccountID),
 			AccessKeyID: string(id.AccessKeyID),
 			InvokedBy:   string(id.InvokedBy),
-			UserName:    string(id.UserName),
 		}
 		if sc := id.SessionContext; sc != nil {
-			r.Identity.EC2RoleDelivery = string(sc.EC2RoleDelivery)
 			if is := sc.SessionIssuer; is != nil {
-				r.Identity.IssuerType = string(is.Type)
 				r.Identity.IssuerARN = string(is.ARN)
 				r.Identity.IssuerAccount = string(is.AccountID)
 				r.Identity.IssuerName = string(is.UserName)

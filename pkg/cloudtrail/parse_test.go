@@ -80,7 +80,7 @@ func TestParseFields(t *testing.T) {
 	got := recs[0]
 	want := &Record{
 		EventID: "e1", Time: time.Date(2023, 7, 10, 12, 26, 2, 0, time.UTC), Source: "sts.amazonaws.com", Name: "AssumeRole",
-		Region: "us-east-1", SourceIP: "lambda.amazonaws.com", UserAgent: "lambda.amazonaws.com", RecipientAccount: "218007301253", ReadOnly: true,
+		Region: "us-east-1", SourceIP: "lambda.amazonaws.com", UserAgent: "lambda.amazonaws.com", RecipientAccount: "218007301253",
 		Identity:    Identity{Type: "AWSService", InvokedBy: "lambda.amazonaws.com"},
 		Request:     Request{RoleARN: "arn:aws:iam::218007301253:role/stratus-lambda", RoleSessionName: "awslambda_497_20230710122602137"},
 		IssuedKeyID: "ASIATFQR7NSCXAMPLE01",

@@ -50,8 +50,6 @@ type Record struct {
 	VPCEndpointID string
 	// RecipientAccount is recipientAccountId: the account whose API was called.
 	RecipientAccount string
-	// ReadOnly is the readOnly flag of the record.
-	ReadOnly bool
 
 	// Identity is userIdentity: who made the call.
 	Identity Identity
@@ -81,18 +79,12 @@ type Identity struct {
 	// InvokedBy is userIdentity.invokedBy: the AWS service that made the call on the
 	// identity's behalf (e.g. "lambda.amazonaws.com").
 	InvokedBy string
-	// UserName is userIdentity.userName (IAM users).
-	UserName string
 	// IssuerARN is sessionContext.sessionIssuer.arn: the role behind a role session.
 	IssuerARN string
-	// IssuerType is sessionContext.sessionIssuer.type ("Role").
-	IssuerType string
 	// IssuerAccount is sessionContext.sessionIssuer.accountId.
 	IssuerAccount string
 	// IssuerName is sessionContext.sessionIssuer.userName: the role's name.
 	IssuerName string
-	// EC2RoleDelivery is sessionContext.ec2RoleDelivery, set for EC2 instance credentials.
-	EC2RoleDelivery string
 }
 
 // Request is the part of requestParameters the detector learns from.

@@ -88,7 +88,7 @@ func day(d int, sec int) time.Time {
 func session(role, name, key string) cloudtrail.Identity {
 	return cloudtrail.Identity{
 		Type: "AssumedRole", ARN: "arn:aws:sts::" + acct + ":assumed-role/" + role + "/" + name, AccountID: acct, AccessKeyID: key,
-		IssuerType: "Role", IssuerARN: "arn:aws:iam::" + acct + ":role/" + role, IssuerAccount: acct, IssuerName: role,
+		IssuerARN: "arn:aws:iam::" + acct + ":role/" + role, IssuerAccount: acct, IssuerName: role,
 	}
 }
 
