@@ -126,28 +126,62 @@ func Description(f detect.Finding) string {
 
 // Recommendation is the detector card's three investigative actions, filled in.
 func Recommendation(f detect.Finding) string {
-	steps := Steps(f)
-	for i := range steps {
-		steps[i] = fmt.Sprintf("%d. %s", i+1, steps[i])
+	join := func(steps []string) string {
+		for i := range steps {
+			steps[i] = fmt.Sprintf("%d. %s", i+1, steps[i])
+		}
+		return strings.Join(steps, " ")
 	}
-	return strings.Join(steps, " ")
+	text := join(Steps(f))
+	if len(text) > maxRemediation {
+		// Security Hub keeps 512 characters: drop the details (they are in ProductFields)
+		// before the lookup command at the end could be cut.
+		short := f
+		short.AttachedDetail, short.Calls = "", nil
+		text = join(Steps(short))
+	}
+	return text
 }
 
-// Steps are the detector card's three investigative actions for this case: is the role
-// attached to the function, was it assumed by another identity, which calls did the key make.
+// Steps are the detector card's three investigative actions for this case, answered as
+// far as the detector knows: is the role attached to the function, was it assumed by
+// another identity, which calls did the key make.
 func Steps(f detect.Finding) []string {
 	var steps []string
-	if f.Function != "" {
-		steps = append(steps, fmt.Sprintf("Check that role %s is still attached to function %s (aws lambda get-function-configuration --function-name %s --region %s).", f.Role, f.Function, f.Function, f.Region))
-	} else {
-		steps = append(steps, fmt.Sprintf("Check which functions use role %s (aws lambda list-functions).", f.Role))
+	switch {
+	case f.Function == "" && f.Attached == detect.AttachedYes:
+		steps = append(steps, fmt.Sprintf("Role attached: yes: %s is %s.", f.Role, f.AttachedDetail))
+	case f.Function == "":
+		steps = append(steps, fmt.Sprintf("Role attached: unknown: no function of role %s is known; list them (aws lambda list-functions).", f.Role))
+	case f.Attached == detect.AttachedYes:
+		steps = append(steps, fmt.Sprintf("Role attached: yes: %s is %s's role (%s).", f.Role, f.Function, f.AttachedDetail))
+	case f.Attached == detect.AttachedNo:
+		steps = append(steps, fmt.Sprintf("Role attached: no longer: %s. Who changed it, and did the key outlive it?", f.AttachedDetail))
+	default:
+		steps = append(steps, fmt.Sprintf("Role attached: unknown: check (aws lambda get-function-configuration --function-name %s --region %s).", f.Function, f.Region))
 	}
-	if f.IssuedBy != "" {
-		steps = append(steps, fmt.Sprintf("The role was assumed by %s: check who and why.", f.IssuedBy))
-	} else {
-		steps = append(steps, fmt.Sprintf("Check whether role %s was assumed by another identity (CloudTrail AssumeRole).", f.Role))
+	switch n := len(f.AssumedBy); {
+	case f.IssuedBy != "":
+		steps = append(steps, fmt.Sprintf("Assumed by another identity: yes: this session's key came from %s%s.", f.IssuedBy, moreAssumers(f, 1)))
+	case n > 0:
+		a := f.AssumedBy[n-1]
+		steps = append(steps, fmt.Sprintf("Assumed by another identity: yes: %s at %s from %s%s.", a.By, ts(a.At), a.SourceIP, moreAssumers(f, 1)))
+	default:
+		steps = append(steps, "Assumed by another identity: none seen in the training period.")
 	}
-	return append(steps, "See every call of the key: "+LookupCommand(f))
+	calls := f.CallNames()
+	if len(calls) > 5 {
+		calls = append(calls[:5], "…")
+	}
+	return append(steps, fmt.Sprintf("Calls by the key from outside: %d (%d failed): %s. All of them: %s",
+		f.Count, f.Failed, strings.Join(calls, ", "), LookupCommand(f)))
+}
+
+func moreAssumers(f detect.Finding, shown int) string {
+	if n := len(f.AssumedBy) - shown; n > 0 {
+		return fmt.Sprintf(", and %d more assumption(s)", n)
+	}
+	return ""
 }
 
 // LookupCommand is the CloudTrail command that lists every call made with the finding's
@@ -249,8 +283,15 @@ func productFields(f detect.Finding) map[string]string {
 		m["outsider/FunctionArn"] = f.FunctionARN
 	}
 	if f.IssuedBy != "" {
-		m["outsider/AssumedBy"] = f.IssuedBy
+		m["outsider/SessionIssuedBy"] = f.IssuedBy
 	}
+	m["outsider/RoleAttached"] = f.Attached
+	m["outsider/RoleAttachedDetail"] = f.AttachedDetail
+	var assumed []string
+	for _, a := range f.AssumedBy {
+		assumed = append(assumed, fmt.Sprintf("%s at %s from %s", a.By, ts(a.At), a.SourceIP))
+	}
+	m["outsider/RoleAssumedBy"] = strings.Join(assumed, "; ")
 	if f.InsideSeen != nil {
 		m["outsider/KeyUsedInsideAt"] = ts(f.InsideSeen.At)
 		m["outsider/KeyUsedInsideFrom"] = f.InsideSeen.IP

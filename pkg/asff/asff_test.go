@@ -39,6 +39,8 @@ func findings() map[string]detect.Finding {
 		Calls: []detect.Call{{Service: "sts.amazonaws.com", Name: "GetCallerIdentity", Region: "eu-west-1", Count: 2, LastSeen: t0.Add(50 * time.Hour)},
 			{Service: "s3.amazonaws.com", Name: "ListBuckets", Region: "us-east-1", Count: 1, Errors: 1, LastErr: "AccessDenied", LastSeen: t0}},
 		UserAgents: []string{"aws-cli/2.22.0 md/command#s3.ls"}, Failed: 1,
+		Attached: detect.AttachedYes, AttachedDetail: "the Lambda inventory lists arn:aws:lambda:eu-west-1:210987654321:function:invoice-pdf with this role",
+		AssumedBy: []detect.Assumption{{By: "arn:aws:iam::210987654321:user/mallory", At: t0.Add(-2 * time.Hour), SourceIP: "27.192.8.8", Key: "ASIAEXAMPLEKEY000009"}},
 	}
 	out := map[string]detect.Finding{}
 	for _, title := range detect.Titles {
@@ -49,11 +51,13 @@ func findings() map[string]detect.Finding {
 		case detect.TitleRole:
 			f.SubjectKind, f.Subject, f.Function, f.FunctionARN, f.Session = detect.SubjectRole, f.Role, "", "", "tmp-debug-session"
 			f.IssuedBy = "arn:aws:iam::210987654321:user/mallory"
+			f.Attached, f.AttachedDetail = detect.AttachedUnknown, ""
 			f.Signals = append(f.Signals, detect.SignalNotIssued)
 		case detect.TitleCLI:
 			f.Signals = append(f.Signals, detect.SignalCLI)
 		case detect.TitleKnownASN:
 			f.Signals = append(f.Signals, detect.SignalKnownASN)
+			f.Attached, f.AttachedDetail, f.AssumedBy = detect.AttachedNo, "the function now uses role invoice-pdf-v2", nil
 		case detect.TitleInside:
 			f.Signals = append(f.Signals, detect.SignalKeyInside)
 			f.InsideSeen = &detect.Sighting{At: t0.Add(-time.Hour), IP: "52.16.10.20"}
@@ -116,7 +120,8 @@ func TestFields(t *testing.T) {
 		t.Errorf("remote ip %+v", rip)
 	}
 	text := *f.Remediation.Recommendation.Text
-	for _, s := range []string{"invoice-pdf-exec", "aws cloudtrail lookup-events --region eu-west-1 --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=ASIAEXAMPLEKEY000001"} {
+	for _, s := range []string{"Role attached: yes", "Assumed by another identity: yes: arn:aws:iam::210987654321:user/mallory", "Calls by the key from outside: 3 (1 failed)",
+		"aws cloudtrail lookup-events --region eu-west-1 --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=ASIAEXAMPLEKEY000001"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("recommendation lacks %q: %s", s, text)
 		}

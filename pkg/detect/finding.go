@@ -53,8 +53,28 @@ type Finding struct {
 	Calls       []Call    `json:"calls"`
 	UserAgents  []string  `json:"userAgents"`
 	InsideSeen  *Sighting `json:"insideSeen,omitempty"` // the key's use inside AWS, for the token title
-	EventIDs    []string  `json:"eventIds"`             // the newest events merged, to make merges idempotent
-	Notified    bool      `json:"notified"`             // the new-finding notification went out
+
+	// The detector card's investigative answers, kept current as calls update the finding.
+	Attached       string       `json:"attached"`                 // is the role attached to the function: Attached* constants
+	AttachedDetail string       `json:"attachedDetail,omitempty"` // e.g. the role the function uses now
+	AssumedBy      []Assumption `json:"assumedBy,omitempty"`      // AssumeRole of the role by identities other than Lambda
+	EventIDs       []string     `json:"eventIds"`                 // the newest events merged, to make merges idempotent
+	Notified       bool         `json:"notified"`                 // the new-finding notification went out
+}
+
+// Is the role attached to the function?
+const (
+	AttachedYes     = "yes"
+	AttachedNo      = "no longer"
+	AttachedUnknown = "unknown"
+)
+
+// Assumption is one sts:AssumeRole of a Lambda role by an identity other than Lambda.
+type Assumption struct {
+	By       string    `json:"by"`
+	At       time.Time `json:"at"`
+	SourceIP string    `json:"sourceIp,omitempty"`
+	Key      string    `json:"key,omitempty"` // the key it was issued
 }
 
 // Source is an address the token was used from.

@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
@@ -57,6 +58,30 @@ func (inv inventory) function(account, role, fn string) (invFunction, bool) {
 		}
 	}
 	return invFunction{}, false
+}
+
+// hasAccount reports whether the inventory covers an account.
+func (inv inventory) hasAccount(account string) bool {
+	for k := range inv {
+		if strings.HasPrefix(k, account+"#") {
+			return true
+		}
+	}
+	return false
+}
+
+// roleOf returns the role the inventory lists a function with.
+func (inv inventory) roleOf(account, fn string) (string, bool) {
+	for k, fs := range inv {
+		if a, role, _ := strings.Cut(k, "#"); a == account {
+			for _, f := range fs {
+				if f.Name == fn {
+					return role, true
+				}
+			}
+		}
+	}
+	return "", false
 }
 
 // only returns the role's function when it has exactly one.

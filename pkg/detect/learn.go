@@ -33,6 +33,14 @@ type issued struct {
 	SourceIP string    `json:"sourceIp,omitempty"`
 }
 
+// maxAssumers bounds the assumptions of a role kept for the investigation.
+const maxAssumers = 10
+
+type fnRole struct {
+	Role string    `json:"role"`
+	At   time.Time `json:"at"`
+}
+
 type lastSeen struct {
 	Seen   time.Time `json:"seen"`
 	Region string    `json:"region,omitempty"`
@@ -57,7 +65,13 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record, where Where)
 		if roleAcct == "" {
 			roleAcct = account
 		}
-		return d.learnFunction(ctx, roleAcct, cloudtrail.RoleNameFromARN(r.Request.Role), fn, region, r.Time)
+		role := cloudtrail.RoleNameFromARN(r.Request.Role)
+		// The role a function was last given: a later change answers "is the role (still)
+		// attached?" with "no longer".
+		if err := d.putJSON(ctx, fact{keyFnRole, roleAcct, fn, ""}.String(), fnRole{Role: role, At: r.Time}, time.Time{}); err != nil {
+			return err
+		}
+		return d.learnFunction(ctx, roleAcct, role, fn, region, r.Time)
 	case r.Source == "iam.amazonaws.com" && (r.Name == "CreateRole" || r.Name == "UpdateAssumeRolePolicy"):
 		if r.Request.RoleName == "" || !trustsLambda(r.Request.TrustPolicy) {
 			return nil
@@ -112,9 +126,22 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) er
 	if by == "" {
 		by = r.Identity.Type
 	}
-	return d.putJSON(ctx, keyIssued+r.IssuedKeyID, issued{
+	if err := d.putJSON(ctx, keyIssued+r.IssuedKeyID, issued{
 		By: by, Role: role, Account: account, Region: r.Region, At: r.Time, SourceIP: r.SourceIP,
-	}, r.Time.Add(d.cfg.Training))
+	}, r.Time.Add(d.cfg.Training)); err != nil {
+		return err
+	}
+	// Remember who assumes a Lambda role (the card's second question), newest kept.
+	key := fact{keyAssumers, account, role, ""}.String()
+	var list []Assumption
+	if _, err := d.getJSON(ctx, key, r.Time, &list); err != nil {
+		return err
+	}
+	list = append(list, Assumption{By: by, At: r.Time, SourceIP: r.SourceIP, Key: r.IssuedKeyID})
+	if len(list) > maxAssumers {
+		list = list[len(list)-maxAssumers:]
+	}
+	return d.putJSON(ctx, key, list, r.Time.Add(d.cfg.Training))
 }
 
 func (d *Detector) learnRole(ctx context.Context, account, role string, t time.Time) error {

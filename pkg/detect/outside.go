@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,6 +201,9 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 		if found {
 			p, ok := d.dirty[cur.ID]
 			if !ok {
+				if err := d.investigate(ctx, &cur, u.at); err != nil {
+					return err
+				}
 				p = &pending{f: cur}
 				d.dirty[cur.ID] = p
 				d.order = append(d.order, cur.ID)
@@ -212,6 +216,9 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 		n.WindowStart = u.at
 		n.ID = findingID(n.Account, n.SubjectKind, n.Subject, n.Title, n.WindowStart)
 		n.merge(u, d.cfg.MaxList)
+		if err := d.investigate(ctx, &n, u.at); err != nil {
+			return err
+		}
 		b, err := json.Marshal(n)
 		if err != nil {
 			return fmt.Errorf("detect: encode finding: %w", err)
@@ -231,6 +238,58 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 		// Another worker opened it between our read and our claim: read it again.
 	}
 	return fmt.Errorf("%w: claim %s: lost three races in a row", ErrStore, key)
+}
+
+// investigate answers the detector card's first two questions for a finding: is the role
+// (still) attached to the function, and who else assumed the role within the training
+// period. It runs when a finding enters a batch, so answers stay current as it is updated.
+func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) error {
+	f.Attached, f.AttachedDetail = AttachedUnknown, ""
+	if f.Function == "" {
+		// A finding about the role: which functions is it attached to?
+		var fns []string
+		for _, inv := range d.inv[f.Account+"#"+f.Role] {
+			fns = append(fns, inv.Name)
+		}
+		for k, seen := range d.fns {
+			if k.account == f.Account && k.role == f.Role && seen.After(t.Add(-d.cfg.Training)) && !slices.Contains(fns, k.fn) {
+				fns = append(fns, k.fn)
+			}
+		}
+		if len(fns) > 0 {
+			slices.Sort(fns)
+			f.Attached, f.AttachedDetail = AttachedYes, "the role of function(s) "+strings.Join(fns, ", ")
+		}
+	} else {
+		switch inv, listed := d.inv.function(f.Account, f.Role, f.Function); {
+		case listed:
+			f.Attached, f.AttachedDetail = AttachedYes, "the Lambda inventory lists "+inv.ARN+" with this role"
+		case d.inv.hasAccount(f.Account):
+			f.Attached = AttachedNo
+			if other, ok := d.inv.roleOf(f.Account, f.Function); ok {
+				f.AttachedDetail = "the function now uses role " + other
+			} else {
+				f.AttachedDetail = "the Lambda inventory does not list the function with this role"
+			}
+		default:
+			var fr fnRole
+			found, err := d.getJSON(ctx, fact{keyFnRole, f.Account, f.Function, ""}.String(), t, &fr)
+			if err != nil {
+				return err
+			}
+			if found && fr.Role != f.Role {
+				f.Attached, f.AttachedDetail = AttachedNo, fmt.Sprintf("the function was given role %s on %s", fr.Role, fr.At.UTC().Format(time.RFC3339))
+			} else if found {
+				f.Attached, f.AttachedDetail = AttachedYes, fmt.Sprintf("the function was given this role on %s", fr.At.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	var list []Assumption
+	if _, err := d.getJSON(ctx, fact{keyAssumers, f.Account, f.Role, ""}.String(), t, &list); err != nil {
+		return err
+	}
+	f.AssumedBy = list
+	return nil
 }
 
 func (d *Detector) fold(p *pending, u use) {

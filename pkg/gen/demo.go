@@ -127,8 +127,14 @@ func Demo(w io.Writer) error {
 			stolen(fns[0], "27.192.8.8", "aws-cli/2.22.0 md/awscrt#0.22.0 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.12.6 md/command#sts.get-caller-identity", recon, "", "")
 		case 18: // billing-export's live key, from a script, while the function still uses it
 			stolen(fns[1], "36.192.7.9", "python-requests/2.32.3", [][2]string{{"s3.amazonaws.com", "ListBuckets"}, {"s3.amazonaws.com", "GetObject"}}, "", "")
-		case 20: // a session of webhook-relay's role that Lambda never issued
+		case 20: // a session of webhook-relay's role that Lambda never issued: a contractor
+			// assumed the role from home and used it
 			keys["debug"] = d.key()
+			contractor := map[string]any{"type": "IAMUser", "principalId": "AIDAEXAMPLECONTRACT1", "arn": "arn:aws:iam::" + demoAccount + ":user/contractor",
+				"accountId": demoAccount, "accessKeyId": "AKIAEXAMPLECONTRACT1", "userName": "contractor"}
+			d.add(d.at(day, 15*3600-60), contractor, "sts.amazonaws.com", "AssumeRole", "1.128.9.9", "Boto3/1.34.145 md/Botocore#1.34.145 ua/2.0 os/macos#24.1.0 lang/python#3.12.6",
+				map[string]any{"roleArn": "arn:aws:iam::" + demoAccount + ":role/" + fns[2].role, "roleSessionName": "debug-session"},
+				map[string]any{"credentials": map[string]any{"accessKeyId": keys["debug"], "sessionToken": "IQoJb3JpZ2luX2VjEDEMOdemoDEMOnotAREALtoken" + keys["debug"], "expiration": d.at(day, 18*3600).Format("Jan 2, 2006, 3:04:05 PM")}}, "")
 			for i, c := range recon {
 				d.add(d.at(day, 15*3600+i*40), d.session(fns[2].role, "debug-session", keys["debug"]), c[0], c[1], "1.128.9.9", "Boto3/1.34.145 md/Botocore#1.34.145 ua/2.0 os/macos#24.1.0 lang/python#3.12.6", nil, nil, "")
 			}

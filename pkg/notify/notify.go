@@ -76,9 +76,12 @@ func Body(f detect.Finding, hubRegion string) string {
 	line("")
 	line("What happened: %s", asff.Description(f))
 	line("")
-	line("What to do next:")
+	line("The investigation, as far as the detector knows:")
 	for i, step := range asff.Steps(f) {
 		line("%d. %s", i+1, step)
+	}
+	for _, a := range f.AssumedBy {
+		line("   - %s assumed %s at %s from %s", a.By, f.Role, a.At.UTC().Format(time.RFC3339), a.SourceIP)
 	}
 	line("If the use is not yours: remove the role's sessions (revoke older sessions in IAM), rotate what the function can read, and find how the key left the function.")
 	line("")

@@ -29,12 +29,15 @@ func cases() map[string]detect.Finding {
 		Count: 3, AccessKeys: []string{"ASIAEXAMPLEKEY000001"}, Sources: []detect.Source{{IP: "27.192.8.8", ASN: 4837, Org: "CNCGROUP China169 Backbone", Count: 3}},
 		Calls:      []detect.Call{{Service: "sts.amazonaws.com", Name: "GetCallerIdentity", Count: 1}, {Service: "s3.amazonaws.com", Name: "ListBuckets", Count: 1}, {Service: "iam.amazonaws.com", Name: "ListRoles", Count: 1}},
 		UserAgents: []string{"aws-cli/2.22.0 md/awscrt#0.22.0 ua/2.0 os/linux#6.8.0"},
+		Attached:   detect.AttachedYes, AttachedDetail: "the function was given this role on 2026-05-04T00:00:30Z",
 	}
 	role := fn
 	role.ID, role.Title, role.Severity = "outsider/123456789012/role/a-very-long-role-name-for-the-webhook-relay-service-in-production/role/20260524T150000Z", detect.TitleRole, "MEDIUM"
 	role.SubjectKind, role.Subject, role.Function, role.FunctionARN, role.Session = detect.SubjectRole, "a-very-long-role-name-for-the-webhook-relay-service-in-production", "", "", "debug-session"
 	role.Role, role.RoleARN = role.Subject, "arn:aws:iam::123456789012:role/"+role.Subject
 	role.IssuedBy = "arn:aws:iam::123456789012:user/mallory"
+	role.Attached, role.AttachedDetail = detect.AttachedUnknown, ""
+	role.AssumedBy = []detect.Assumption{{By: "arn:aws:iam::123456789012:user/mallory", At: t0.Add(-time.Hour), SourceIP: "27.192.8.8"}}
 	return map[string]detect.Finding{"cli": fn, "role": role}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -51,6 +52,9 @@ type Handler struct {
 	Log      *slog.Logger
 	Metrics  io.Writer // CloudWatch Embedded Metric Format lines; nil: none
 	Now      func() time.Time
+
+	once   sync.Once
+	worker []byte
 }
 
 // Summary is what one invocation did: the summary log line and the metrics.
@@ -212,13 +216,14 @@ func (h *Handler) publish(ctx context.Context, changes []detect.Change, failFind
 	if !h.Notify.Enabled() {
 		return
 	}
-	released := false
+	changed := false
 	for _, c := range changes {
 		f := c.Finding
 		if !imported[f.ID] {
 			continue // emailed when its import succeeds
 		}
-		won, err := h.Store.Claim(ctx, keyNotified+f.ID, nonce(), f.WindowStart, f.WindowStart.Add(90*24*time.Hour))
+		keep := f.WindowStart.Add(90 * 24 * time.Hour)
+		won, err := h.Store.Claim(ctx, keyNotified+f.ID, h.nonce(), f.WindowStart, keep)
 		if err != nil {
 			failFinding(f.ID, err)
 			continue
@@ -229,26 +234,36 @@ func (h *Handler) publish(ctx context.Context, changes []detect.Change, failFind
 		if err := h.Notify.Publish(ctx, f); err != nil {
 			// Give the claim back so that the retry sends it.
 			h.Store.Put(ctx, keyNotified+f.ID, []byte(`{}`), time.Unix(1, 0))
-			released = true
+			changed = true
 			failFinding(f.ID, err)
 			continue
 		}
+		h.Store.Put(ctx, keyNotified+f.ID, notifiedValue, keep)
+		changed = true
 		sum.Emails++
 	}
-	if released {
+	if changed {
 		if err := h.Store.Flush(ctx); err != nil {
-			h.Log.ErrorContext(ctx, "could not give back a notification claim: that email is lost", "error", err)
+			// Kept in the store's memory, and written with its next batch.
+			h.Log.WarnContext(ctx, "notification marks not written yet", "error", err)
 		}
 	}
 }
 
-// nonce makes each notification claim unique: a claim whose answer was lost (and which
-// the SDK retried) is recognised as won when the item holds exactly its nonce.
-func nonce() []byte {
-	var b [16]byte
-	rand.Read(b[:])
-	return []byte(fmt.Sprintf(`{"claim":"%x"}`, b))
+// nonce is this worker's claim value: a claim whose answer was lost (the SDK, or a
+// redelivery, sends it again) is recognised as won when the item still holds it. Once the
+// email is sent the item says so, and the same worker does not send it again.
+func (h *Handler) nonce() []byte {
+	h.once.Do(func() {
+		var b [16]byte
+		rand.Read(b[:])
+		h.worker = []byte(fmt.Sprintf(`{"claimedBy":"%x"}`, b))
+	})
+	return h.worker
 }
+
+// notifiedValue marks a finding whose email went out.
+var notifiedValue = []byte(`{"sent":true}`)
 
 func (h *Handler) now() time.Time {
 	if h.Now != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
+	"github.com/outsider-sec/outsider/pkg/notify"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
 
@@ -92,7 +93,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	training := fs.String("training", "30d", "training period: baselines count what was seen this recently")
 	dedup := fs.String("dedup", "7d", "deduplication period: one finding per account, subject and title")
 	severity := fs.String("severity", "", "severities by title code, e.g. cli=CRITICAL,remote=LOW (codes: role, cli, known-asn, token, remote)")
-	fs.StringVar(&o.Format, "format", "", "json (one ASFF finding a line; the default when stdout is not a terminal) or text")
+	fs.StringVar(&o.Format, "format", "", "json (one ASFF finding a line; the default when stdout is not a terminal), text (a table), or email (the email of each new finding)")
 	fs.StringVar(&o.Account, "security-account", "", "account id that imports the findings (ASFF AwsAccountId); default: the affected account")
 	fs.StringVar(&o.Region, "region", "", "Security Hub region of the findings; default: the function's region")
 	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
@@ -133,9 +134,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 		}
 	}
 	switch o.Format {
-	case "", "json", "text":
+	case "", "json", "text", "email":
 	default:
-		errs = append(errs, fmt.Errorf("--format: %q is not json or text", o.Format))
+		errs = append(errs, fmt.Errorf("--format: %q is not json, text or email", o.Format))
 	}
 	if o.Account != "" && !isAccountID(o.Account) {
 		errs = append(errs, fmt.Errorf("--security-account: %q is not a 12-digit account id", o.Account))
@@ -500,6 +501,15 @@ func (p *printer) product(f detect.Finding) asff.Product {
 
 func (p *printer) print(c detect.Change) error {
 	f := c.Finding
+	if p.o.Format == "email" {
+		if !c.New {
+			return nil
+		}
+		p.rows++
+		pr := p.product(f)
+		_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.Subject(f), notify.Body(f, pr.Region), strings.Repeat("-", 72))
+		return err
+	}
 	if p.tw == nil {
 		b, err := asff.JSON(asff.Build(f, p.product(f)))
 		if err != nil {

@@ -1,0 +1,59 @@
+package replay
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestInvestigationAnswers: replaying the demo, where tokens are stolen, every finding and
+// every email answers the detector card's three questions.
+func TestInvestigationAnswers(t *testing.T) {
+	run := func(format string) string {
+		var stdout, stderr bytes.Buffer
+		if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", format, "--progress", "0", "../../events/demo"}, nil, &stdout, &stderr); code != ExitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		return stdout.String()
+	}
+	last := map[string]map[string]any{}
+	for _, line := range strings.Split(strings.TrimSpace(run("json")), "\n") {
+		var f map[string]any
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatal(err)
+		}
+		last[f["Id"].(string)] = f
+	}
+	want := map[string][]string{ // title -> what its answers must say
+		"Suspicious usage of AWS Lambda's token":          {"Role attached: yes", "given this role on 2026-05-04", "Assumed by another identity: none", "Calls by the key from outside: 2 (0 failed): s3:ListBuckets, s3:GetObject", "lookup-events"},
+		"Suspicious usage of AWS Lambda's role":           {"Role attached: yes: webhook-relay-role is the role of function(s) webhook-relay", "Assumed by another identity: yes: this session's key came from arn:aws:iam::123456789012:user/contractor", "Calls by the key from outside: 3"},
+		"Remote command line usage of AWS Lambda's token": {"Role attached: unknown", "Calls by the key from outside: 4 (0 failed)"},
+		"Remote usage of AWS Lambda's token":              {"Calls by the key from outside: 3 (3 failed)"},
+	}
+	if len(last) != len(want) {
+		t.Fatalf("%d findings, want %d", len(last), len(want))
+	}
+	for _, f := range last {
+		title := f["Title"].(string)
+		text := f["Remediation"].(map[string]any)["Recommendation"].(map[string]any)["Text"].(string)
+		for _, w := range want[title] {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: the remediation lacks %q:\n%s", title, w, text)
+			}
+		}
+		pf := f["ProductFields"].(map[string]any)
+		if pf["outsider/RoleAttached"] == nil || pf["outsider/ApiCalls"] == nil || pf["outsider/LookupEvents"] == nil {
+			t.Errorf("%s: product fields lack the answers: %v", title, pf)
+		}
+	}
+	emails := run("email")
+	if n := strings.Count(emails, "Subject: "); n != 4 {
+		t.Errorf("%d emails, want 4", n)
+	}
+	for _, w := range []string{"Role attached: yes: billing-export-role is billing-export's role", "user/contractor assumed webhook-relay-role at 2026-05-24T14:59:00Z from 1.128.9.9", "Calls by the key from outside: 1 (0 failed): s3:ListBuckets"} { // the email goes out when the finding opens
+		if !strings.Contains(emails, w) {
+			t.Errorf("the emails lack %q", w)
+		}
+	}
+}
