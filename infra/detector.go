@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
@@ -161,6 +162,16 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		}))
 	}
 
+	ranges, refresherLogs := newRangesRefresher(stack)
+	// The stored ip-ranges.json, and only it (HeadObject needs s3:GetObject too).
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ReadRanges"),
+		Actions:   jsii.Strings("s3:GetObject"),
+		Resources: jsii.Strings(*ranges.ArnForObjects(jsii.String(rangesKey))),
+	}))
+	env := s.env(*table.TableName(), *topic.TopicArn(), *account)
+	env[config.EnvIPRanges] = jsii.String("s3://" + *ranges.BucketName() + "/" + rangesKey)
+
 	fn := awslambda.NewFunction(stack, jsii.String("Detector"), &awslambda.FunctionProps{
 		Description:   jsii.String("Outsider: Lambda credentials used from outside AWS"),
 		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
@@ -172,7 +183,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		Role:          role,
 		LogGroup:      logs,
 		LoggingFormat: awslambda.LoggingFormat_JSON,
-		Environment:   ptr(s.env(*table.TableName(), *topic.TopicArn(), *account)),
+		Environment:   &env,
 	})
 	fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(float64(s.BatchSize)),
@@ -209,10 +220,14 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		out("Notifications", "confirm the subscription email sent to "+s.Email, "email subscription")
 	}
 
-	logsID := *stack.GetLogicalId(logs.Node().DefaultChild().(awscdk.CfnElement))
+	logicalID := func(c constructs.IConstruct) string {
+		return *stack.GetLogicalId(c.Node().DefaultChild().(awscdk.CfnElement))
+	}
 	nagSuppress(stack, []*cdknag.NagPackSuppression{
-		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("logs:CreateLogStream and logs:PutLogEvents need the log streams of the function's own log group (LOG_GROUP_ARN:*), and kms:GenerateDataKey* is the grant SNS publishing needs on the topic's key; each is scoped to one resource."),
-			AppliesTo: &[]any{"Resource::<" + logsID + ".Arn>:*", "Action::kms:GenerateDataKey*"}},
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("logs:CreateLogStream and logs:PutLogEvents need the log streams of each function's own log group (LOG_GROUP_ARN:*); kms:GenerateDataKey* is the grant SNS publishing needs on the topic's key. Each is scoped to one resource."),
+			AppliesTo: &[]any{"Resource::<" + logicalID(logs) + ".Arn>:*", "Resource::<" + logicalID(refresherLogs) + ".Arn>:*",
+				"Action::kms:GenerateDataKey*"}},
+		{Id: jsii.String("AwsSolutions-S1"), Reason: jsii.String("The bucket holds one public document, AWS's own ip-ranges.json, written by the refresher and read by the detector; its versioning keeps every change, and access logs would record only those two roles.")},
 	})
 	return stack
 }
@@ -221,4 +236,77 @@ func ptr[T any](v T) *T { return &v }
 
 func nagSuppress(stack awscdk.Stack, s []*cdknag.NagPackSuppression) {
 	cdknag.NagSuppressions_AddStackSuppressions(stack, &s, jsii.Bool(true))
+}
+
+// rangesKey is where the refresher keeps ip-ranges.json in its bucket.
+const rangesKey = "ip-ranges.json"
+
+// The topic on which AWS announces changes of its IP ranges (us-east-1 only).
+// https://docs.aws.amazon.com/vpc/latest/userguide/subscribe-notifications.html
+const ipSpaceChanged = "arn:aws:sns:us-east-1:806199016981:AmazonIpSpaceChanged"
+
+// newRangesRefresher adds the bucket that holds AWS's current ip-ranges.json and the
+// function that keeps it current: hourly, and on AWS's change notification.
+func newRangesRefresher(stack awscdk.Stack) (awss3.Bucket, awslogs.LogGroup) {
+	bucket := awss3.NewBucket(stack, jsii.String("Ranges"), &awss3.BucketProps{
+		Encryption:        awss3.BucketEncryption_S3_MANAGED,
+		EnforceSSL:        jsii.Bool(true),
+		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
+		Versioned:         jsii.Bool(true),
+		LifecycleRules: &[]*awss3.LifecycleRule{{
+			NoncurrentVersionExpiration: awscdk.Duration_Days(jsii.Number(30)),
+		}},
+		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
+		AutoDeleteObjects: jsii.Bool(false),
+	})
+	logs := awslogs.NewLogGroup(stack, jsii.String("RefresherLogs"), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_YEAR,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	role := awsiam.NewRole(stack, jsii.String("RefresherRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("Outsider refresher of AWS's IP ranges"),
+	})
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("WriteOwnLogs"),
+		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: jsii.Strings(*logs.LogGroupArn() + ":*"),
+	}))
+	// The one object it keeps (HeadObject needs s3:GetObject).
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("RangesObject"),
+		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
+		Resources: jsii.Strings(*bucket.ArnForObjects(jsii.String(rangesKey))),
+	}))
+	fn := awslambda.NewFunction(stack, jsii.String("Refresher"), &awslambda.FunctionProps{
+		Description:   jsii.String("Outsider: keeps AWS's ip-ranges.json current for the detector"),
+		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:  awslambda.Architecture_ARM_64(),
+		Handler:       jsii.String("bootstrap"),
+		Code:          goFunctionCode("functions/refresher"),
+		MemorySize:    jsii.Number(256),
+		Timeout:       awscdk.Duration_Seconds(jsii.Number(60)),
+		Role:          role,
+		LogGroup:      logs,
+		LoggingFormat: awslambda.LoggingFormat_JSON,
+		Environment: &map[string]*string{
+			config.EnvRangesBucket: bucket.BucketName(),
+			config.EnvRangesKey:    jsii.String(rangesKey),
+		},
+	})
+	awsevents.NewRule(stack, jsii.String("RefreshHourly"), &awsevents.RuleProps{
+		Description: jsii.String("Outsider: check AWS's IP ranges every hour (notifications can be missed)"),
+		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Hours(jsii.Number(1))),
+		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, nil)},
+	})
+	// The notification topic is in us-east-1: the subscription says so, whatever region
+	// this stack is in.
+	awssns.NewCfnSubscription(stack, jsii.String("IpSpaceChanged"), &awssns.CfnSubscriptionProps{
+		TopicArn: jsii.String(ipSpaceChanged), Protocol: jsii.String("lambda"), Endpoint: fn.FunctionArn(), Region: jsii.String("us-east-1"),
+	})
+	fn.AddPermission(jsii.String("IpSpaceChangedInvokes"), &awslambda.Permission{
+		Principal: awsiam.NewServicePrincipal(jsii.String("sns.amazonaws.com"), nil),
+		SourceArn: jsii.String(ipSpaceChanged),
+	})
+	return bucket, logs
 }

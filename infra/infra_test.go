@@ -25,6 +25,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	os.Setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 	code := mototest.Main(m)
 	jsii.Close()
 	os.Exit(code)
@@ -91,6 +92,21 @@ func one(t *testing.T, tpl map[string]any, typ string) map[string]any {
 	return nil
 }
 
+// where returns the one resource of a type whose property key contains value.
+func where(t *testing.T, tpl map[string]any, typ, key, value string) map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, p := range resources(tpl, typ) {
+		if strings.Contains(fmt.Sprint(p[key]), value) {
+			found = append(found, p)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d %s with %s containing %q, want 1", len(found), typ, key, value)
+	}
+	return found[0]
+}
+
 func get(v any, path ...any) any {
 	for _, p := range path {
 		switch k := p.(type) {
@@ -111,7 +127,7 @@ func get(v any, path ...any) any {
 func TestDetectorStack(t *testing.T) {
 	tpl, _, _ := synth(t, map[string]string{"notificationEmail": "secops@example.org", "organizationId": "o-abcdef1234", "trustedCidrs": "203.0.113.0/24"})
 
-	fn := one(t, tpl, "AWS::Lambda::Function")
+	fn := where(t, tpl, "AWS::Lambda::Function", "Description", "Lambda credentials")
 	for k, want := range map[string]any{"Runtime": "provided.al2023", "Handler": "bootstrap", "MemorySize": 512.0, "Timeout": 120.0} {
 		if fn[k] != want {
 			t.Errorf("function %s = %v, want %v", k, fn[k], want)
@@ -121,7 +137,7 @@ func TestDetectorStack(t *testing.T) {
 		t.Errorf("function: %v, %v", fn["Architectures"], fn["LoggingConfig"])
 	}
 	env := get(fn, "Environment", "Variables").(map[string]any)
-	for _, name := range []string{config.EnvTable, config.EnvTopicARN, config.EnvSecurityAccount, config.EnvActivation, config.EnvTraining, config.EnvDedup, config.EnvTrustedCIDRs} {
+	for _, name := range []string{config.EnvTable, config.EnvTopicARN, config.EnvSecurityAccount, config.EnvActivation, config.EnvTraining, config.EnvDedup, config.EnvTrustedCIDRs, config.EnvIPRanges} {
 		if _, ok := env[name]; !ok {
 			t.Errorf("function lacks %s", name)
 		}
@@ -170,8 +186,8 @@ func TestDetectorStack(t *testing.T) {
 	if topic["KmsMasterKeyId"] == nil {
 		t.Error("topic not encrypted")
 	}
-	sub := one(t, tpl, "AWS::SNS::Subscription")
-	if sub["Protocol"] != "email" || sub["Endpoint"] != "secops@example.org" {
+	sub := where(t, tpl, "AWS::SNS::Subscription", "Protocol", "email")
+	if sub["Endpoint"] != "secops@example.org" {
 		t.Errorf("subscription %v", sub)
 	}
 	if key := one(t, tpl, "AWS::KMS::Key"); key["EnableKeyRotation"] != true {
@@ -190,8 +206,32 @@ func TestDetectorStack(t *testing.T) {
 	if !cmp.Equal(metrics, []string{"ApproximateNumberOfMessagesVisible", "Errors", "Throttles"}) {
 		t.Errorf("alarms on %v", metrics)
 	}
-	if lg := one(t, tpl, "AWS::Logs::LogGroup"); lg["RetentionInDays"] != 365.0 {
-		t.Errorf("log retention %v", lg["RetentionInDays"])
+	for id, lg := range resources(tpl, "AWS::Logs::LogGroup") {
+		if lg["RetentionInDays"] != 365.0 {
+			t.Errorf("log group %s retention %v", id, lg["RetentionInDays"])
+		}
+	}
+
+	// The refresher: its bucket, its function, hourly and on AWS's notification.
+	bucket := one(t, tpl, "AWS::S3::Bucket")
+	if get(bucket, "VersioningConfiguration", "Status") != "Enabled" || get(bucket, "PublicAccessBlockConfiguration", "RestrictPublicBuckets") != true ||
+		get(bucket, "BucketEncryption", "ServerSideEncryptionConfiguration", 0, "ServerSideEncryptionByDefault", "SSEAlgorithm") != "AES256" {
+		t.Errorf("ranges bucket %v", bucket)
+	}
+	refresher := where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges.json")
+	if get(refresher, "Environment", "Variables", config.EnvRangesKey) != "ip-ranges.json" || !cmp.Equal(refresher["Architectures"], []any{"arm64"}) {
+		t.Errorf("refresher %v", refresher)
+	}
+	ipSub := where(t, tpl, "AWS::SNS::Subscription", "Protocol", "lambda")
+	if ipSub["TopicArn"] != ipSpaceChanged || ipSub["Region"] != "us-east-1" {
+		t.Errorf("ip-space subscription %v", ipSub)
+	}
+	if sched := where(t, tpl, "AWS::Events::Rule", "ScheduleExpression", "rate"); sched["ScheduleExpression"] != "rate(1 hour)" {
+		t.Errorf("refresh schedule %v", sched["ScheduleExpression"])
+	}
+	perm := where(t, tpl, "AWS::Lambda::Permission", "Principal", "sns.amazonaws.com")
+	if perm["SourceArn"] != ipSpaceChanged {
+		t.Errorf("sns invoke permission %v", perm)
 	}
 
 	bus := one(t, tpl, "AWS::Events::EventBus")
@@ -204,6 +244,11 @@ func TestDetectorStack(t *testing.T) {
 	}
 
 	rules := resources(tpl, "AWS::Events::Rule")
+	for id, r := range rules {
+		if r["ScheduleExpression"] != nil {
+			delete(rules, id) // the refresher's schedule
+		}
+	}
 	if len(rules) != 2 {
 		t.Fatalf("%d rules, want 2 (organisation bus, this account's default bus)", len(rules))
 	}
@@ -234,14 +279,14 @@ func normalise(v any) any {
 // TestDetectorPolicies checks the function's permissions statement by statement.
 func TestDetectorPolicies(t *testing.T) {
 	tpl, _, _ := synth(t, map[string]string{"asnDb": "s3://geo-bucket/asn/GeoLite2-ASN.mmdb"})
-	role := one(t, tpl, "AWS::IAM::Role")
+	role := where(t, tpl, "AWS::IAM::Role", "RoleName", detectorRoleName)
 	if get(role, "RoleName") != detectorRoleName || get(role, "AssumeRolePolicyDocument", "Statement", 0, "Principal", "Service") != "lambda.amazonaws.com" {
 		t.Errorf("role %v", role)
 	}
 	if role["ManagedPolicyArns"] != nil {
 		t.Errorf("managed policies %v", role["ManagedPolicyArns"])
 	}
-	stmts := get(one(t, tpl, "AWS::IAM::Policy"), "PolicyDocument", "Statement").([]any)
+	stmts := get(where(t, tpl, "AWS::IAM::Policy", "Roles", "DetectorRole"), "PolicyDocument", "Statement").([]any)
 	type stmt struct{ Actions, Resource string }
 	var got []stmt
 	for _, s := range stmts {
@@ -258,6 +303,7 @@ func TestDetectorPolicies(t *testing.T) {
 		{"sns:Publish", "map[Ref:Findings172CF60E]"},
 		{"[kms:Decrypt kms:GenerateDataKey*]", "map[Fn::GetAtt:[TopicKeyB2E0C9CB Arn]]"},
 		{"s3:GetObject", "map[Fn::Sub:arn:${AWS::Partition}:s3:::geo-bucket/asn/GeoLite2-ASN.mmdb]"},
+		{"s3:GetObject", "map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]"},
 		{"[sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:GetQueueUrl sqs:DeleteMessage sqs:GetQueueAttributes]", "map[Fn::GetAtt:[EventsD32975C2 Arn]]"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -268,6 +314,21 @@ func TestDetectorPolicies(t *testing.T) {
 		if s.Resource == "*" {
 			t.Errorf("a statement on every resource: %v", s)
 		}
+	}
+}
+
+func TestRefresherPolicy(t *testing.T) {
+	tpl, _, _ := synth(t, nil)
+	var got []string
+	for _, st := range get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument", "Statement").([]any) {
+		got = append(got, fmt.Sprint(st.(map[string]any)["Action"])+" on "+fmt.Sprint(st.(map[string]any)["Resource"]))
+	}
+	want := []string{
+		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
+		"[s3:GetObject s3:PutObject] on map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("refresher policy (-want +got):\n%s", diff)
 	}
 }
 
@@ -341,8 +402,10 @@ func TestSettings(t *testing.T) {
 		}
 	}
 	tpl, _, _ := synth(t, nil)
-	if len(resources(tpl, "AWS::SNS::Subscription")) != 0 {
-		t.Error("a subscription without an email")
+	for _, sub := range resources(tpl, "AWS::SNS::Subscription") {
+		if sub["Protocol"] == "email" {
+			t.Error("an email subscription without an email")
+		}
 	}
 	if !strings.Contains(fmt.Sprint(get(tpl, "Outputs", "Notifications", "Value")), "none") {
 		t.Errorf("no output says there is no email: %v", get(tpl, "Outputs", "Notifications"))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -29,6 +30,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/notify"
 	"github.com/outsider-sec/outsider/pkg/pipeline"
+	"github.com/outsider-sec/outsider/pkg/refresh"
 	"github.com/outsider-sec/outsider/pkg/replay"
 )
 
@@ -69,19 +71,14 @@ func coldStart(ctx context.Context, log *slog.Logger) (*pipeline.Handler, error)
 	}
 	ranges := ipranges.NewCurrent(ipranges.Embedded())
 	var asns *asn.DB
+	var watcher *refresh.Watcher
 	if !cfg.IPRanges.IsZero() || !cfg.ASNDB.IsZero() {
 		s3c := s3.NewFromConfig(awsCfg)
 		if !cfg.IPRanges.IsZero() {
-			b, err := get(ctx, s3c, cfg.IPRanges)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", config.EnvIPRanges, err)
-			}
-			r, err := ipranges.Parse(b)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", config.EnvIPRanges, err)
-			}
-			if err := ranges.Update(r); err != nil {
-				log.Warn("ip-ranges in S3 is not newer than the embedded snapshot: keeping the snapshot", "error", err)
+			// What the refresher stored, checked at most every five minutes.
+			watcher = &refresh.Watcher{S3: s3c, Bucket: cfg.IPRanges.Bucket, Key: cfg.IPRanges.Key, Ranges: ranges, Every: 5 * time.Minute}
+			if err := watcher.Check(ctx); err != nil {
+				log.Warn("could not load AWS's ip ranges from S3: the embedded snapshot stands", "error", err)
 			}
 		}
 		if !cfg.ASNDB.IsZero() {
@@ -99,7 +96,7 @@ func coldStart(ctx context.Context, log *slog.Logger) (*pipeline.Handler, error)
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline.Handler{
+	h := &pipeline.Handler{
 		Detector: det,
 		Store:    st,
 		Hub:      hub.New(securityhub.NewFromConfig(awsCfg)),
@@ -107,7 +104,11 @@ func coldStart(ctx context.Context, log *slog.Logger) (*pipeline.Handler, error)
 		Product:  asff.Product{Partition: partition(cfg.Region), Region: cfg.Region, Account: cfg.SecurityAccount},
 		Log:      log,
 		Metrics:  os.Stdout,
-	}, nil
+	}
+	if watcher != nil {
+		h.Ranges = watcher
+	}
+	return h, nil
 }
 
 func get(ctx context.Context, c *s3.Client, loc config.S3Location) ([]byte, error) {

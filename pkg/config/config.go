@@ -28,6 +28,38 @@ const (
 	EnvIPRanges        = "OUTSIDER_IP_RANGES"        // s3://bucket/key of a newer ip-ranges.json (optional)
 )
 
+// Environment variables of the refresher Lambda.
+const (
+	EnvRangesBucket = "OUTSIDER_RANGES_BUCKET" // where the refresher keeps ip-ranges.json (required)
+	EnvRangesKey    = "OUTSIDER_RANGES_KEY"    // its key (default ip-ranges.json)
+	EnvRangesURL    = "OUTSIDER_RANGES_URL"    // where AWS publishes it (default the AWS URL)
+)
+
+// Refresher is the refresher's configuration.
+type Refresher struct {
+	Ranges S3Location
+	URL    string
+}
+
+// LoadRefresher reads the refresher's configuration, every problem at once.
+func LoadRefresher(getenv func(string) string) (Refresher, error) {
+	r := Refresher{Ranges: S3Location{Bucket: getenv(EnvRangesBucket), Key: getenv(EnvRangesKey)}, URL: getenv(EnvRangesURL)}
+	var errs []error
+	if r.Ranges.Bucket == "" {
+		errs = append(errs, fmt.Errorf("%s: not set", EnvRangesBucket))
+	}
+	if r.Ranges.Key == "" {
+		r.Ranges.Key = "ip-ranges.json"
+	}
+	if r.URL != "" && !strings.HasPrefix(r.URL, "https://") && !strings.HasPrefix(r.URL, "http://") {
+		errs = append(errs, fmt.Errorf("%s: %q is not a URL", EnvRangesURL, r.URL))
+	}
+	if len(errs) > 0 {
+		return r, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return r, nil
+}
+
 // Config is the detector's configuration in AWS.
 type Config struct {
 	Table           string

@@ -41,6 +41,11 @@ type Notifier interface {
 	Publish(context.Context, detect.Finding) error
 }
 
+// Checker refreshes something before a batch (the AWS ranges: pkg/refresh.Watcher).
+type Checker interface {
+	Check(context.Context) error
+}
+
 // Handler runs batches through the detector. It is not safe for concurrent use: Lambda
 // gives each container one invocation at a time.
 type Handler struct {
@@ -51,6 +56,7 @@ type Handler struct {
 	Product  asff.Product
 	Log      *slog.Logger
 	Metrics  io.Writer // CloudWatch Embedded Metric Format lines; nil: none
+	Ranges   Checker   // reloads AWS's ranges when the refresher stored new ones; nil: none
 	Now      func() time.Time
 
 	once   sync.Once
@@ -127,6 +133,12 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 
 func (h *Handler) run(ctx context.Context, msgs []*message) {
 	start := h.now()
+	if h.Ranges != nil {
+		if err := h.Ranges.Check(ctx); err != nil {
+			// The ranges in use stay; a stale range list is no reason to stop detecting.
+			h.Log.WarnContext(ctx, "could not reload AWS's ip ranges", "error", err)
+		}
+	}
 	before := h.Detector.Stats
 	sum := Summary{Messages: len(msgs)}
 	for _, m := range msgs {

@@ -1,0 +1,147 @@
+package refresh
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/outsider-sec/outsider/pkg/ipranges"
+	"github.com/outsider-sec/outsider/pkg/mototest"
+)
+
+func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }
+
+func gunzip(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// server serves whatever body the test sets, as AWS's URL would.
+type server struct {
+	mu   sync.Mutex
+	body []byte
+}
+
+func (s *server) set(b []byte) { s.mu.Lock(); s.body = b; s.mu.Unlock() }
+
+func (s *server) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.Write(s.body)
+}
+
+func md5hex(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
+
+// TestRefreshAndReload: the real update of 2026-08-22 (1.178.86.0/24 added) reaches the
+// detector's ranges through S3; stale, corrupt and collapsed files are refused and the
+// ranges in use are kept.
+func TestRefreshAndReload(t *testing.T) {
+	ctx := context.Background()
+	cfg := mototest.Config(t, nil)
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	bucket := "outsider-ranges-test"
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	before := gunzip(t, "../ipranges/testdata/ip-ranges.2026-08-22T1157.json.gz")
+	after := gunzip(t, "../ipranges/ip-ranges.json.gz")
+	srv := &server{}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	r := &Refresher{HTTP: hs.Client(), URL: hs.URL, S3: client, Bucket: bucket, Key: "ip-ranges.json"}
+
+	// The detector starts on the 11:57 publication (as if that were its embedded snapshot).
+	old, err := ipranges.Parse(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := ipranges.NewCurrent(old)
+	clock := time.Date(2026, 8, 22, 16, 0, 0, 0, time.UTC)
+	w := &Watcher{S3: client, Bucket: bucket, Key: "ip-ranges.json", Ranges: current, Every: 5 * time.Minute, Now: func() time.Time { return clock }}
+	added := netip.MustParseAddr("1.178.86.1")
+	if err := w.Check(ctx); err != nil || current.Contains(added) {
+		t.Fatalf("nothing stored yet: %v, %v", err, current.Contains(added))
+	}
+
+	// AWS announces 15:17 and serves it.
+	srv.set(after)
+	res, err := r.Run(ctx, &Notice{SyncToken: "1787411825", MD5: md5hex(after)})
+	if err != nil || !res.Stored || res.SyncToken != 1787411825 {
+		t.Fatalf("refresh: %+v, %v", res, err)
+	}
+	if err := w.Check(ctx); err != nil || current.Contains(added) {
+		t.Fatalf("looked again within 5 minutes: %v, %v", err, current.Contains(added))
+	}
+	clock = clock.Add(6 * time.Minute)
+	if err := w.Check(ctx); err != nil || !current.Contains(added) {
+		t.Fatalf("the update is not visible to the detector: %v", err)
+	}
+
+	// A late notice of the 11:57 publication: not newer, nothing stored.
+	srv.set(before)
+	if res, err := r.Run(ctx, &Notice{SyncToken: "1787399825", MD5: md5hex(before)}); err != nil || res.Stored {
+		t.Errorf("out-of-order notice: %+v, %v", res, err)
+	}
+	// Corrupt, md5 mismatch, collapsed, and a URL still serving an older file: refused.
+	for name, tc := range map[string]struct {
+		body   []byte
+		notice *Notice
+	}{
+		"truncated":    {after[:len(after)/2], nil},
+		"md5 mismatch": {after, &Notice{MD5: "0123456789abcdef0123456789abcdef"}},
+		"collapsed":    {[]byte(`{"syncToken":"1787500000","createDate":"2026-08-23-00-00-00","prefixes":[{"ip_prefix":"3.4.12.4/32","region":"eu-west-1","service":"AMAZON"}],"ipv6_prefixes":[]}`), nil},
+		"stale at url": {after, &Notice{SyncToken: "1787500000"}},
+		"html error":   {[]byte("<html>503</html>"), nil},
+	} {
+		srv.set(tc.body)
+		res, err := r.Run(ctx, tc.notice)
+		if err == nil || res.Stored {
+			t.Errorf("%s: accepted: %+v", name, res)
+		}
+		if name != "stale at url" && !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: error %v is not ErrInvalid", name, err)
+		}
+	}
+	clock = clock.Add(time.Hour)
+	if err := w.Check(ctx); err != nil || !current.Contains(added) || current.Load().SyncToken != 1787411825 {
+		t.Errorf("the ranges in use changed: %v, token %d", err, current.Load().SyncToken)
+	}
+}
+
+func TestParseNotice(t *testing.T) {
+	n, err := ParseNotice(`{"create-time":"2026-08-22-15-17-05","synctoken":"1787411825","md5":"6e48ad3b2d2ea89dc5ed9b2a50e3e99f","url":"https://ip-ranges.amazonaws.com/ip-ranges.json"}`)
+	if err != nil || n.SyncToken != "1787411825" || n.URL == "" {
+		t.Errorf("%+v %v", n, err)
+	}
+	for _, bad := range []string{"", "not json", `{"hello":1}`} {
+		if _, err := ParseNotice(bad); err == nil {
+			t.Errorf("ParseNotice(%q) accepted", bad)
+		}
+	}
+}
