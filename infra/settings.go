@@ -21,6 +21,7 @@ const (
 	ctxMemberAccounts = "memberAccounts"    // comma-separated account ids, for accounts outside an organisation
 	ctxASNDB          = "asnDb"             // s3://bucket/key of a MaxMind-format ASN database
 	ctxBatchSize      = "batchSize"         // SQS records per invocation
+	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (beyond the card)
 )
 
 // Settings are the deployment's choices, read from the CDK context.
@@ -35,6 +36,7 @@ type Settings struct {
 	MemberAccounts []string
 	ASNDB          string
 	BatchSize      int
+	CrossRegion    string
 }
 
 var (
@@ -48,7 +50,7 @@ func readSettings(get func(string) string) (Settings, error) {
 	s := Settings{
 		Email: get(ctxEmail), TrustedCIDRs: get(ctxTrustedCIDRs), Activation: orDefault(get(ctxActivation), "14d"),
 		Training: orDefault(get(ctxTraining), "30d"), Dedup: orDefault(get(ctxDedup), "7d"), Severity: get(ctxSeverity),
-		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500,
+		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500, CrossRegion: get(ctxCrossRegion),
 	}
 	var errs []error
 	if s.Email != "" && !emailRE.MatchString(s.Email) {
@@ -78,6 +80,7 @@ func readSettings(get func(string) string) (Settings, error) {
 			config.EnvTable: "t", config.EnvSecurityAccount: "111111111111", config.EnvRegion: "us-east-1",
 			config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
 			config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB,
+			config.EnvCrossRegion: s.CrossRegion,
 		}[k]
 	}); err != nil {
 		errs = append(errs, err)
@@ -98,7 +101,7 @@ func (s Settings) env(table, topic, account string) map[string]*string {
 		config.EnvTable: table, config.EnvTopicARN: topic, config.EnvSecurityAccount: account,
 		config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
 	}
-	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB} {
+	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB, config.EnvCrossRegion: s.CrossRegion} {
 		if v != "" {
 			m[k] = v
 		}

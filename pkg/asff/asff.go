@@ -105,6 +105,8 @@ func Description(f detect.Finding) string {
 			fmt.Fprintf(&b, " (the role was assumed by %s)", f.IssuedBy)
 		}
 		b.WriteString(", was used from outside AWS")
+	case detect.TitleCrossRegion:
+		fmt.Fprintf(&b, "The temporary credentials of %s, which runs in %s, were used from an AWS address of another region (a machine in AWS that is not the function)", who, f.Region)
 	default:
 		fmt.Fprintf(&b, "The temporary credentials of %s were used from outside AWS", who)
 	}

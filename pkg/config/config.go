@@ -26,6 +26,7 @@ const (
 	EnvTrustedCIDRs    = "OUTSIDER_TRUSTED_CIDRS"    // comma-separated CIDRs
 	EnvASNDB           = "OUTSIDER_ASN_DB"           // s3://bucket/key of a MaxMind-format ASN database (optional)
 	EnvIPRanges        = "OUTSIDER_IP_RANGES"        // s3://bucket/key of a newer ip-ranges.json (optional)
+	EnvCrossRegion     = "OUTSIDER_CROSS_REGION"     // "true": raise the cross-region title (off by default)
 )
 
 // Environment variables of the refresher Lambda.
@@ -126,6 +127,13 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 			*p.dst = loc
 		}
+	}
+	switch v := getenv(EnvCrossRegion); v {
+	case "", "false":
+	case "true":
+		c.Detect.CrossRegion = true
+	default:
+		fail(EnvCrossRegion, fmt.Errorf("%q is not true or false", v))
 	}
 	for _, p := range []struct {
 		name string

@@ -26,10 +26,15 @@ const (
 	TitleKnownASN Title = "Usage of AWS Lambda's token from known ASN"
 	TitleInside   Title = "Suspicious usage of AWS Lambda's token"
 	TitleRemote   Title = "Remote usage of AWS Lambda's token"
+
+	// TitleCrossRegion is beyond the card, and off by default: a function's token used from
+	// an AWS address in another region than the function's (an attacker's cloud machine).
+	TitleCrossRegion Title = "Usage of AWS Lambda's token from another AWS region"
 )
 
-// Titles lists every title in priority order.
-var Titles = []Title{TitleRole, TitleCLI, TitleKnownASN, TitleInside, TitleRemote}
+// Titles lists every title: the card's five in priority order, then the cross-region one,
+// which applies to calls from inside AWS only.
+var Titles = []Title{TitleRole, TitleCLI, TitleKnownASN, TitleInside, TitleRemote, TitleCrossRegion}
 
 // Code is the title's short stable name, used in finding ids, config and flags.
 func (t Title) Code() string {
@@ -44,6 +49,8 @@ func (t Title) Code() string {
 		return "token"
 	case TitleRemote:
 		return "remote"
+	case TitleCrossRegion:
+		return "cross-region"
 	}
 	return "unknown"
 }
@@ -67,6 +74,8 @@ type Config struct {
 	MaxList int
 	// TrainOnly learns baselines and raises nothing: a backfill of history.
 	TrainOnly bool
+	// CrossRegion raises TitleCrossRegion. Off by default until measured on real traffic.
+	CrossRegion bool
 }
 
 // Default returns the settings of DESIGN §4–§5.
@@ -76,11 +85,12 @@ func Default() Config {
 		Training:   30 * 24 * time.Hour,
 		Dedup:      7 * 24 * time.Hour,
 		Severity: map[Title]string{
-			TitleRole:     "MEDIUM",
-			TitleCLI:      "HIGH",
-			TitleKnownASN: "INFORMATIONAL",
-			TitleInside:   "MEDIUM",
-			TitleRemote:   "INFORMATIONAL",
+			TitleRole:        "MEDIUM",
+			TitleCLI:         "HIGH",
+			TitleKnownASN:    "INFORMATIONAL",
+			TitleInside:      "MEDIUM",
+			TitleRemote:      "INFORMATIONAL",
+			TitleCrossRegion: "LOW",
 		},
 		MaxList: 20,
 	}
@@ -185,7 +195,7 @@ func (c *Config) ParseSeverities(s string) error {
 			}
 		}
 		if t == "" {
-			return fmt.Errorf("%q is not a title code (role, cli, known-asn, token, remote)", code)
+			return fmt.Errorf("%q is not a title code (role, cli, known-asn, token, remote, cross-region)", code)
 		}
 		label = strings.ToUpper(strings.TrimSpace(label))
 		if !validSeverity(label) {

@@ -30,6 +30,7 @@ type Stats struct {
 	Created     int // findings opened
 	Updated     int // findings updated
 	Redelivered int // calls already merged into their finding (a redelivery)
+	CrossRegion int // calls by a function's session from an AWS address in another region
 	StoreReads  int
 	StoreWrites int
 	StoreClaims int
@@ -55,6 +56,7 @@ type Detector struct {
 	accounts map[string]time.Time // first observed, per account
 	roles    map[roleKey]roleFact
 	fns      map[fnKey]time.Time // functions learned, last seen (event time)
+	fnRegion map[fnKey]string    // their regions, where known
 	written  map[fact]bool       // baseline facts written today (event-time day)
 	day      int64
 	dirty    map[string]*pending // findings changed since the last Flush, by id
@@ -101,6 +103,7 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 		accounts: map[string]time.Time{},
 		roles:    map[roleKey]roleFact{},
 		fns:      map[fnKey]time.Time{},
+		fnRegion: map[fnKey]string{},
 		written:  map[fact]bool{},
 		dirty:    map[string]*pending{},
 		open:     map[string]string{},
@@ -151,7 +154,12 @@ func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
 		return d.knownASN(ctx, r, lambdaRole)
 	case AWS, Private:
 		if lambdaRole && id.Temporary() {
-			return d.insideUse(ctx, r)
+			if err := d.insideUse(ctx, r); err != nil {
+				return err
+			}
+			if where == AWS && d.cfg.CrossRegion {
+				return d.crossRegion(ctx, r)
+			}
 		}
 	}
 	return nil

@@ -410,3 +410,27 @@ func TestNoAWSSDK(t *testing.T) {
 		}
 	}
 }
+
+func TestCrossRegion(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	create := rec(day(0, 5), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAD"}, "CreateFunction20150331", awsIP, "terraform")
+	create.Source = "lambda.amazonaws.com"
+	create.Request = cloudtrail.Request{FunctionName: fn, Role: "arn:aws:iam::" + acct + ":role/" + role}
+	key := "ASIAKEY" + fn + time.Duration(20).String()
+	// From an EC2 address in us-east-1: the function runs in eu-west-1.
+	elsewhere := rec(day(20, 30000), session(role, fn, key), "ListBuckets", "3.80.10.10", "aws-cli/2.22.0")
+	home := rec(day(20, 30001), session(role, fn, key), "ListBuckets", awsIP, "aws-sdk-go-v2")
+	for _, on := range []bool{false, true} {
+		d := newDetector(t, newMapStore(), func(c *Config) { c.CrossRegion = on })
+		ch := run(t, d, append(append([]*cloudtrail.Record{create}, history(21, fn, role)...), elsewhere, home)...)
+		if !on {
+			if len(ch) != 0 {
+				t.Errorf("off: %d findings", len(ch))
+			}
+			continue
+		}
+		if len(ch) != 1 || ch[0].Finding.Title != TitleCrossRegion || ch[0].Finding.Region != region || ch[0].Finding.Count != 1 || d.Stats.CrossRegion != 1 {
+			t.Fatalf("on: %+v (cross-region calls %d)", ch, d.Stats.CrossRegion)
+		}
+	}
+}

@@ -87,7 +87,15 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record, where Where)
 	if id.Type == cloudtrail.IdentityAssumedRole && id.Temporary() && where != Outside &&
 		id.InvokedBy == "" && strings.Contains(r.UserAgent, lambdaExecEnv) {
 		if sess := id.SessionName(); sess != "" {
-			return d.learnFunction(ctx, roleAccount(id), id.RoleName(), sess, r.Region, r.Time)
+			// The function's region is where its address is, not awsRegion: a function
+			// calls IAM or STS in us-east-1 from wherever it runs.
+			region := ""
+			if rl, ok := d.ranges.(RegionLookup); ok && where == AWS {
+				if region = rl.Region(r.Addr); region == "GLOBAL" {
+					region = ""
+				}
+			}
+			return d.learnFunction(ctx, roleAccount(id), id.RoleName(), sess, region, r.Time)
 		}
 	}
 	return nil
@@ -159,8 +167,12 @@ func (d *Detector) learnFunction(ctx context.Context, account, role, fn, region 
 	if err := d.learnRole(ctx, account, role, t); err != nil {
 		return err
 	}
-	if k := (fnKey{account, role, fn}); t.After(d.fns[k]) {
+	k := fnKey{account, role, fn}
+	if t.After(d.fns[k]) {
 		d.fns[k] = t
+	}
+	if region != "" {
+		d.fnRegion[k] = region
 	}
 	return d.touch(ctx, fact{keyFunction, account, role, fn}, t, lastSeen{Seen: t, Region: region})
 }

@@ -58,6 +58,12 @@ type RangeLookup interface {
 	Contains(netip.Addr) bool
 }
 
+// RegionLookup tells the region of the AWS prefix holding an address ("GLOBAL" for global
+// services, "" when none).
+type RegionLookup interface {
+	Region(netip.Addr) string
+}
+
 // classify places an address (DESIGN §3).
 func (d *Detector) classify(a netip.Addr) Where {
 	switch {

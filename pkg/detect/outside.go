@@ -166,6 +166,49 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record) error {
 	return d.record(ctx, f, u)
 }
 
+// SignalCrossRegion: the call came from an AWS address of another region than the function's.
+const SignalCrossRegion = "token-used-from-another-aws-region"
+
+// crossRegion raises TitleCrossRegion for a function's own session calling from an AWS
+// address in another region than the function's. The function's region is what this
+// worker learned (its calls, its CreateFunction, Lambda's AssumeRole, the inventory); an
+// unknown region, or a global prefix, raises nothing.
+func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record) error {
+	rl, ok := d.ranges.(RegionLookup)
+	if !ok {
+		return nil
+	}
+	id := &r.Identity
+	account, role, fn := roleAccount(id), id.RoleName(), id.SessionName()
+	k := fnKey{account, role, fn}
+	fnRegion := d.fnRegion[k]
+	if inv, ok := d.inv.function(account, role, fn); ok {
+		fnRegion = inv.Region
+	}
+	from := rl.Region(r.Addr)
+	if fnRegion == "" || from == "" || from == "GLOBAL" || from == fnRegion || !d.knownFunction(account, role, fn, r.Time) && !d.inv.hasRole(account, role) {
+		return nil
+	}
+	d.Stats.CrossRegion++
+	if !d.active(account, r.Time) || d.cfg.TrainOnly {
+		return nil
+	}
+	partition := partitionOf(id.IssuerARN)
+	f := Finding{
+		Title: TitleCrossRegion, Severity: d.cfg.Severity[TitleCrossRegion], Account: account, Partition: partition, Region: fnRegion,
+		SubjectKind: SubjectFunction, Subject: fn, Function: fn, Role: role, RoleARN: id.IssuerARN, Session: fn,
+		FunctionARN: fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", partition, fnRegion, account, fn),
+	}
+	u := use{
+		at: r.Time, eventID: r.EventID, ip: r.Addr.String(), service: r.Source, name: r.Name, region: r.Region,
+		errorCode: r.ErrorCode, userAgent: r.UserAgent, key: id.AccessKeyID, signals: []string{SignalCrossRegion},
+	}
+	if CommandLine(r.UserAgent) {
+		u.signals = append(u.signals, SignalCLI)
+	}
+	return d.record(ctx, f, u)
+}
+
 func has(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {

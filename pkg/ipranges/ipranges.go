@@ -184,3 +184,14 @@ func (r *Ranges) Prefixes(region, service string) []netip.Prefix {
 
 // Contains reports whether a is in the ranges in use.
 func (c *Current) Contains(a netip.Addr) bool { return c.p.Load().Contains(a) }
+
+// Region returns the region of the AWS prefix holding a, or "".
+func (r *Ranges) Region(a netip.Addr) string {
+	if in, ok := r.Lookup(a); ok {
+		return in.Region
+	}
+	return ""
+}
+
+// Region returns the region of the AWS prefix holding a in the ranges in use, or "".
+func (c *Current) Region(a netip.Addr) string { return c.p.Load().Region(a) }

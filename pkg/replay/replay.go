@@ -84,6 +84,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.StateDir, "state", ".outsider", "directory of the embedded state store; consecutive replays continue from it")
 	fs.BoolVar(&o.Fresh, "fresh", false, "start from empty state (the local store only)")
 	fs.StringVar(&o.Store, "store", "", "dynamodb://TABLE: keep state in the deployed table instead (a backfill); AWS credentials and region from the environment")
+	fs.BoolVar(&o.Config.CrossRegion, "cross-region", false, "also raise \"Usage of AWS Lambda's token from another AWS region\" (beyond the card; off by default)")
 	fs.BoolVar(&o.Config.TrainOnly, "no-findings", false, "only learn baselines: raise no finding (a backfill before going live)")
 	fs.StringVar(&o.ASNDB, "asn-db", "", "MaxMind-format ASN database (GeoLite2-ASN or GeoIP2-ISP); without one the known-ASN title never matches")
 	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
@@ -272,7 +273,7 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	out := newPrinter(o, stdout)
 	sum := &summary{malformed: map[string]int{}, start: time.Now()}
-	run := &runner{det: det, st: st, out: out, sum: sum, ro: &reorder{size: o.Window}, stderr: stderr, every: o.Progress, last: time.Now()}
+	run := &runner{det: det, st: st, out: out, crossRegion: o.Config.CrossRegion, sum: sum, ro: &reorder{size: o.Window}, stderr: stderr, every: o.Progress, last: time.Now()}
 	for _, p := range o.Paths {
 		if err := run.path(ctx, p, stdin); err != nil {
 			return exitFor(err), err
@@ -336,17 +337,18 @@ func exitFor(err error) int {
 }
 
 type runner struct {
-	det        *detect.Detector
-	st         flushStore
-	out        *printer
-	sum        *summary
-	ro         *reorder
-	stderr     io.Writer
-	every      time.Duration
-	last       time.Time
-	current    string
-	sinceFlush int
-	flushedAt  time.Time // event time of the last flush
+	det         *detect.Detector
+	st          flushStore
+	crossRegion bool
+	out         *printer
+	sum         *summary
+	ro          *reorder
+	stderr      io.Writer
+	every       time.Duration
+	last        time.Time
+	current     string
+	sinceFlush  int
+	flushedAt   time.Time // event time of the last flush
 }
 
 func (r *runner) path(ctx context.Context, p string, stdin io.Reader) error {
@@ -468,8 +470,12 @@ func (r *runner) report(final bool) {
 	if total > 0 {
 		badText = fmt.Sprintf("%d (%s)", total, strings.Join(bad, ", "))
 	}
-	fmt.Fprintf(r.stderr, "outsider replay: %d files, %d records read, %d malformed skipped: %s; %d calls from outside AWS, %d with a Lambda role's session (%d before activation); findings: %d created, %d updated; %s, %.0f records/s\n",
-		r.sum.files, r.sum.records, total, badText, st.Outside, st.LambdaUsed, st.Inactive, st.Created, st.Updated, el.Round(time.Millisecond), rate)
+	cross := ""
+	if r.crossRegion {
+		cross = fmt.Sprintf(", %d from an AWS address in another region than the function's", st.CrossRegion)
+	}
+	fmt.Fprintf(r.stderr, "outsider replay: %d files, %d records read, %d malformed skipped: %s; %d calls from outside AWS, %d with a Lambda role's session (%d before activation)%s; findings: %d created, %d updated; %s, %.0f records/s\n",
+		r.sum.files, r.sum.records, total, badText, st.Outside, st.LambdaUsed, st.Inactive, cross, st.Created, st.Updated, el.Round(time.Millisecond), rate)
 }
 
 // printer writes findings as ASFF JSON lines or a text table.
