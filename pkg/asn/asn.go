@@ -19,8 +19,12 @@ type Info struct {
 	Org    string // autonomous_system_organization
 }
 
-// DB is an open ASN database. The zero of *DB (nil) answers nothing.
-type DB struct{ r *maxminddb.Reader }
+// DB is an open ASN database: a MaxMind-format file, or a range table read from CSV. The
+// zero of *DB (nil) answers nothing.
+type DB struct {
+	r      *maxminddb.Reader
+	ranges []rng
+}
 
 // Open opens a MaxMind-format database file.
 func Open(path string) (*DB, error) {
@@ -42,7 +46,7 @@ func FromBytes(b []byte) (*DB, error) {
 
 // Close releases the database.
 func (d *DB) Close() error {
-	if d == nil {
+	if d == nil || d.r == nil {
 		return nil
 	}
 	return d.r.Close()
@@ -57,6 +61,9 @@ type record struct {
 func (d *DB) Lookup(a netip.Addr) (Info, bool) {
 	if d == nil || !a.IsValid() {
 		return Info{}, false
+	}
+	if d.r == nil {
+		return d.lookupRange(a.Unmap())
 	}
 	var rec record
 	res := d.r.Lookup(a.Unmap())

@@ -1,8 +1,10 @@
 package asn
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +62,43 @@ func BenchmarkLookup(b *testing.B) {
 	for b.Loop() {
 		db.Lookup(addrs[i&3])
 		i++
+	}
+}
+
+// TestCSVAndConversion: the ip-location-db range tables (a sample of the real data) answer
+// like a MaxMind database, and convert to one that the MaxMind reader answers the same.
+func TestCSVAndConversion(t *testing.T) {
+	db, err := OpenAny("testdata/ip-location-db-asn-sample.csv.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{"31.224.40.4": 3320, "1.128.9.9": 1221, "27.192.8.8": 4837, "12.81.92.77": 7018, "2003::1": 3320, "::ffff:52.16.10.20": 16509}
+	for ip, asn := range want {
+		got, ok := db.Lookup(netip.MustParseAddr(ip))
+		if !ok || got.Number != asn {
+			t.Errorf("csv %s: %+v %v, want AS%d", ip, got, ok, asn)
+		}
+	}
+	if _, ok := db.Lookup(netip.MustParseAddr("0.0.0.1")); ok {
+		t.Error("an address before every range has an ASN")
+	}
+	var buf bytes.Buffer
+	if err := db.WriteMMDB(&buf); err != nil {
+		t.Fatal(err)
+	}
+	mm, err := FromBytes(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, asn := range want {
+		got, ok := mm.Lookup(netip.MustParseAddr(ip))
+		if !ok || got.Number != asn || got.Org == "" {
+			t.Errorf("converted %s: %+v %v, want AS%d", ip, got, ok, asn)
+		}
+	}
+	for name, in := range map[string]string{"not csv": "\"unterminated", "not a range": "9.9.9.9,1.1.1.1,5,x", "mixed": "1.1.1.1,::1,5,x", "empty": ""} {
+		if _, err := ReadCSV(strings.NewReader(in)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -86,7 +86,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Store, "store", "", "dynamodb://TABLE: keep state in the deployed table instead (a backfill); AWS credentials and region from the environment")
 	fs.BoolVar(&o.Config.CrossRegion, "cross-region", false, "also raise \"Usage of AWS Lambda's token from another AWS region\" (beyond the card; off by default)")
 	fs.BoolVar(&o.Config.TrainOnly, "no-findings", false, "only learn baselines: raise no finding (a backfill before going live)")
-	fs.StringVar(&o.ASNDB, "asn-db", "", "MaxMind-format ASN database (GeoLite2-ASN or GeoIP2-ISP); without one the known-ASN title never matches")
+	fs.StringVar(&o.ASNDB, "asn-db", "", "ASN database: MaxMind format (GeoLite2-ASN, GeoIP2-ISP), or comma-separated start,end,asn,org range tables (.csv or .csv.gz); without one the known-ASN title never matches")
 	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
 	fs.StringVar(&o.IPRanges, "ip-ranges", "", "AWS ip-ranges.json to use instead of the embedded snapshot (must not be older)")
 	trusted := fs.String("trusted-cidrs", "", "comma-separated CIDRs of your own networks (office, VPN): calls from them are not outside")
@@ -226,7 +226,7 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	var asns *asn.DB
 	if o.ASNDB != "" {
-		db, err := asn.Open(o.ASNDB)
+		db, err := asn.OpenAny(o.ASNDB)
 		if err != nil {
 			return ExitUsage, fmt.Errorf("--asn-db: %w", err)
 		}
