@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
@@ -26,8 +28,9 @@ import (
 
 // Names other stacks and the documentation refer to.
 const (
-	busName          = "outsider"
-	detectorRoleName = "outsider-detector"
+	busName           = "outsider"
+	detectorRoleName  = "outsider-detector"
+	refresherRoleName = "outsider-refresher"
 )
 
 // NewDetectorStack is the security account's side: the event bus the organisation sends
@@ -162,7 +165,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		}))
 	}
 
-	ranges, refresherLogs := newRangesRefresher(stack)
+	ranges, refresherLogs := newRefresher(stack, table, s)
 	// The stored ip-ranges.json, and only it (HeadObject needs s3:GetObject too).
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("ReadRanges"),
@@ -224,9 +227,9 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		return *stack.GetLogicalId(c.Node().DefaultChild().(awscdk.CfnElement))
 	}
 	nagSuppress(stack, []*cdknag.NagPackSuppression{
-		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("logs:CreateLogStream and logs:PutLogEvents need the log streams of each function's own log group (LOG_GROUP_ARN:*); kms:GenerateDataKey* is the grant SNS publishing needs on the topic's key. Each is scoped to one resource."),
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("logs:CreateLogStream and logs:PutLogEvents need the log streams of each function's own log group (LOG_GROUP_ARN:*); kms:GenerateDataKey* is the grant SNS publishing needs on the topic's key. Each is scoped to one resource. lambda:ListFunctions supports no resource-level permission; sts:AssumeRole names the one read-only role the forwarder stack creates in member accounts, whose ids an organisation does not list at synth time (that role trusts this account's refresher role only)."),
 			AppliesTo: &[]any{"Resource::<" + logicalID(logs) + ".Arn>:*", "Resource::<" + logicalID(refresherLogs) + ".Arn>:*",
-				"Action::kms:GenerateDataKey*"}},
+				"Action::kms:GenerateDataKey*", "Resource::*", "Resource::arn:<AWS::Partition>:iam::*:role/" + inventoryRoleName}},
 		{Id: jsii.String("AwsSolutions-S1"), Reason: jsii.String("The bucket holds one public document, AWS's own ip-ranges.json, written by the refresher and read by the detector; its versioning keeps every change, and access logs would record only those two roles.")},
 	})
 	return stack
@@ -245,9 +248,10 @@ const rangesKey = "ip-ranges.json"
 // https://docs.aws.amazon.com/vpc/latest/userguide/subscribe-notifications.html
 const ipSpaceChanged = "arn:aws:sns:us-east-1:806199016981:AmazonIpSpaceChanged"
 
-// newRangesRefresher adds the bucket that holds AWS's current ip-ranges.json and the
-// function that keeps it current: hourly, and on AWS's change notification.
-func newRangesRefresher(stack awscdk.Stack) (awss3.Bucket, awslogs.LogGroup) {
+// newRefresher adds the bucket that holds AWS's current ip-ranges.json and the function
+// that keeps it current (hourly, and on AWS's change notification) and lists the accounts'
+// Lambda functions into the table every hour.
+func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s Settings) (awss3.Bucket, awslogs.LogGroup) {
 	bucket := awss3.NewBucket(stack, jsii.String("Ranges"), &awss3.BucketProps{
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
 		EnforceSSL:        jsii.Bool(true),
@@ -264,9 +268,27 @@ func newRangesRefresher(stack awscdk.Stack) (awss3.Bucket, awslogs.LogGroup) {
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
 	role := awsiam.NewRole(stack, jsii.String("RefresherRole"), &awsiam.RoleProps{
+		RoleName:    jsii.String(refresherRoleName),
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Outsider refresher of AWS's IP ranges"),
+		Description: jsii.String("Outsider refresher of AWS's IP ranges and of the Lambda inventory"),
 	})
+	// The inventory: this account's functions directly, member accounts' through the
+	// read-only role the forwarder stack creates there (trusting this role only).
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ListOwnFunctions"),
+		Actions:   jsii.Strings("lambda:ListFunctions"),
+		Resources: jsii.Strings("*"), // ListFunctions takes no resource
+	}))
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("ReadMemberInventories"),
+		Actions:   jsii.Strings("sts:AssumeRole"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRoleName), nil)),
+	}))
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("KeepInventory"),
+		Actions:   jsii.Strings("dynamodb:PutItem", "dynamodb:BatchWriteItem"),
+		Resources: jsii.Strings(*table.TableArn()),
+	}))
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("WriteOwnLogs"),
 		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
@@ -290,8 +312,12 @@ func newRangesRefresher(stack awscdk.Stack) (awss3.Bucket, awslogs.LogGroup) {
 		LogGroup:      logs,
 		LoggingFormat: awslambda.LoggingFormat_JSON,
 		Environment: &map[string]*string{
-			config.EnvRangesBucket: bucket.BucketName(),
-			config.EnvRangesKey:    jsii.String(rangesKey),
+			config.EnvRangesBucket:      bucket.BucketName(),
+			config.EnvRangesKey:         jsii.String(rangesKey),
+			config.EnvTable:             table.TableName(),
+			config.EnvSecurityAccount:   stack.Account(),
+			config.EnvInventoryAccounts: jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ",")),
+			config.EnvInventoryRegions:  jsii.String(orDefault(s.InventoryRegions, *stack.Region())),
 		},
 	})
 	awsevents.NewRule(stack, jsii.String("RefreshHourly"), &awsevents.RuleProps{

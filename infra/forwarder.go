@@ -14,7 +14,8 @@ const inventoryRoleName = "outsider-inventory-reader"
 
 // NewForwarderStack is what each member account needs: a rule that forwards its CloudTrail
 // API calls (same pattern, same state) to the security account's bus, the role EventBridge
-// uses for that, and a read-only role the detector may assume to list Lambda functions.
+// uses for that, and a read-only role the security account's refresher assumes to list
+// the account's Lambda functions (the inventory).
 // It takes its settings as parameters and needs no bootstrap, so that it deploys as a
 // service-managed StackSet to an organisational unit.
 func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.StackProps) awscdk.Stack {
@@ -51,8 +52,8 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 
 	inventory := awsiam.NewRole(stack, jsii.String("InventoryRole"), &awsiam.RoleProps{
 		RoleName:    jsii.String(inventoryRoleName),
-		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+detectorRoleName), nil)),
-		Description: jsii.String("Outsider: the detector lists this account's Lambda functions and their roles"),
+		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+refresherRoleName), nil)),
+		Description: jsii.String("Outsider: the security account lists this account's Lambda functions and their roles (the inventory)"),
 	})
 	inventory.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("ListFunctions"),

@@ -22,6 +22,8 @@ const (
 	ctxASNDB          = "asnDb"             // s3://bucket/key of a MaxMind-format ASN database
 	ctxBatchSize      = "batchSize"         // SQS records per invocation
 	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (beyond the card)
+	ctxInvAccounts    = "inventoryAccounts" // member accounts whose functions are listed hourly (the security account always is)
+	ctxInvRegions     = "inventoryRegions"  // in these regions (default: the stack's)
 )
 
 // Settings are the deployment's choices, read from the CDK context.
@@ -37,6 +39,9 @@ type Settings struct {
 	ASNDB          string
 	BatchSize      int
 	CrossRegion    string
+
+	InventoryAccounts []string
+	InventoryRegions  string
 }
 
 var (
@@ -68,6 +73,19 @@ func readSettings(get func(string) string) (Settings, error) {
 		}
 		s.MemberAccounts = append(s.MemberAccounts, a)
 	}
+	for _, a := range strings.Split(get(ctxInvAccounts), ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if !acctRE.MatchString(a) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", ctxInvAccounts, a))
+		}
+		s.InventoryAccounts = append(s.InventoryAccounts, a)
+	}
+	if len(s.InventoryAccounts) == 0 {
+		s.InventoryAccounts = s.MemberAccounts
+	}
+	s.InventoryRegions = get(ctxInvRegions)
 	if v := get(ctxBatchSize); v != "" {
 		if _, err := fmt.Sscanf(v, "%d", &s.BatchSize); err != nil || s.BatchSize < 1 || s.BatchSize > 10000 {
 			errs = append(errs, fmt.Errorf("%s: %q is not a number from 1 to 10000", ctxBatchSize, v))

@@ -16,9 +16,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/dynamo"
+	"github.com/outsider-sec/outsider/pkg/inventory"
 	"github.com/outsider-sec/outsider/pkg/refresh"
 )
 
@@ -38,11 +41,29 @@ func main() {
 		HTTP: &http.Client{Timeout: 30 * time.Second}, URL: cfg.URL,
 		S3: s3.NewFromConfig(awsCfg), Bucket: cfg.Ranges.Bucket, Key: cfg.Ranges.Key,
 	}
-	lambda.Start(handler(r, log))
+	var inv func(context.Context) error
+	if len(cfg.Accounts) > 0 {
+		st := dynamo.New(dynamodb.NewFromConfig(awsCfg), cfg.Table)
+		client := inventory.ClientFor(awsCfg, cfg.SecurityAccount, "aws")
+		inv = func(ctx context.Context) error {
+			var errs []error
+			for _, a := range cfg.Accounts {
+				n, err := inventory.Refresh(ctx, st, client, a, cfg.Regions, time.Now(), 2*time.Hour)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				log.InfoContext(ctx, "inventory kept", "account", a, "functions", n)
+			}
+			return errors.Join(append(errs, st.Flush(ctx))...)
+		}
+	}
+	lambda.Start(handler(r, inv, log))
 }
 
-// handler takes an SNS notification (AmazonIpSpaceChanged) or a scheduled event.
-func handler(r *refresh.Refresher, log *slog.Logger) func(context.Context, json.RawMessage) error {
+// handler takes an SNS notification (AmazonIpSpaceChanged) or a scheduled event; the
+// schedule also refreshes the Lambda inventory, when inv is set.
+func handler(r *refresh.Refresher, inv func(context.Context) error, log *slog.Logger) func(context.Context, json.RawMessage) error {
 	return func(ctx context.Context, payload json.RawMessage) error {
 		var sns events.SNSEvent
 		var notices []*refresh.Notice
@@ -56,10 +77,16 @@ func handler(r *refresh.Refresher, log *slog.Logger) func(context.Context, json.
 				notices = append(notices, &n)
 			}
 		}
+		var errs []error
 		if len(notices) == 0 {
 			notices = []*refresh.Notice{nil} // the schedule
+			if inv != nil {
+				if err := inv(ctx); err != nil {
+					errs = append(errs, err)
+					log.ErrorContext(ctx, "inventory not refreshed", "error", err)
+				}
+			}
 		}
-		var errs []error
 		for _, n := range notices {
 			res, err := r.Run(ctx, n)
 			if err != nil {

@@ -34,12 +34,20 @@ const (
 	EnvRangesBucket = "OUTSIDER_RANGES_BUCKET" // where the refresher keeps ip-ranges.json (required)
 	EnvRangesKey    = "OUTSIDER_RANGES_KEY"    // its key (default ip-ranges.json)
 	EnvRangesURL    = "OUTSIDER_RANGES_URL"    // where AWS publishes it (default the AWS URL)
+
+	EnvInventoryAccounts = "OUTSIDER_INVENTORY_ACCOUNTS" // accounts whose functions are listed hourly (comma-separated)
+	EnvInventoryRegions  = "OUTSIDER_INVENTORY_REGIONS"  // in these regions (default the function's own)
 )
 
 // Refresher is the refresher's configuration.
 type Refresher struct {
 	Ranges S3Location
 	URL    string
+	// The inventory: where it is kept, whose functions, where. Empty Accounts: none.
+	Table           string
+	SecurityAccount string
+	Accounts        []string
+	Regions         []string
 }
 
 // LoadRefresher reads the refresher's configuration, every problem at once.
@@ -55,10 +63,37 @@ func LoadRefresher(getenv func(string) string) (Refresher, error) {
 	if r.URL != "" && !strings.HasPrefix(r.URL, "https://") && !strings.HasPrefix(r.URL, "http://") {
 		errs = append(errs, fmt.Errorf("%s: %q is not a URL", EnvRangesURL, r.URL))
 	}
+	r.Accounts = list(getenv(EnvInventoryAccounts))
+	for _, a := range r.Accounts {
+		if !accountRE.MatchString(a) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", EnvInventoryAccounts, a))
+		}
+	}
+	if r.Regions = list(getenv(EnvInventoryRegions)); len(r.Regions) == 0 {
+		r.Regions = list(getenv(EnvRegion))
+	}
+	if len(r.Accounts) > 0 {
+		if r.Table = getenv(EnvTable); r.Table == "" {
+			errs = append(errs, fmt.Errorf("%s: not set (the inventory is kept there)", EnvTable))
+		}
+		if r.SecurityAccount = getenv(EnvSecurityAccount); !accountRE.MatchString(r.SecurityAccount) {
+			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", EnvSecurityAccount, r.SecurityAccount))
+		}
+	}
 	if len(errs) > 0 {
 		return r, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return r, nil
+}
+
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Config is the detector's configuration in AWS.

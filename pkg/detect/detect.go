@@ -52,18 +52,19 @@ type Detector struct {
 	trusted *bart.Lite
 	now     func() time.Time // wall clock, for the freshness of negative caches only
 
-	inv      inventory
-	accounts map[string]time.Time // first observed, per account
-	roles    map[roleKey]roleFact
-	fns      map[fnKey]time.Time // functions learned, last seen (event time)
-	fnRegion map[fnKey]string    // their regions, where known
-	written  map[fact]bool       // baseline facts written today (event-time day)
-	day      int64
-	dirty    map[string]*pending // findings changed since the last Flush, by id
-	open     map[string]string   // finding key -> id of its newest pending finding
-	order    []string            // ids of dirty, in the order they were first changed
-	touched  string              // id of the finding the last Process opened or updated
-	Stats    Stats
+	inv       inventory
+	invLoaded map[string]bool      // accounts whose stored inventory was read
+	accounts  map[string]time.Time // first observed, per account
+	roles     map[roleKey]roleFact
+	fns       map[fnKey]time.Time // functions learned, last seen (event time)
+	fnRegion  map[fnKey]string    // their regions, where known
+	written   map[fact]bool       // baseline facts written today (event-time day)
+	day       int64
+	dirty     map[string]*pending // findings changed since the last Flush, by id
+	open      map[string]string   // finding key -> id of its newest pending finding
+	order     []string            // ids of dirty, in the order they were first changed
+	touched   string              // id of the finding the last Process opened or updated
+	Stats     Stats
 }
 
 type roleKey struct{ account, role string }
@@ -99,14 +100,15 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 	}
 	return &Detector{
 		cfg: cfg, store: store, ranges: ranges, asns: asns, trusted: t, now: time.Now,
-		inv:      inventory{},
-		accounts: map[string]time.Time{},
-		roles:    map[roleKey]roleFact{},
-		fns:      map[fnKey]time.Time{},
-		fnRegion: map[fnKey]string{},
-		written:  map[fact]bool{},
-		dirty:    map[string]*pending{},
-		open:     map[string]string{},
+		inv:       inventory{},
+		invLoaded: map[string]bool{},
+		accounts:  map[string]time.Time{},
+		roles:     map[roleKey]roleFact{},
+		fns:       map[fnKey]time.Time{},
+		fnRegion:  map[fnKey]string{},
+		written:   map[fact]bool{},
+		dirty:     map[string]*pending{},
+		open:      map[string]string{},
 	}, nil
 }
 
@@ -191,6 +193,9 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 	}
 	key := keyAccount + account
 	if !ok {
+		if err := d.loadInventory(ctx, account, t); err != nil {
+			return err
+		}
 		var v struct{ First time.Time }
 		found, err := d.getJSON(ctx, key, t, &v)
 		if err != nil {

@@ -1,9 +1,11 @@
 package detect
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
@@ -92,9 +94,39 @@ func (inv inventory) only(account, role string) (invFunction, bool) {
 	return invFunction{}, false
 }
 
+// StoredInventory is an account's inventory as the inventory refresher keeps it in the store.
+type StoredInventory struct {
+	Functions []InventoryFunction `json:"functions"`
+	At        time.Time           `json:"at"`
+}
+
+// InventoryKey is the store key of an account's inventory.
+func InventoryKey(account string) string { return keyInventory + account }
+
+// loadInventory reads an account's stored inventory, once per account per worker.
+func (d *Detector) loadInventory(ctx context.Context, account string, t time.Time) error {
+	if d.invLoaded[account] {
+		return nil
+	}
+	d.invLoaded[account] = true
+	var si StoredInventory
+	// Stored with a wall-clock expiry by the refresher: read it at wall time.
+	found, err := d.getJSON(ctx, InventoryKey(account), d.now(), &si)
+	if err != nil || !found {
+		return err
+	}
+	d.addInventory(si.Functions)
+	return nil
+}
+
 // SetInventory replaces the inventory (DESIGN §2, source 4).
 func (d *Detector) SetInventory(fns []InventoryFunction) {
-	inv := inventory{}
+	d.inv = inventory{}
+	d.addInventory(fns)
+}
+
+func (d *Detector) addInventory(fns []InventoryFunction) {
+	inv := d.inv
 	for _, f := range fns {
 		name, account, region := functionRef(f.FunctionArn, "", "")
 		role := cloudtrail.RoleNameFromARN(f.Role)
@@ -104,5 +136,10 @@ func (d *Detector) SetInventory(fns []InventoryFunction) {
 		k := account + "#" + role
 		inv[k] = append(inv[k], invFunction{Name: name, ARN: f.FunctionArn, Region: region})
 	}
-	d.inv = inv
+}
+
+// InventoryHas reports whether the inventory lists fn with role in account.
+func (d *Detector) InventoryHas(account, role, fn string) bool {
+	_, ok := d.inv.function(account, role, fn)
+	return ok
 }

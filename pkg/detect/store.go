@@ -29,13 +29,14 @@ var ErrStore = errors.New("detect: store")
 
 // Keys of the store. Account ids, role and function names cannot contain '#'.
 const (
-	keyAccount  = "acct#"    // acct#ACCOUNT -> first observed
-	keyRole     = "role#"    // role#ACCOUNT#ROLE -> a Lambda execution role, last seen
-	keyFunction = "fn#"      // fn#ACCOUNT#ROLE#FUNCTION -> a function of that role, last seen
-	keyIssued   = "key#"     // key#ACCESSKEY -> who issued the key
-	keyInside   = "inside#"  // inside#ACCESSKEY -> the key was used from inside AWS
-	keyASN      = "asn#"     // asn#ACCOUNT#ASN -> people of the account used this ASN
-	keyFinding  = "find#"    // find#ACCOUNT#KIND#SUBJECT#TITLE -> the open finding
-	keyAssumers = "assumed#" // assumed#ACCOUNT#ROLE -> AssumeRole of a Lambda role by other identities
-	keyFnRole   = "fnrole#"  // fnrole#ACCOUNT#FUNCTION -> the role a function was last given
+	keyAccount   = "acct#"    // acct#ACCOUNT -> first observed
+	keyRole      = "role#"    // role#ACCOUNT#ROLE -> a Lambda execution role, last seen
+	keyFunction  = "fn#"      // fn#ACCOUNT#ROLE#FUNCTION -> a function of that role, last seen
+	keyIssued    = "key#"     // key#ACCESSKEY -> who issued the key
+	keyInside    = "inside#"  // inside#ACCESSKEY -> the key was used from inside AWS
+	keyASN       = "asn#"     // asn#ACCOUNT#ASN -> people of the account used this ASN
+	keyFinding   = "find#"    // find#ACCOUNT#KIND#SUBJECT#TITLE -> the open finding
+	keyAssumers  = "assumed#" // assumed#ACCOUNT#ROLE -> AssumeRole of a Lambda role by other identities
+	keyFnRole    = "fnrole#"  // fnrole#ACCOUNT#FUNCTION -> the role a function was last given
+	keyInventory = "inv#"     // inv#ACCOUNT -> the account's functions, as ListFunctions gave them
 )

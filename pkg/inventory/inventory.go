@@ -1,0 +1,85 @@
+// Package inventory lists each account's Lambda functions and their roles (ListFunctions,
+// through the member account's read-only role) and keeps the list in the detector's store,
+// where the detector reads it: the fourth source of DESIGN §2, and the answer to "is the
+// role attached to the function?".
+package inventory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+)
+
+// Lister is the part of the Lambda client the inventory calls.
+type Lister interface {
+	ListFunctions(context.Context, *lambda.ListFunctionsInput, ...func(*lambda.Options)) (*lambda.ListFunctionsOutput, error)
+}
+
+// Collect lists every function, all pages.
+func Collect(ctx context.Context, l Lister) ([]detect.InventoryFunction, error) {
+	var out []detect.InventoryFunction
+	p := lambda.NewListFunctionsPaginator(l, &lambda.ListFunctionsInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("inventory: list functions: %w", err)
+		}
+		for _, f := range page.Functions {
+			out = append(out, detect.InventoryFunction{
+				FunctionName: aws.ToString(f.FunctionName), FunctionArn: aws.ToString(f.FunctionArn), Role: aws.ToString(f.Role),
+			})
+		}
+	}
+	return out, nil
+}
+
+// ReaderRole is the role the forwarder stack creates in each member account.
+const ReaderRole = "outsider-inventory-reader"
+
+// ClientFor returns a Lambda client for an account and region: directly in the detector's
+// own account, through the member account's read-only role elsewhere.
+func ClientFor(cfg aws.Config, self, partition string) func(account, region string) Lister {
+	return func(account, region string) Lister {
+		c := cfg.Copy()
+		c.Region = region
+		if account != self {
+			arn := fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, account, ReaderRole)
+			c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), arn, func(o *stscreds.AssumeRoleOptions) {
+				o.RoleSessionName = "outsider-inventory"
+			}))
+		}
+		return lambda.NewFromConfig(c)
+	}
+}
+
+// Key is where an account's inventory is kept in the store.
+func Key(account string) string { return detect.InventoryKey(account) }
+
+// Refresh lists the functions of an account in every region given and keeps the list in
+// the store for ttl (the detector treats a missing list as "unknown").
+func Refresh(ctx context.Context, st detect.Store, client func(account, region string) Lister, account string, regions []string, now time.Time, ttl time.Duration) (int, error) {
+	var all []detect.InventoryFunction
+	for _, region := range regions {
+		fns, err := Collect(ctx, client(account, region))
+		if err != nil {
+			return 0, fmt.Errorf("inventory: %s %s: %w", account, region, err)
+		}
+		all = append(all, fns...)
+	}
+	b, err := json.Marshal(detect.StoredInventory{Functions: all, At: now})
+	if err != nil {
+		return 0, err
+	}
+	if err := st.Put(ctx, Key(account), b, now.Add(ttl)); err != nil {
+		return 0, fmt.Errorf("inventory: keep %s: %w", account, err)
+	}
+	return len(all), nil
+}
