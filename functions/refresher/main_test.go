@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/outsider-sec/outsider/pkg/mototest"
+	"github.com/outsider-sec/outsider/pkg/refresh"
+)
+
+func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }
+
+// TestHandler: an AmazonIpSpaceChanged notification and a scheduled event both refresh;
+// a notification whose md5 does not match fails the invocation (Lambda retries it).
+func TestHandler(t *testing.T) {
+	ctx := context.Background()
+	client := s3.NewFromConfig(mototest.Config(t, nil), func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("refresher-test")}); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"syncToken":"1900000000","createDate":"2030-03-17-12-00-00","prefixes":[` + prefixes(12000) + `],"ipv6_prefixes":[]}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	r := &refresh.Refresher{HTTP: srv.Client(), URL: srv.URL, S3: client, Bucket: "refresher-test", Key: "ip-ranges.json"}
+	var logs bytes.Buffer
+	h := handler(r, nil, slog.New(slog.NewJSONHandler(&logs, nil)))
+
+	bad, _ := json.Marshal(map[string]any{"Records": []any{map[string]any{"EventSource": "aws:sns", "Sns": map[string]any{
+		"Message": `{"create-time":"2030-03-17-12-00-00","synctoken":"1900000000","md5":"00000000000000000000000000000000"}`}}}})
+	if err := h(ctx, bad); err == nil {
+		t.Error("a mismatched md5 did not fail the invocation")
+	}
+	if err := h(ctx, json.RawMessage(`{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`)); err != nil {
+		t.Fatalf("schedule: %v\n%s", err, logs.String())
+	}
+	head, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("refresher-test"), Key: aws.String("ip-ranges.json")})
+	if err != nil || head.Metadata["synctoken"] != "1900000000" {
+		t.Fatalf("stored: %v %v", head, err)
+	}
+}
+
+// prefixes writes n distinct /32 prefixes: a file of a size like AWS's.
+func prefixes(n int) string {
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"ip_prefix":"3.` + itoa(i/65536%256) + `.` + itoa(i/256%256) + `.` + itoa(i%256) + `/32","region":"us-east-1","service":"AMAZON"}`)
+	}
+	return b.String()
+}
+
+func itoa(i int) string {
+	return string(rune('0'+i/100)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10))
+}
