@@ -61,6 +61,4 @@ func prefixes(n int) string {
 	return b.String()
 }
 
-func itoa(i int) string {
-	return string(rune('0'+i/100)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10))
-}
+func itoa(i int) string { return strconv.Itoa(i) }
