@@ -127,21 +127,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		rule.Node().DefaultChild().(awsevents.CfnRule).SetState(jsii.String(ruleState))
 	}
 
-	logs := awslogs.NewLogGroup(stack, jsii.String("DetectorLogs"), &awslogs.LogGroupProps{
-		Retention:     awslogs.RetentionDays_ONE_YEAR,
-		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
-	})
-	role := awsiam.NewRole(stack, jsii.String("DetectorRole"), &awsiam.RoleProps{
-		RoleName:    jsii.String(detectorRoleName),
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Outsider detector function"),
-	})
-	// Logs: to its own group only (instead of AWSLambdaBasicExecutionRole's "*").
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("WriteOwnLogs"),
-		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
-		Resources: jsii.Strings(*logs.LogGroupArn() + ":*"),
-	}))
+	logs, role := functionRole(stack, "Detector", detectorRoleName, "Outsider detector function", awscdk.RemovalPolicy_RETAIN)
 	// State: the three item calls the store makes, on its table.
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("State"),
@@ -235,6 +221,26 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	return stack
 }
 
+// functionRole is a function's log group (a year's retention) and its role, which may
+// write to that group only (instead of AWSLambdaBasicExecutionRole's "*").
+func functionRole(stack awscdk.Stack, id, name, what string, keepLogs awscdk.RemovalPolicy) (awslogs.LogGroup, awsiam.Role) {
+	logs := awslogs.NewLogGroup(stack, jsii.String(id+"Logs"), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_YEAR,
+		RemovalPolicy: keepLogs,
+	})
+	role := awsiam.NewRole(stack, jsii.String(id+"Role"), &awsiam.RoleProps{
+		RoleName:    jsii.String(name),
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String(what),
+	})
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("WriteOwnLogs"),
+		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: jsii.Strings(*logs.LogGroupArn() + ":*"),
+	}))
+	return logs, role
+}
+
 func ptr[T any](v T) *T { return &v }
 
 func nagSuppress(stack awscdk.Stack, s []*cdknag.NagPackSuppression) {
@@ -263,15 +269,7 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s Settings) (awss
 		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
 		AutoDeleteObjects: jsii.Bool(false),
 	})
-	logs := awslogs.NewLogGroup(stack, jsii.String("RefresherLogs"), &awslogs.LogGroupProps{
-		Retention:     awslogs.RetentionDays_ONE_YEAR,
-		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
-	})
-	role := awsiam.NewRole(stack, jsii.String("RefresherRole"), &awsiam.RoleProps{
-		RoleName:    jsii.String(refresherRoleName),
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Outsider refresher of AWS's IP ranges and of the Lambda inventory"),
-	})
+	logs, role := functionRole(stack, "Refresher", refresherRoleName, "Outsider refresher of AWS's IP ranges and of the Lambda inventory", awscdk.RemovalPolicy_DESTROY)
 	// The inventory: this account's functions directly, member accounts' through the
 	// read-only role the forwarder stack creates there (trusting this role only).
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{

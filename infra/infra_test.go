@@ -324,10 +324,10 @@ func TestRefresherPolicy(t *testing.T) {
 		got = append(got, fmt.Sprint(st.(map[string]any)["Action"])+" on "+fmt.Sprint(st.(map[string]any)["Resource"]))
 	}
 	want := []string{
+		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
 		"lambda:ListFunctions on *",
 		"sts:AssumeRole on map[Fn::Sub:arn:${AWS::Partition}:iam::*:role/outsider-inventory-reader]",
 		"[dynamodb:PutItem dynamodb:BatchWriteItem] on map[Fn::GetAtt:[State1C20CC9A Arn]]",
-		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
 		"[s3:GetObject s3:PutObject] on map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -64,24 +64,21 @@ func readSettings(get func(string) string) (Settings, error) {
 	if s.OrganizationID != "" && !orgRE.MatchString(s.OrganizationID) {
 		errs = append(errs, fmt.Errorf("%s: %q is not an organization id (o-…)", ctxOrganizationID, s.OrganizationID))
 	}
-	for _, a := range strings.Split(get(ctxMemberAccounts), ",") {
-		if a = strings.TrimSpace(a); a == "" {
-			continue
+	accounts := func(key string) []string {
+		var out []string
+		for _, a := range strings.Split(get(key), ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			if !acctRE.MatchString(a) {
+				errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", key, a))
+			}
+			out = append(out, a)
 		}
-		if !acctRE.MatchString(a) {
-			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", ctxMemberAccounts, a))
-		}
-		s.MemberAccounts = append(s.MemberAccounts, a)
+		return out
 	}
-	for _, a := range strings.Split(get(ctxInvAccounts), ",") {
-		if a = strings.TrimSpace(a); a == "" {
-			continue
-		}
-		if !acctRE.MatchString(a) {
-			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", ctxInvAccounts, a))
-		}
-		s.InventoryAccounts = append(s.InventoryAccounts, a)
-	}
+	s.MemberAccounts = accounts(ctxMemberAccounts)
+	s.InventoryAccounts = accounts(ctxInvAccounts)
 	if len(s.InventoryAccounts) == 0 {
 		s.InventoryAccounts = s.MemberAccounts
 	}
