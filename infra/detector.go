@@ -142,16 +142,16 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil)),
 	}))
 	topic.GrantPublish(role)
+
+	ranges, refresherLogs := newRefresher(stack, table, &s)
 	if s.ASNDB != "" {
 		loc, _ := config.ParseS3(s.ASNDB)
 		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 			Sid:       jsii.String("ReadASNDatabase"),
 			Actions:   jsii.Strings("s3:GetObject"),
-			Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:s3:::"+loc.Bucket+"/"+loc.Key), nil)),
+			Resources: jsii.Strings(s3ObjectARN(loc)),
 		}))
 	}
-
-	ranges, refresherLogs := newRefresher(stack, table, s)
 	// The stored ip-ranges.json, and only it (HeadObject needs s3:GetObject too).
 	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:       jsii.String("ReadRanges"),
@@ -241,6 +241,11 @@ func functionRole(stack awscdk.Stack, id, name, what string, keepLogs awscdk.Rem
 	return logs, role
 }
 
+// s3ObjectARN is the ARN of one object; the bucket may be a token (the stack's own bucket).
+func s3ObjectARN(loc config.S3Location) string {
+	return *awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("arn:"), awscdk.Aws_PARTITION(), jsii.String(":s3:::" + loc.Bucket + "/" + loc.Key)})
+}
+
 func ptr[T any](v T) *T { return &v }
 
 func nagSuppress(stack awscdk.Stack, s []*cdknag.NagPackSuppression) {
@@ -257,7 +262,10 @@ const ipSpaceChanged = "arn:aws:sns:us-east-1:806199016981:AmazonIpSpaceChanged"
 // newRefresher adds the bucket that holds AWS's current ip-ranges.json and the function
 // that keeps it current (hourly, and on AWS's change notification) and lists the accounts'
 // Lambda functions into the table every hour.
-func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s Settings) (awss3.Bucket, awslogs.LogGroup) {
+//
+// With asnSources it also converts those keyless ASN tables daily into asnDb (by default
+// asn.mmdb in its own bucket), and sets s.ASNDB to where the detector finds it.
+func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (awss3.Bucket, awslogs.LogGroup) {
 	bucket := awss3.NewBucket(stack, jsii.String("Ranges"), &awss3.BucketProps{
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
 		EnforceSSL:        jsii.Bool(true),
@@ -298,6 +306,26 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s Settings) (awss
 		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
 		Resources: jsii.Strings(*bucket.ArnForObjects(jsii.String(rangesKey))),
 	}))
+	env := map[string]*string{
+		config.EnvRangesBucket:      bucket.BucketName(),
+		config.EnvRangesKey:         jsii.String(rangesKey),
+		config.EnvTable:             table.TableName(),
+		config.EnvSecurityAccount:   stack.Account(),
+		config.EnvInventoryAccounts: jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ",")),
+		config.EnvInventoryRegions:  jsii.String(orDefault(s.InventoryRegions, *stack.Region())),
+	}
+	if s.ASNSources != "" {
+		if s.ASNDB == "" {
+			s.ASNDB = "s3://" + *bucket.BucketName() + "/asn.mmdb"
+		}
+		loc, _ := config.ParseS3(s.ASNDB)
+		env[config.EnvASNSources], env[config.EnvASNDB] = jsii.String(s.ASNSources), jsii.String(s.ASNDB)
+		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:       jsii.String("WriteASNDatabase"),
+			Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
+			Resources: jsii.Strings(s3ObjectARN(loc)),
+		}))
+	}
 	fn := awslambda.NewFunction(stack, jsii.String("Refresher"), &awslambda.FunctionProps{
 		Description:   jsii.String("Outsider: keeps AWS's ip-ranges.json current for the detector"),
 		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
@@ -309,14 +337,7 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s Settings) (awss
 		Role:          role,
 		LogGroup:      logs,
 		LoggingFormat: awslambda.LoggingFormat_JSON,
-		Environment: &map[string]*string{
-			config.EnvRangesBucket:      bucket.BucketName(),
-			config.EnvRangesKey:         jsii.String(rangesKey),
-			config.EnvTable:             table.TableName(),
-			config.EnvSecurityAccount:   stack.Account(),
-			config.EnvInventoryAccounts: jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ",")),
-			config.EnvInventoryRegions:  jsii.String(orDefault(s.InventoryRegions, *stack.Region())),
-		},
+		Environment:   &env,
 	})
 	awsevents.NewRule(stack, jsii.String("RefreshHourly"), &awsevents.RuleProps{
 		Description: jsii.String("Outsider: check AWS's IP ranges every hour (notifications can be missed)"),

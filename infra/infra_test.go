@@ -302,7 +302,7 @@ func TestDetectorPolicies(t *testing.T) {
 		{"securityhub:BatchImportFindings", "map[Fn::Sub:arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default]"},
 		{"sns:Publish", "map[Ref:Findings172CF60E]"},
 		{"[kms:Decrypt kms:GenerateDataKey*]", "map[Fn::GetAtt:[TopicKeyB2E0C9CB Arn]]"},
-		{"s3:GetObject", "map[Fn::Sub:arn:${AWS::Partition}:s3:::geo-bucket/asn/GeoLite2-ASN.mmdb]"},
+		{"s3:GetObject", "map[Fn::Join:[ [arn: map[Ref:AWS::Partition] :s3:::geo-bucket/asn/GeoLite2-ASN.mmdb]]]"},
 		{"s3:GetObject", "map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]"},
 		{"[sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:GetQueueUrl sqs:DeleteMessage sqs:GetQueueAttributes]", "map[Fn::GetAtt:[EventsD32975C2 Arn]]"},
 	}
@@ -314,6 +314,22 @@ func TestDetectorPolicies(t *testing.T) {
 		if s.Resource == "*" {
 			t.Errorf("a statement on every resource: %v", s)
 		}
+	}
+}
+
+// TestKeylessASN: with asnSources, the refresher converts them into its bucket and the
+// detector reads that one object.
+func TestKeylessASN(t *testing.T) {
+	tpl, _, _ := synth(t, map[string]string{"asnSources": "https://example.org/asn-ipv4.csv.gz,https://example.org/asn-ipv6.csv.gz"})
+	refresher := where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges.json")
+	detector := where(t, tpl, "AWS::Lambda::Function", "Description", "Lambda credentials")
+	if get(refresher, "Environment", "Variables", config.EnvASNSources) == nil || get(detector, "Environment", "Variables", config.EnvASNDB) == nil {
+		t.Fatalf("env: refresher %v, detector %v", get(refresher, "Environment"), get(detector, "Environment"))
+	}
+	rp := fmt.Sprint(get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument"))
+	dp := fmt.Sprint(get(where(t, tpl, "AWS::IAM::Policy", "Roles", "DetectorRole"), "PolicyDocument"))
+	if !strings.Contains(rp, "WriteASNDatabase") || !strings.Contains(rp, "/asn.mmdb") || !strings.Contains(dp, "ReadASNDatabase") || !strings.Contains(dp, "/asn.mmdb") {
+		t.Errorf("policies:\nrefresher %s\ndetector %s", rp, dp)
 	}
 }
 

@@ -20,6 +20,7 @@ const (
 	ctxOrganizationID = "organizationId"    // o-xxxxxxxxxx: member accounts of the organisation may send events
 	ctxMemberAccounts = "memberAccounts"    // comma-separated account ids, for accounts outside an organisation
 	ctxASNDB          = "asnDb"             // s3://bucket/key of a MaxMind-format ASN database
+	ctxASNSources     = "asnSources"        // URLs of keyless ASN tables the refresher converts daily (into asnDb, or the stack's bucket)
 	ctxBatchSize      = "batchSize"         // SQS records per invocation
 	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (beyond the card)
 	ctxInvAccounts    = "inventoryAccounts" // member accounts whose functions are listed hourly (the security account always is)
@@ -37,6 +38,7 @@ type Settings struct {
 	OrganizationID string
 	MemberAccounts []string
 	ASNDB          string
+	ASNSources     string
 	BatchSize      int
 	CrossRegion    string
 
@@ -56,6 +58,7 @@ func readSettings(get func(string) string) (Settings, error) {
 		Email: get(ctxEmail), TrustedCIDRs: get(ctxTrustedCIDRs), Activation: orDefault(get(ctxActivation), "14d"),
 		Training: orDefault(get(ctxTraining), "30d"), Dedup: orDefault(get(ctxDedup), "7d"), Severity: get(ctxSeverity),
 		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500, CrossRegion: get(ctxCrossRegion),
+		ASNSources: get(ctxASNSources),
 	}
 	var errs []error
 	if s.Email != "" && !emailRE.MatchString(s.Email) {

@@ -58,11 +58,29 @@ func main() {
 			return errors.Join(append(errs, st.Flush(ctx))...)
 		}
 	}
+	if len(cfg.ASNSources) > 0 {
+		conv := &refresh.ASNConverter{Sources: cfg.ASNSources, S3: r.S3, Bucket: cfg.ASNDB.Bucket, Key: cfg.ASNDB.Key}
+		prev := inv
+		inv = func(ctx context.Context) error {
+			var errs []error
+			if prev != nil {
+				errs = append(errs, prev(ctx))
+			}
+			if due, err := conv.Due(ctx, time.Now(), 24*time.Hour); err != nil {
+				errs = append(errs, err)
+			} else if due {
+				n, err := conv.Run(ctx)
+				errs = append(errs, err)
+				log.InfoContext(ctx, "ASN database converted", "bytes", n, "error", err)
+			}
+			return errors.Join(errs...)
+		}
+	}
 	lambda.Start(handler(r, inv, log))
 }
 
 // handler takes an SNS notification (AmazonIpSpaceChanged) or a scheduled event; the
-// schedule also refreshes the Lambda inventory, when inv is set.
+// schedule also runs hourly, when set, the Lambda inventory and the daily ASN conversion.
 func handler(r *refresh.Refresher, inv func(context.Context) error, log *slog.Logger) func(context.Context, json.RawMessage) error {
 	return func(ctx context.Context, payload json.RawMessage) error {
 		var sns events.SNSEvent

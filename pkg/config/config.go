@@ -35,6 +35,7 @@ const (
 	EnvRangesKey    = "OUTSIDER_RANGES_KEY"    // its key (default ip-ranges.json)
 	EnvRangesURL    = "OUTSIDER_RANGES_URL"    // where AWS publishes it (default the AWS URL)
 
+	EnvASNSources        = "OUTSIDER_ASN_SOURCES"        // URLs of keyless ASN tables to convert daily into OUTSIDER_ASN_DB
 	EnvInventoryAccounts = "OUTSIDER_INVENTORY_ACCOUNTS" // accounts whose functions are listed hourly (comma-separated)
 	EnvInventoryRegions  = "OUTSIDER_INVENTORY_REGIONS"  // in these regions (default the function's own)
 )
@@ -43,6 +44,9 @@ const (
 type Refresher struct {
 	Ranges S3Location
 	URL    string
+	// Keyless ASN tables to convert, and where the database goes. Empty Sources: none.
+	ASNSources []string
+	ASNDB      S3Location
 	// The inventory: where it is kept, whose functions, where. Empty Accounts: none.
 	Table           string
 	SecurityAccount string
@@ -62,6 +66,13 @@ func LoadRefresher(getenv func(string) string) (Refresher, error) {
 	}
 	if r.URL != "" && !strings.HasPrefix(r.URL, "https://") && !strings.HasPrefix(r.URL, "http://") {
 		errs = append(errs, fmt.Errorf("%s: %q is not a URL", EnvRangesURL, r.URL))
+	}
+	if r.ASNSources = list(getenv(EnvASNSources)); len(r.ASNSources) > 0 {
+		loc, err := ParseS3(getenv(EnvASNDB))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w (where the converted tables go)", EnvASNDB, err))
+		}
+		r.ASNDB = loc
 	}
 	r.Accounts = list(getenv(EnvInventoryAccounts))
 	for _, a := range r.Accounts {

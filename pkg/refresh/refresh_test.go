@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/outsider-sec/outsider/pkg/asn"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/mototest"
 )
@@ -143,5 +144,51 @@ func TestParseNotice(t *testing.T) {
 		if _, err := ParseNotice(bad); err == nil {
 			t.Errorf("ParseNotice(%q) accepted", bad)
 		}
+	}
+}
+
+// TestASNConversion: keyless tables served over HTTP become a MaxMind database in S3 that
+// answers the tables' ASNs; a broken table leaves the stored database alone.
+func TestASNConversion(t *testing.T) {
+	ctx := context.Background()
+	client := s3.NewFromConfig(mototest.Config(t, nil), func(o *s3.Options) { o.UsePathStyle = true })
+	bucket := "outsider-asn-test"
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	table, err := os.ReadFile("../asn/testdata/ip-location-db-asn-sample.csv.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &server{}
+	srv.set(table)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	c := &ASNConverter{HTTP: hs.Client(), Sources: []string{hs.URL + "/asn-ipv4.csv.gz"}, S3: client, Bucket: bucket, Key: "asn.mmdb"}
+	if due, err := c.Due(ctx, time.Now(), 24*time.Hour); err != nil || !due {
+		t.Fatalf("nothing stored: due %v, %v", due, err)
+	}
+	n, err := c.Run(ctx)
+	if err != nil || n == 0 {
+		t.Fatalf("convert: %d, %v", n, err)
+	}
+	if due, err := c.Due(ctx, time.Now(), 24*time.Hour); err != nil || due {
+		t.Fatalf("just stored: due %v, %v", due, err)
+	}
+	obj, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("asn.mmdb")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(obj.Body)
+	db, err := asn.FromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, ok := db.Lookup(netip.MustParseAddr("31.224.40.4")); !ok || info.Number != 3320 {
+		t.Errorf("31.224.40.4: %+v %v", info, ok)
+	}
+	srv.set([]byte("9.9.9.9,1.1.1.1,5,backwards\n"))
+	if _, err := c.Run(ctx); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a broken table: %v", err)
 	}
 }
