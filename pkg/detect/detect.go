@@ -69,6 +69,8 @@ type Detector struct {
 
 type roleKey struct{ account, role string }
 
+func (k roleKey) clone() roleKey { return roleKey{strings.Clone(k.account), strings.Clone(k.role)} }
+
 type fnKey struct{ account, role, fn string }
 
 type roleFact struct {
@@ -202,7 +204,7 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 			return err
 		}
 		if found && !t.Before(v.First) {
-			d.accounts[account] = v.First
+			d.accounts[strings.Clone(account)] = v.First
 			return nil
 		}
 	}
@@ -210,7 +212,7 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 	if err := d.putJSON(ctx, key, struct{ First time.Time }{t}, time.Time{}); err != nil {
 		return err
 	}
-	d.accounts[account] = t
+	d.accounts[strings.Clone(account)] = t
 	return nil
 }
 
@@ -277,7 +279,7 @@ func (d *Detector) touch(ctx context.Context, key fact, t time.Time, v any) erro
 	if err := d.putJSON(ctx, key.String(), v, t.Add(d.cfg.Training)); err != nil {
 		return err
 	}
-	d.written[key] = true
+	d.written[key.clone()] = true
 	return nil
 }
 
@@ -298,6 +300,12 @@ func (d *Detector) writtenToday(key fact, t time.Time) bool {
 // fact names a baseline key without building its string: the hot path looks facts up in
 // memory far more often than it writes them.
 type fact struct{ prefix, a, b, c string }
+
+// clone copies the fact's strings: record strings share their record's bytes, which a map
+// key would otherwise keep alive.
+func (f fact) clone() fact {
+	return fact{f.prefix, strings.Clone(f.a), strings.Clone(f.b), strings.Clone(f.c)}
+}
 
 func (f fact) String() string {
 	s := f.prefix + f.a

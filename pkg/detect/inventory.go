@@ -108,7 +108,7 @@ func (d *Detector) loadInventory(ctx context.Context, account string, t time.Tim
 	if d.invLoaded[account] {
 		return nil
 	}
-	d.invLoaded[account] = true
+	d.invLoaded[strings.Clone(account)] = true
 	var si StoredInventory
 	// Stored with a wall-clock expiry by the refresher: read it at wall time.
 	found, err := d.getJSON(ctx, InventoryKey(account), d.now(), &si)

@@ -154,8 +154,8 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) er
 
 func (d *Detector) learnRole(ctx context.Context, account, role string, t time.Time) error {
 	k := roleKey{account, role}
-	if f := d.roles[k]; !f.lambda || t.After(f.lastSeen) {
-		d.roles[k] = roleFact{lambda: true, lastSeen: t}
+	if f, ok := d.roles[k]; !ok || !f.lambda || t.After(f.lastSeen) {
+		d.roles[k.clone()] = roleFact{lambda: true, lastSeen: t}
 	}
 	return d.touch(ctx, fact{keyRole, account, role, ""}, t, lastSeen{Seen: t})
 }
@@ -168,11 +168,14 @@ func (d *Detector) learnFunction(ctx context.Context, account, role, fn, region 
 		return err
 	}
 	k := fnKey{account, role, fn}
-	if t.After(d.fns[k]) {
+	if seen, ok := d.fns[k]; !ok || t.After(seen) {
+		if !ok {
+			k = fnKey{strings.Clone(account), strings.Clone(role), strings.Clone(fn)}
+		}
 		d.fns[k] = t
 	}
-	if region != "" {
-		d.fnRegion[k] = region
+	if region != "" && d.fnRegion[k] != region {
+		d.fnRegion[k] = strings.Clone(region)
 	}
 	return d.touch(ctx, fact{keyFunction, account, role, fn}, t, lastSeen{Seen: t, Region: region})
 }
@@ -202,11 +205,11 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 	}
 	if found {
 		if v.Seen.After(f.lastSeen) {
-			d.roles[k] = roleFact{lambda: true, lastSeen: v.Seen}
+			d.roles[k.clone()] = roleFact{lambda: true, lastSeen: v.Seen}
 		}
 		return true, nil
 	}
-	d.roles[k] = roleFact{checked: d.now()}
+	d.roles[k.clone()] = roleFact{checked: d.now()}
 	return false, nil
 }
 

@@ -269,7 +269,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	// The replay holds little live memory (the reorder window and caches): trading some of
 	// the 200 MB budget for fewer collections is most of a core's worth of speed.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps the heap well inside the 200 MB a replay may take.
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(100 << 20))
 	}
 	out := newPrinter(o, stdout)
 	sum := &summary{malformed: map[string]int{}, start: time.Now()}
