@@ -129,35 +129,19 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 
 	logs, role := functionRole(stack, "Detector", detectorRoleName, "Outsider detector function", awscdk.RemovalPolicy_RETAIN)
 	// State: the three item calls the store makes, on its table.
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("State"),
-		Actions:   jsii.Strings("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"),
-		Resources: jsii.Strings(*table.TableArn()),
-	}))
+	allow(role, "State", *table.TableArn(), "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem")
 	// Findings: import into this account's default product only.
 	// https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-custom-providers.html
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ImportFindings"),
-		Actions:   jsii.Strings("securityhub:BatchImportFindings"),
-		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil)),
-	}))
+	allow(role, "ImportFindings", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil), "securityhub:BatchImportFindings")
 	topic.GrantPublish(role)
 
 	ranges, refresherLogs := newRefresher(stack, table, &s)
 	if s.ASNDB != "" {
 		loc, _ := config.ParseS3(s.ASNDB)
-		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Sid:       jsii.String("ReadASNDatabase"),
-			Actions:   jsii.Strings("s3:GetObject"),
-			Resources: jsii.Strings(s3ObjectARN(loc)),
-		}))
+		allow(role, "ReadASNDatabase", s3ObjectARN(loc), "s3:GetObject")
 	}
 	// The stored ip-ranges.json, and only it (HeadObject needs s3:GetObject too).
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ReadRanges"),
-		Actions:   jsii.Strings("s3:GetObject"),
-		Resources: jsii.Strings(*ranges.ArnForObjects(jsii.String(rangesKey))),
-	}))
+	allow(role, "ReadRanges", *ranges.ArnForObjects(jsii.String(rangesKey)), "s3:GetObject")
 	env := s.env(*table.TableName(), *topic.TopicArn(), *account)
 	env[config.EnvIPRanges] = jsii.String("s3://" + *ranges.BucketName() + "/" + rangesKey)
 
@@ -233,17 +217,20 @@ func functionRole(stack awscdk.Stack, id, name, what string, keepLogs awscdk.Rem
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String(what),
 	})
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("WriteOwnLogs"),
-		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
-		Resources: jsii.Strings(*logs.LogGroupArn() + ":*"),
-	}))
+	allow(role, "WriteOwnLogs", *logs.LogGroupArn()+":*", "logs:CreateLogStream", "logs:PutLogEvents")
 	return logs, role
 }
 
 // s3ObjectARN is the ARN of one object; the bucket may be a token (the stack's own bucket).
 func s3ObjectARN(loc config.S3Location) string {
 	return *awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("arn:"), awscdk.Aws_PARTITION(), jsii.String(":s3:::" + loc.Bucket + "/" + loc.Key)})
+}
+
+// allow grants a role actions on one resource.
+func allow(role awsiam.Role, sid, resource string, actions ...string) {
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid: jsii.String(sid), Actions: jsii.Strings(actions...), Resources: jsii.Strings(resource),
+	}))
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -280,32 +267,11 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 	logs, role := functionRole(stack, "Refresher", refresherRoleName, "Outsider refresher of AWS's IP ranges and of the Lambda inventory", awscdk.RemovalPolicy_DESTROY)
 	// The inventory: this account's functions directly, member accounts' through the
 	// read-only role the forwarder stack creates there (trusting this role only).
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ListOwnFunctions"),
-		Actions:   jsii.Strings("lambda:ListFunctions"),
-		Resources: jsii.Strings("*"), // ListFunctions takes no resource
-	}))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ReadMemberInventories"),
-		Actions:   jsii.Strings("sts:AssumeRole"),
-		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRoleName), nil)),
-	}))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("KeepInventory"),
-		Actions:   jsii.Strings("dynamodb:PutItem", "dynamodb:BatchWriteItem"),
-		Resources: jsii.Strings(*table.TableArn()),
-	}))
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("WriteOwnLogs"),
-		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
-		Resources: jsii.Strings(*logs.LogGroupArn() + ":*"),
-	}))
+	allow(role, "ListOwnFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
+	allow(role, "ReadMemberInventories", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRoleName), nil), "sts:AssumeRole")
+	allow(role, "KeepInventory", *table.TableArn(), "dynamodb:PutItem", "dynamodb:BatchWriteItem")
 	// The one object it keeps (HeadObject needs s3:GetObject).
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("RangesObject"),
-		Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
-		Resources: jsii.Strings(*bucket.ArnForObjects(jsii.String(rangesKey))),
-	}))
+	allow(role, "RangesObject", *bucket.ArnForObjects(jsii.String(rangesKey)), "s3:GetObject", "s3:PutObject")
 	env := map[string]*string{
 		config.EnvRangesBucket:      bucket.BucketName(),
 		config.EnvRangesKey:         jsii.String(rangesKey),
@@ -320,11 +286,7 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		}
 		loc, _ := config.ParseS3(s.ASNDB)
 		env[config.EnvASNSources], env[config.EnvASNDB] = jsii.String(s.ASNSources), jsii.String(s.ASNDB)
-		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Sid:       jsii.String("WriteASNDatabase"),
-			Actions:   jsii.Strings("s3:GetObject", "s3:PutObject"),
-			Resources: jsii.Strings(s3ObjectARN(loc)),
-		}))
+		allow(role, "WriteASNDatabase", s3ObjectARN(loc), "s3:GetObject", "s3:PutObject")
 	}
 	fn := awslambda.NewFunction(stack, jsii.String("Refresher"), &awslambda.FunctionProps{
 		Description:   jsii.String("Outsider: keeps AWS's ip-ranges.json current for the detector"),

@@ -55,16 +55,8 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+refresherRoleName), nil)),
 		Description: jsii.String("Outsider: the security account lists this account's Lambda functions and their roles (the inventory)"),
 	})
-	inventory.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("ListFunctions"),
-		Actions:   jsii.Strings("lambda:ListFunctions"),
-		Resources: jsii.Strings("*"), // ListFunctions takes no resource
-	}))
-	inventory.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("GetFunction"),
-		Actions:   jsii.Strings("lambda:GetFunction"),
-		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:lambda:*:${AWS::AccountId}:function:*"), nil)),
-	}))
+	allow(inventory, "ListFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
+	allow(inventory, "GetFunction", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:lambda:*:${AWS::AccountId}:function:*"), nil), "lambda:GetFunction")
 
 	nagSuppress(stack, []*cdknag.NagPackSuppression{
 		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("lambda:ListFunctions supports no resource-level permission (Service Authorization Reference, AWS Lambda), and lambda:GetFunction is limited to this account's functions in every region the inventory reads."),
