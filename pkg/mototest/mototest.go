@@ -6,7 +6,9 @@ package mototest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -48,50 +50,82 @@ func Main(m *testing.M) int {
 		}
 		return m.Run()
 	}
-	port, err := freePort()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mototest:", err)
+	logf, _ := os.CreateTemp("", "moto-*.log")
+	defer func() {
+		logf.Close()
+		os.Remove(logf.Name())
+	}()
+	// Another test binary may take the free port between our look and moto's bind: then our
+	// moto exits, and we must not talk to theirs (it stops when they finish). Try again.
+	var stop func()
+	for attempt := 0; attempt < 5 && stop == nil; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mototest:", err)
+			return 1
+		}
+		stop = start(port, logf)
+	}
+	if stop == nil {
+		b, _ := os.ReadFile(logf.Name())
+		fmt.Fprintf(os.Stderr, "mototest: moto did not start:\n%s\n", b)
 		return 1
 	}
+	defer stop()
+	return m.Run()
+}
+
+// start runs moto on port and waits until it answers; it returns nil if moto exited or did
+// not answer in 30 s.
+func start(port int, logf *os.File) (stop func()) {
 	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	logf, _ := os.CreateTemp("", "moto-*.log")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "mototest: start moto:", err)
-		return 1
+		return nil
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-		os.Remove(logf.Name())
-	}()
-	endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop = func() { cmd.Process.Kill(); <-exited }
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			break
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return nil // the port was taken
+		default:
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			fmt.Fprintf(os.Stderr, "mototest: moto did not answer on %s in 30 s:\n%s\n", endpoint, b)
-			return 1
+		if resp, err := http.Get(url + "/moto-api/"); err == nil {
+			resp.Body.Close()
+			select {
+			case <-exited:
+				return nil // it answered, but it was someone else's
+			default:
+				endpoint = url
+				return stop
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return m.Run()
+	stop()
+	return nil
 }
 
+// freePort picks a random free port. Random rather than the kernel's next one: test
+// binaries of several packages start moto at the same moment, and the kernel hands them
+// neighbouring ports.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for i := 0; i < 50; i++ {
+		port := 20000 + rand.IntN(40000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free port")
 }
 
 // Endpoint returns moto's URL, or skips the test where moto is missing.
@@ -136,7 +170,10 @@ func Table(t testing.TB, cfg aws.Config) string {
 		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(dynamo.AttrKey), KeyType: types.KeyTypeHash}},
 		BillingMode:          types.BillingModePayPerRequest,
 	})
-	if err != nil {
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		// In use: our own request, retried by the SDK after moto had carried it out (the
+		// name is this process's own).
 		t.Fatalf("create table: %v", err)
 	}
 	if _, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
