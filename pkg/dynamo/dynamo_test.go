@@ -51,7 +51,7 @@ func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestFlushBatches(t *testing.T) {
-	c := &counting{next: http.DefaultTransport}
+	c := &counting{next: mototest.Transport()}
 	s := newStore(t, c)
 	ctx := t.Context()
 	for i := 0; i < 60; i++ {

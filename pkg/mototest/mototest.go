@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -137,6 +136,15 @@ func Endpoint(t testing.TB) string {
 	return endpoint
 }
 
+// Transport carries requests to moto without keeping connections alive: moto's server may
+// close an idle connection just as the client reuses it, and the SDK then retries a request
+// moto may have carried out (a CreateTable twice: "already exists").
+func Transport() http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableKeepAlives = true
+	return tr
+}
+
 // Config is an SDK configuration that talks to moto with test credentials. rt, when not
 // nil, carries the requests (a counting or fault-injecting transport).
 func Config(t testing.TB, rt http.RoundTripper) aws.Config {
@@ -146,12 +154,10 @@ func Config(t testing.TB, rt http.RoundTripper) aws.Config {
 		BaseEndpoint:     aws.String(Endpoint(t)),
 		RetryMaxAttempts: 3,
 	}
-	client := awshttp.NewBuildableClient()
-	if rt != nil {
-		cfg.HTTPClient = &http.Client{Transport: rt}
-	} else {
-		cfg.HTTPClient = client
+	if rt == nil {
+		rt = Transport()
 	}
+	cfg.HTTPClient = &http.Client{Transport: rt}
 	return cfg
 }
 

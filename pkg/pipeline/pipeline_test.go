@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -50,7 +49,7 @@ var envN int
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{faults: &faults.Transport{Next: http.DefaultTransport}}
+	e := &env{faults: &faults.Transport{Next: mototest.Transport()}}
 	e.clean = mototest.Config(t, nil)
 	e.cfg = mototest.Config(t, e.faults)
 	ctx := context.Background()
