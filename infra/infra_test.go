@@ -107,6 +107,15 @@ func where(t *testing.T, tpl map[string]any, typ, key, value string) map[string]
 	return found[0]
 }
 
+// statements renders a policy's statements as "ACTIONS on RESOURCE".
+func statements(policy map[string]any) []string {
+	var out []string
+	for _, st := range get(policy, "PolicyDocument", "Statement").([]any) {
+		out = append(out, fmt.Sprint(st.(map[string]any)["Action"])+" on "+fmt.Sprint(st.(map[string]any)["Resource"]))
+	}
+	return out
+}
+
 func get(v any, path ...any) any {
 	for _, p := range path {
 		switch k := p.(type) {
@@ -335,10 +344,7 @@ func TestKeylessASN(t *testing.T) {
 
 func TestRefresherPolicy(t *testing.T) {
 	tpl, _, _ := synth(t, nil)
-	var got []string
-	for _, st := range get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument", "Statement").([]any) {
-		got = append(got, fmt.Sprint(st.(map[string]any)["Action"])+" on "+fmt.Sprint(st.(map[string]any)["Resource"]))
-	}
+	got := statements(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"))
 	want := []string{
 		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
 		"lambda:ListFunctions on *",
@@ -382,9 +388,7 @@ func TestForwarderStack(t *testing.T) {
 	}
 	var all []string
 	for _, p := range policies {
-		for _, s := range get(p, "PolicyDocument", "Statement").([]any) {
-			all = append(all, fmt.Sprint(s.(map[string]any)["Action"])+" on "+fmt.Sprint(s.(map[string]any)["Resource"]))
-		}
+		all = append(all, statements(p)...)
 	}
 	slices.Sort(all)
 	want := []string{

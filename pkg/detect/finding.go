@@ -59,7 +59,6 @@ type Finding struct {
 	AttachedDetail string       `json:"attachedDetail,omitempty"` // e.g. the role the function uses now
 	AssumedBy      []Assumption `json:"assumedBy,omitempty"`      // AssumeRole of the role by identities other than Lambda
 	EventIDs       []string     `json:"eventIds"`                 // the newest events merged, to make merges idempotent
-	Notified       bool         `json:"notified"`                 // the new-finding notification went out
 }
 
 // Is the role attached to the function?

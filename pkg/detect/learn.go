@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -279,7 +280,7 @@ func trustsLambda(doc string) bool {
 		stmts = []statement{one}
 	}
 	for _, s := range stmts {
-		if s.Effect != "Allow" || !anyMatch(stringsOf(s.Action), func(a string) bool {
+		if s.Effect != "Allow" || !slices.ContainsFunc(stringsOf(s.Action), func(a string) bool {
 			return strings.EqualFold(a, "sts:AssumeRole") || a == "sts:*" || a == "*"
 		}) {
 			continue
@@ -308,13 +309,4 @@ func stringsOf(b json.RawMessage) []string {
 	var many []string
 	_ = json.Unmarshal(b, &many)
 	return many
-}
-
-func anyMatch(list []string, f func(string) bool) bool {
-	for _, s := range list {
-		if f(s) {
-			return true
-		}
-	}
-	return false
 }

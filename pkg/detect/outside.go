@@ -122,9 +122,9 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record) error {
 	switch {
 	case !lambdaSession:
 		title = TitleRole
-	case has(u.signals, SignalCLI):
+	case slices.Contains(u.signals, SignalCLI):
 		title = TitleCLI
-	case has(u.signals, SignalKnownASN):
+	case slices.Contains(u.signals, SignalKnownASN):
 		title = TitleKnownASN
 	case inside:
 		title = TitleInside
@@ -207,15 +207,6 @@ func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record) error 
 		u.signals = append(u.signals, SignalCLI)
 	}
 	return d.record(ctx, f, u)
-}
-
-func has(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func partitionOf(arn string) string {
