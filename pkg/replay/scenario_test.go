@@ -21,6 +21,9 @@ type expected struct {
 	About    string   `json:"about"`
 	Flags    []string `json:"flags"`
 	Findings []want   `json:"findings"`
+	// Runs are files replayed one after another into one state (the first with --fresh):
+	// a live period, then a backfill, then a redelivery.
+	Runs [][]string `json:"runs"`
 }
 
 type want struct {
@@ -28,6 +31,7 @@ type want struct {
 	Account  string `json:"account"`
 	Function string `json:"function,omitempty"`
 	Role     string `json:"role,omitempty"`
+	Region   string `json:"region,omitempty"` // the function ARN's region, where the scenario names one
 }
 
 // The forms the same records are replayed in: they must give the same findings.
@@ -56,12 +60,33 @@ func TestScenarios(t *testing.T) {
 		if err := json.Unmarshal(b, &exp); err != nil {
 			t.Fatal(err)
 		}
-		records := lines(t, filepath.Join(dir, "records.ndjson"))
+		runs := exp.Runs
+		if len(runs) == 0 {
+			runs = [][]string{{"records.ndjson"}}
+		}
 		for _, form := range forms {
 			t.Run(filepath.Base(dir)+"/"+form.name, func(t *testing.T) {
-				in := form.write(t, records, t.TempDir())
-				got := replayFindings(t, dir, exp.Flags, in)
+				state := t.TempDir()
+				last := map[string]want{}
+				for i, run := range runs {
+					var inputs []string
+					for _, file := range run {
+						inputs = append(inputs, form.write(t, lines(t, filepath.Join(dir, file)), t.TempDir()))
+					}
+					replayFindings(t, dir, exp.Flags, state, i == 0, inputs, last)
+				}
+				var got []want
+				for _, w := range last {
+					got = append(got, w)
+				}
+				sortWants(got)
 				w := slices.Clone(exp.Findings)
+				// A region is compared only in scenarios that name one.
+				if !slices.ContainsFunc(exp.Findings, func(w want) bool { return w.Region != "" }) {
+					for i := range got {
+						got[i].Region = ""
+					}
+				}
 				sortWants(w)
 				if diff := cmp.Diff(w, got); diff != "" {
 					t.Errorf("%s\nfindings (-want +got):\n%s", exp.About, diff)
@@ -71,10 +96,11 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
-// replayFindings runs the command and keeps the last line of each finding Id.
-func replayFindings(t *testing.T, dir string, flags []string, input string) []want {
+// replayFindings runs the command over inputs and keeps the last line of each finding Id
+// in last.
+func replayFindings(t *testing.T, dir string, flags []string, state string, fresh bool, inputs []string, last map[string]want) {
 	t.Helper()
-	args := []string{"--fresh", "--state", t.TempDir(), "--asn-db", "testdata/GeoLite2-ASN-Test.mmdb", "--format", "json", "--progress", "0"}
+	args := []string{"--state", state, "--asn-db", "testdata/GeoLite2-ASN-Test.mmdb", "--format", "json", "--progress", "0"}
 	for i := 0; i < len(flags); i++ {
 		args = append(args, flags[i])
 		if flags[i] == "--inventory" && i+1 < len(flags) {
@@ -82,12 +108,14 @@ func replayFindings(t *testing.T, dir string, flags []string, input string) []wa
 			i++
 		}
 	}
-	args = append(args, input)
+	if fresh {
+		args = append(args, "--fresh")
+	}
+	args = append(args, inputs...)
 	var stdout, stderr bytes.Buffer
 	if code := Main(args, nil, &stdout, &stderr); code != ExitOK {
 		t.Fatalf("replay %v: exit %d: %s", args, code, stderr.String())
 	}
-	last := map[string]want{}
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		if line == "" {
 			continue
@@ -95,12 +123,6 @@ func replayFindings(t *testing.T, dir string, flags []string, input string) []wa
 		id, w := subject(t, []byte(line))
 		last[id] = w
 	}
-	var out []want
-	for _, w := range last {
-		out = append(out, w)
-	}
-	sortWants(out)
-	return out
 }
 
 // subject reads (title, account, function or role) off an ASFF line.
@@ -112,6 +134,7 @@ func subject(t *testing.T, line []byte) (string, want) {
 		Resources []struct {
 			Type    string
 			Id      string
+			Region  string
 			Details struct {
 				AwsLambdaFunction struct{ FunctionName string }
 				AwsIamRole        struct{ RoleName string }
@@ -126,6 +149,9 @@ func subject(t *testing.T, line []byte) (string, want) {
 		switch r.Type {
 		case "AwsLambdaFunction":
 			w.Function = r.Details.AwsLambdaFunction.FunctionName
+			if p := strings.Split(r.Id, ":"); len(p) > 3 {
+				w.Region = p[3]
+			}
 		case "AwsIamRole":
 			w.Account = strings.Split(r.Id, ":")[4]
 			if f.Title == "Suspicious usage of AWS Lambda's role" {
