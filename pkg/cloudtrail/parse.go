@@ -25,7 +25,20 @@ const (
 	ReasonBadEventTime = "bad-event-time" // an eventTime in no known layout
 	ReasonBadShape     = "bad-shape"      // a field of the wrong JSON type (userIdentity not an object, …)
 	ReasonNotAPICall   = "not-api-call"   // an EventBridge event of another detail-type: irrelevant
+	ReasonForged       = "forged"         // an envelope not put by AWS: source not aws.*, or account not the record's
+	ReasonOutOfRange   = "time-out-of-range"
 )
+
+// The dates a record may carry: CloudTrail did not exist before 2005 (it launched in 2013),
+// and a record more than a day after the wall clock is forged or broken. Every date that
+// passes is safe everywhere: Unix nanoseconds, event-time days, expiries.
+var (
+	earliestTime = time.Date(2005, 1, 1, 0, 0, 0, 0, time.UTC)
+	futureSlack  = 24 * time.Hour
+)
+
+// Now is the wall clock the parser compares eventTime with. Tests may replace it.
+var Now = time.Now
 
 // MalformedError says why a value was skipped. Parsing goes on with the next value.
 type MalformedError struct {
@@ -66,6 +79,11 @@ type wire[S ~string, Q requestOf[S], P responseOf[S]] struct {
 	DetailType string            `json:"detail-type"`
 	Detail     json.RawMessage   `json:"detail"`
 	Records    []json.RawMessage `json:"Records"`
+	// The envelope's source and account: AWS puts "aws.<service>" and the account whose
+	// trail logged the call. Anyone in the organisation may put other sources on the bus.
+	// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
+	EnvSource  S `json:"source"`
+	EnvAccount S `json:"account"`
 }
 
 type (
@@ -97,6 +115,9 @@ type wireRecord[S ~string, Q requestOf[S], P responseOf[S]] struct {
 	UserIdentity       *wireIdent[S] `json:"userIdentity"`
 	RequestParameters  Q             `json:"requestParameters"`
 	ResponseElements   P             `json:"responseElements"`
+	AdditionalData     *struct {
+		AuthenticationMethod S `json:"AuthenticationMethod"`
+	} `json:"additionalEventData"`
 }
 
 type wireIdent[S ~string] struct {
@@ -131,7 +152,10 @@ type wireRequest[S ~string] struct {
 type wireResponse[S ~string] struct {
 	Credentials optional[struct {
 		AccessKeyID S `json:"accessKeyId"`
+		Expiration  S `json:"expiration"`
 	}] `json:"credentials"`
+	// ConsoleLogin's result: "Success" or "Failure".
+	ConsoleLogin S `json:"ConsoleLogin"`
 	// An object in IAM's CreateRole; a plain ARN in Lambda's CreateFunction.
 	Role optional[struct {
 		ARN S `json:"arn"`
@@ -237,7 +261,19 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S]](w *wire[S, Q, P], d
 			bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
 			return
 		}
-		parseValue(w.Detail, depth+1, emit, bad)
+		// Only AWS's own events count: "aws." sources are reserved for AWS services, and
+		// the account is the one whose trail logged the call. The content is not logged.
+		if !strings.HasPrefix(string(w.EnvSource), "aws.") {
+			bad(malformed(ReasonForged, "envelope source is not aws.*"))
+			return
+		}
+		parseValue(w.Detail, depth+1, func(r *Record) {
+			if string(w.EnvAccount) != r.RecipientAccount {
+				bad(malformed(ReasonForged, "envelope account is not the record's recipientAccountId"))
+				return
+			}
+			emit(r)
+		}, bad)
 	default:
 		rec, err := w.wireRecord.record()
 		if err != nil {
@@ -262,6 +298,9 @@ func (w *wireRecord[S, Q, P]) record() (*Record, error) {
 	t, err := ParseTime(ts)
 	if err != nil {
 		return nil, malformed(ReasonBadEventTime, "%q", truncate(ts, 40))
+	}
+	if t.Before(earliestTime) || t.After(Now().Add(futureSlack)) {
+		return nil, malformed(ReasonOutOfRange, "%s", t.Format(time.RFC3339))
 	}
 	r := &Record{
 		EventID:          string(w.EventID),
@@ -308,7 +347,14 @@ func (w *wireRecord[S, Q, P]) record() (*Record, error) {
 	}
 	if rs := w.ResponseElements.get(); rs != nil {
 		r.IssuedKeyID = string(rs.Credentials.V.AccessKeyID)
+		if e := string(rs.Credentials.V.Expiration); e != "" {
+			r.IssuedKeyExpires, _ = parseExpiration(e)
+		}
 		r.ResponseRoleARN = string(rs.Role.V.ARN)
+		r.ConsoleFailure = string(rs.ConsoleLogin) == "Failure"
+	}
+	if ad := w.AdditionalData; ad != nil {
+		r.Presigned = string(ad.AuthenticationMethod) == "QueryString"
 	}
 	return r, nil
 }
@@ -335,6 +381,17 @@ func ParseAddr(s string) netip.Addr {
 // Time layouts seen in CloudTrail and its forwarders: RFC 3339 (with or without fractional
 // seconds) and the space-separated form some pipelines write ("2024-06-02 20:27:12").
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"}
+
+// parseExpiration reads credentials.expiration: CloudTrail writes it as
+// "Jan 2, 2006, 3:04:05 PM" (no zone: UTC), some forwarders as RFC 3339.
+func parseExpiration(s string) (time.Time, error) {
+	for _, l := range []string{"Jan 2, 2006, 3:04:05 PM", "Jan 2, 2006 3:04:05 PM"} {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return ParseTime(s)
+}
 
 // ParseTime parses an eventTime in any layout CloudTrail writers use; times without a zone
 // are UTC.

@@ -31,7 +31,9 @@ const lambdaAssumeRole = `{"eventVersion":"1.08","userIdentity":{"type":"AWSServ
 
 func TestParseShapes(t *testing.T) {
 	rec := `{"eventTime":"2024-06-02T20:27:12Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","sourceIPAddress":"::ffff:1.128.9.9","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::210987654321:assumed-role/r/fn","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::210987654321:role/svc/r","accountId":"210987654321","userName":"r"}}},"recipientAccountId":"210987654321"}`
-	env := `{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","detail":` + rec + `}`
+	env := `{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","account":"210987654321","detail":` + rec + `}`
+	forged := strings.Replace(env, `"aws.s3"`, `"custom.attacker"`, 1)
+	otherAccount := strings.Replace(env, `"account":"210987654321"`, `"account":"123456789012"`, 1)
 	tests := []struct {
 		name    string
 		in      string
@@ -58,6 +60,10 @@ func TestParseShapes(t *testing.T) {
 		{"empty", "", 0, nil},
 		{"nested too deep", `{"Records":[{"Records":[{"Records":[{"Records":[` + rec + `]}]}]}]}`, 0, []string{ReasonBadShape}},
 		{"array of log files", `[{"Records":[` + rec + `]}]`, 1, nil},
+		{"envelope from a source not AWS's", forged, 0, []string{ReasonForged}},
+		{"envelope of another account than the record's", otherAccount, 0, []string{ReasonForged}},
+		{"record dated before CloudTrail", strings.Replace(rec, "2024-06-02", "2000-01-01", 1), 0, []string{ReasonOutOfRange}},
+		{"record dated in the future", strings.Replace(rec, "2024-06-02", "9999-12-31", 1), 0, []string{ReasonOutOfRange}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +89,7 @@ func TestParseFields(t *testing.T) {
 		Region: "us-east-1", SourceIP: "lambda.amazonaws.com", UserAgent: "lambda.amazonaws.com", RecipientAccount: "218007301253",
 		Identity:    Identity{Type: "AWSService", InvokedBy: "lambda.amazonaws.com"},
 		Request:     Request{RoleARN: "arn:aws:iam::218007301253:role/stratus-lambda", RoleSessionName: "awslambda_497_20230710122602137"},
-		IssuedKeyID: "ASIATFQR7NSCXAMPLE01",
+		IssuedKeyID: "ASIATFQR7NSCXAMPLE01", IssuedKeyExpires: time.Date(2023, 7, 11, 0, 26, 2, 0, time.UTC),
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("record (-want +got):\n%s", diff)

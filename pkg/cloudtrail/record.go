@@ -60,9 +60,23 @@ type Record struct {
 	// IssuedKeyID is responseElements.credentials.accessKeyId of an STS call: the key that
 	// was handed out. The sessionToken and secret key next to it are never kept.
 	IssuedKeyID string
+	// IssuedKeyExpires is responseElements.credentials.expiration: when the issued key
+	// stops working. Zero when the record does not say.
+	IssuedKeyExpires time.Time
 	// ResponseRoleARN is responseElements.role.arn of IAM CreateRole.
 	ResponseRoleARN string
+	// ConsoleFailure: a ConsoleLogin whose responseElements say "Failure".
+	ConsoleFailure bool
+	// Presigned: an S3 request authenticated by a presigned URL
+	// (additionalEventData.AuthenticationMethod "QueryString"): signed by the key's holder,
+	// made by whoever holds the URL.
+	// https://docs.aws.amazon.com/AmazonS3/latest/userguide/cloudtrail-logging-understanding-s3-entries.html
+	Presigned bool
 }
+
+// Succeeded reports whether the call succeeded: no errorCode, and not a failed sign-in.
+// Only successful calls teach the detector anything.
+func (r *Record) Succeeded() bool { return r.ErrorCode == "" && !r.ConsoleFailure }
 
 // Identity is userIdentity.
 type Identity struct {
