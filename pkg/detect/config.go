@@ -76,6 +76,9 @@ type Config struct {
 	TrainOnly bool
 	// CrossRegion raises TitleCrossRegion. Off by default until measured on real traffic.
 	CrossRegion bool
+	// PresignedFindings makes presigned-URL uses of a function's token from outside
+	// findings of their own. Off by default: the function's customers make them.
+	PresignedFindings bool
 }
 
 // Default returns the settings of DESIGN §4–§5.
@@ -102,8 +105,10 @@ func (c Config) Validate() error {
 	if c.Activation < 0 {
 		errs = append(errs, fmt.Errorf("activation period %s is negative", c.Activation))
 	}
-	if c.Training <= 0 {
-		errs = append(errs, fmt.Errorf("training period %s must be positive", c.Training))
+	if c.Training < 24*time.Hour {
+		// A fact is kept as its first and last sighting of each day: exact for any
+		// training period of a day or more.
+		errs = append(errs, fmt.Errorf("training period %s must be at least a day", c.Training))
 	}
 	if c.Dedup <= 0 {
 		errs = append(errs, fmt.Errorf("deduplication period %s must be positive", c.Dedup))

@@ -24,12 +24,13 @@ type ASNLookup interface {
 type Stats struct {
 	Records     int // records processed
 	Outside     int // calls from outside AWS (any identity)
-	LambdaUsed  int // calls with a Lambda role's session from outside
+	LambdaUsed  int // calls with a Lambda function's token from outside
 	Inactive    int // of those, in an account still in its activation period
 	Trusted     int // calls from trusted networks
+	Presigned   int // presigned-URL uses of a Lambda function's token from outside
 	Created     int // findings opened
 	Updated     int // findings updated
-	Redelivered int // calls already merged into their finding (a redelivery)
+	Redelivered int // calls already counted in their finding (a redelivery)
 	CrossRegion int // calls by a function's session from an AWS address in another region
 	StoreReads  int
 	StoreWrites int
@@ -42,51 +43,28 @@ type Change struct {
 	New     bool
 }
 
-// Detector is DESIGN §2–§5. It is not safe for concurrent use: give each worker its own,
-// over a shared Store.
+// Detector decides on records one at a time, in event-time order as far as it is given
+// them, and keeps its state in a Store. It is not safe for concurrent use: give each worker
+// its own, over a shared Store; workers agree through the store's conditional writes.
 type Detector struct {
 	cfg     Config
 	store   Store
 	ranges  RangeLookup
 	asns    ASNLookup
 	trusted *bart.Lite
-	now     func() time.Time // wall clock, for the freshness of negative caches only
+	now     func() time.Time // wall clock, for the freshness of negative answers only
 
-	inv       inventory
-	invLoaded map[string]bool      // accounts whose stored inventory was read
-	accounts  map[string]time.Time // first observed, per account
-	roles     map[roleKey]roleFact
-	fns       map[fnKey]time.Time // functions learned, last seen (event time)
-	fnRegion  map[fnKey]string    // their regions, where known
-	written   map[fact]bool       // baseline facts written today (event-time day)
-	day       int64
-	dirty     map[string]*pending // findings changed since the last Flush, by id
-	open      map[string]string   // finding key -> id of its newest pending finding
-	order     []string            // ids of dirty, in the order they were first changed
-	touched   string              // id of the finding the last Process opened or updated
-	Stats     Stats
+	inv        inventory
+	invLoaded  map[string]bool // accounts whose stored inventory was read
+	facts      map[fact]*factEntry
+	dirtyFacts []fact
+	issuedMemo map[string]*issued // keys looked up since the last flush (nil: none issued)
+	windows    map[string]*windowIndex
+	pending    map[string]*pending // findings changed since the last Flush, by store key
+	order      []string            // their keys, in the order they were first changed
+	touched    string              // id of the finding the last Process opened or updated
+	Stats      Stats
 }
-
-type roleKey struct{ account, role string }
-
-func (k roleKey) clone() roleKey { return roleKey{strings.Clone(k.account), strings.Clone(k.role)} }
-
-type fnKey struct{ account, role, fn string }
-
-type roleFact struct {
-	lambda   bool
-	lastSeen time.Time // event time, when lambda
-	checked  time.Time // wall time of the store read, when !lambda
-}
-
-type pending struct {
-	f   Finding
-	new bool
-}
-
-// negativeTTL is how long (wall time) "this role is not a Lambda role" is believed without
-// asking the store again: another container may learn the role meanwhile.
-const negativeTTL = 5 * time.Minute
 
 // New returns a detector. asns may be nil.
 func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector, error) {
@@ -102,15 +80,12 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 	}
 	return &Detector{
 		cfg: cfg, store: store, ranges: ranges, asns: asns, trusted: t, now: time.Now,
-		inv:       inventory{},
-		invLoaded: map[string]bool{},
-		accounts:  map[string]time.Time{},
-		roles:     map[roleKey]roleFact{},
-		fns:       map[fnKey]time.Time{},
-		fnRegion:  map[fnKey]string{},
-		written:   map[fact]bool{},
-		dirty:     map[string]*pending{},
-		open:      map[string]string{},
+		inv:        inventory{},
+		invLoaded:  map[string]bool{},
+		facts:      map[fact]*factEntry{},
+		issuedMemo: map[string]*issued{},
+		windows:    map[string]*windowIndex{},
+		pending:    map[string]*pending{},
 	}, nil
 }
 
@@ -119,54 +94,46 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
 	d.Stats.Records++
 	d.touched = ""
-	t := r.Time
-	if err := d.observeAccount(ctx, r.Account(), t); err != nil {
+	// Activation counts the account's own trail: the account that logged the record.
+	if err := d.observeAccount(ctx, r.RecipientAccount, r.Time); err != nil {
 		return err
 	}
-	if ia := r.Identity.Account(); ia != r.Account() {
-		if err := d.observeAccount(ctx, ia, t); err != nil {
-			return err
-		}
-	}
-	where := d.classify(r.Addr)
+	where := d.classify(r)
 	if where == Trusted {
 		d.Stats.Trusted++
 	}
-	if err := d.learn(ctx, r, where); err != nil {
-		return err
-	}
-	id := &r.Identity
-	serviceCall := id.InvokedBy != "" || id.Type == cloudtrail.IdentityAWSService
-	if serviceCall {
-		return nil // AWS calling on the role's behalf (DESIGN §3)
-	}
-	lambdaRole := false
-	if id.Type == cloudtrail.IdentityAssumedRole {
-		var err error
-		if lambdaRole, err = d.isLambdaRole(ctx, roleAccount(id), id.RoleName(), t); err != nil {
+	if r.Succeeded() {
+		if err := d.learn(ctx, r); err != nil {
 			return err
 		}
 	}
-	switch where {
-	case Outside:
+	id := &r.Identity
+	if serviceCall(r) {
+		return nil // AWS calling with the role, on its behalf: never usage from outside
+	}
+	if where == Outside {
 		d.Stats.Outside++
-		if lambdaRole && id.Temporary() {
-			return d.outside(ctx, r)
-		}
-		return d.knownASN(ctx, r, lambdaRole)
-	case Trusted:
-		return d.knownASN(ctx, r, lambdaRole)
-	case AWS, Private:
-		if lambdaRole && id.Temporary() {
-			if err := d.insideUse(ctx, r); err != nil {
-				return err
-			}
-			if where == AWS && d.cfg.CrossRegion {
-				return d.crossRegion(ctx, r)
-			}
+	}
+	if id.Type == cloudtrail.IdentityAssumedRole && id.Temporary() {
+		switch where {
+		case Outside, Trusted:
+			return d.roleSessionOutside(ctx, r, where)
+		default:
+			return d.inside(ctx, r, where)
 		}
 	}
+	if (where == Outside || where == Trusted) && r.Succeeded() && personType(id.Type) {
+		return d.knownASN(ctx, r, id.Account())
+	}
 	return nil
+}
+
+// serviceCall: a call AWS made with the role on its behalf (invokedBy set, an AWS service
+// identity, or a service name as the source).
+func serviceCall(r *cloudtrail.Record) bool {
+	id := &r.Identity
+	return id.InvokedBy != "" || id.Type == cloudtrail.IdentityAWSService ||
+		!r.Addr.IsValid() && strings.HasSuffix(r.SourceIP, ".amazonaws.com")
 }
 
 // Touched returns the id of the finding the last Process opened or updated, or "". A
@@ -184,137 +151,155 @@ func roleAccount(id *cloudtrail.Identity) string {
 	return id.Account()
 }
 
-// observeAccount records when an account was first observed (activation, DESIGN §5).
+// observeAccount keeps when an account's own trail was first observed (activation).
 func (d *Detector) observeAccount(ctx context.Context, account string, t time.Time) error {
 	if account == "" {
 		return nil
 	}
-	first, ok := d.accounts[account]
-	if ok && !t.Before(first) {
-		return nil
-	}
-	key := keyAccount + account
-	if !ok {
-		if err := d.loadInventory(ctx, account, t); err != nil {
+	f := fact{prefix: keyAccount, a: account}
+	if d.facts[f] == nil {
+		if err := d.loadInventory(ctx, account); err != nil {
 			return err
 		}
-		var v struct{ First time.Time }
-		found, err := d.getJSON(ctx, key, t, &v)
-		if err != nil {
+		if _, err := d.entry(ctx, f, func(*factValue) bool { return false }); err != nil {
 			return err
 		}
-		if found && !t.Before(v.First) {
-			d.accounts[strings.Clone(account)] = v.First
-			return nil
+	}
+	ts := t.Unix()
+	d.sight(f, t, func(v *factValue) bool {
+		if v.First == 0 || ts < v.First {
+			v.First = ts
+			return true
 		}
-	}
-	// First sighting, or an earlier one than we knew (a backfill of older logs).
-	if err := d.putJSON(ctx, key, struct{ First time.Time }{t}, time.Time{}); err != nil {
-		return err
-	}
-	d.accounts[strings.Clone(account)] = t
+		return false
+	})
 	return nil
 }
 
-// active reports whether an account has been observed for the activation period at t.
-func (d *Detector) active(account string, t time.Time) bool {
-	first, ok := d.accounts[account]
-	return ok && !first.After(t.Add(-d.cfg.Activation))
+// active reports whether an account's own trail had been observed for the activation
+// period at t.
+func (d *Detector) active(ctx context.Context, account string, t time.Time) (bool, error) {
+	lim := t.Add(-d.cfg.Activation).Unix()
+	e, err := d.entry(ctx, fact{prefix: keyAccount, a: account}, func(v *factValue) bool {
+		return v.First != 0 && v.First <= lim
+	})
+	if err != nil {
+		return false, err
+	}
+	return e.v.First != 0 && e.v.First <= lim, nil
 }
 
-// knownASN records the ASN of a call from a public address outside AWS by one of the
-// account's people (not a Lambda role's session): it makes that ASN "known" (title 3).
-func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, lambdaRole bool) error {
-	switch r.Identity.Type {
-	case cloudtrail.IdentityAWSService, cloudtrail.IdentityAWSAccount, "":
+// inside handles a call of a role session from inside AWS: a function's own call teaches
+// its function (from the exec-env user agent), and its key is then "seen inside".
+func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where) error {
+	if !r.Succeeded() {
+		return nil // a failed call from inside does not make a key seen inside
+	}
+	id := &r.Identity
+	account, role, sess, t := roleAccount(id), id.RoleName(), id.SessionName(), r.Time
+	if role == "" {
 		return nil
 	}
-	if lambdaRole {
-		return nil // a Lambda's role, whoever holds it, never makes an ASN known
+	lambdaRole, err := d.isLambdaRole(ctx, account, role, t)
+	if err != nil {
+		return err
 	}
-	info, ok := d.asns.Lookup(r.Addr)
-	if !ok {
-		return nil
-	}
-	account := r.Identity.Account()
-	if account == "" {
-		account = r.Account()
-	}
-	return d.touch(ctx, fact{keyASN, account, strconv.FormatUint(uint64(info.Number), 10), ""}, r.Time, struct {
-		Seen time.Time
-		Org  string
-	}{r.Time, info.Org})
-}
-
-// insideUse records that a Lambda role session's key was used from inside AWS (title 4).
-func (d *Detector) insideUse(ctx context.Context, r *cloudtrail.Record) error {
-	key := fact{keyInside, r.Identity.AccessKeyID, "", ""}
-	if d.writtenToday(key, r.Time) {
-		return nil
-	}
-	// Once a key a day: if Lambda issued this key, its session name is the function (unless
-	// that function is known already).
-	account, role, sess := roleAccount(&r.Identity), r.Identity.RoleName(), r.Identity.SessionName()
-	if sess != "" && !strings.HasPrefix(sess, "awslambda_") && !d.knownFunction(account, role, sess, r.Time) {
-		var is issued
-		found, err := d.getJSON(ctx, keyIssued+r.Identity.AccessKeyID, r.Time, &is)
-		if err != nil {
-			return err
-		}
-		if found && is.Lambda {
-			if err := d.learnFunction(ctx, account, role, sess, is.Region, r.Time); err != nil {
+	if strings.Contains(r.UserAgent, lambdaExecEnv) && sess != "" {
+		fn := functionOfSession(sess)
+		teach := d.knownFunctionInMemory(account, role, fn, t)
+		if !teach {
+			// A session whose key another identity obtained is a chained token, not the
+			// function's own: it teaches nothing.
+			is, err := d.issuedAt(ctx, id.AccessKeyID, t)
+			if err != nil {
 				return err
 			}
+			teach = is == nil || is.Lambda
+		}
+		if teach {
+			// The function's region is where its address is, not awsRegion: a function
+			// calls IAM or STS in us-east-1 from wherever it runs.
+			region := ""
+			if rl, ok := d.ranges.(RegionLookup); ok && where == AWS {
+				if region = rl.Region(r.Addr); region == "GLOBAL" {
+					region = ""
+				}
+			}
+			d.learnFunction(account, role, fn, region, t)
+			lambdaRole = true
 		}
 	}
-	return d.touch(ctx, key, r.Time, Sighting{At: r.Time, IP: r.SourceIP})
-}
-
-// touch writes a baseline fact at most once per key per event-time day, to expire after
-// the training period (DESIGN §9: aggregated baseline writes).
-func (d *Detector) touch(ctx context.Context, key fact, t time.Time, v any) error {
-	if d.writtenToday(key, t) {
+	if !lambdaRole {
 		return nil
 	}
-	if err := d.putJSON(ctx, key.String(), v, t.Add(d.cfg.Training)); err != nil {
-		return err
+	key := fact{prefix: keyInside, a: id.AccessKeyID}
+	isNew := d.facts[key] == nil
+	ip := r.SourceIP
+	ts := t.Unix()
+	d.sight(key, t, func(v *factValue) bool {
+		changed := v.Days.add(ts)
+		if v.IP == "" {
+			v.IP, changed = strings.Clone(ip), true
+		}
+		return changed
+	})
+	if isNew && sess != "" && !strings.HasPrefix(sess, "awslambda_") && !d.knownFunctionInMemory(account, role, functionOfSession(sess), t) {
+		// A key Lambda issued, used from inside under a session name: that name is the
+		// function's, and the issuing AssumeRole's region is its region.
+		is, err := d.issuedAt(ctx, id.AccessKeyID, t)
+		if err != nil {
+			return err
+		}
+		if is != nil && is.Lambda {
+			d.learnFunction(account, role, functionOfSession(sess), is.Region, t)
+		}
 	}
-	d.written[key.clone()] = true
+	if where == AWS && d.cfg.CrossRegion {
+		return d.crossRegion(ctx, r)
+	}
 	return nil
 }
 
-// writtenToday reports whether key was written on t's day (event time). A record of an
-// earlier day than the newest seen (logs replayed out of order) is always written.
-func (d *Detector) writtenToday(key fact, t time.Time) bool {
-	day := t.Unix() / 86400
-	switch {
-	case day > d.day:
-		d.day = day
-		clear(d.written)
-	case day < d.day:
+// functionOfSession is the function a session name names: a Lambda@Edge replica's
+// session is "<region>.<function>".
+func functionOfSession(sess string) string {
+	if i := strings.IndexByte(sess, '.'); i > 0 && looksLikeRegion(sess[:i]) {
+		return sess[i+1:]
+	}
+	return sess
+}
+
+// looksLikeRegion: "us-east-1", "ap-southeast-2", "us-gov-west-1".
+func looksLikeRegion(s string) bool {
+	parts := strings.Split(s, "-")
+	if len(parts) < 3 || len(parts[0]) != 2 {
 		return false
 	}
-	return d.written[key]
+	_, err := strconv.Atoi(parts[len(parts)-1])
+	return err == nil
 }
 
-// fact names a baseline key without building its string: the hot path looks facts up in
-// memory far more often than it writes them.
-type fact struct{ prefix, a, b, c string }
-
-// clone copies the fact's strings: record strings share their record's bytes, which a map
-// key would otherwise keep alive.
-func (f fact) clone() fact {
-	return fact{f.prefix, strings.Clone(f.a), strings.Clone(f.b), strings.Clone(f.c)}
-}
-
-func (f fact) String() string {
-	s := f.prefix + f.a
-	for _, p := range []string{f.b, f.c} {
-		if p != "" {
-			s += "#" + p
-		}
+// personType: identity types only a person holds (or a person's federation).
+func personType(t string) bool {
+	switch t {
+	case cloudtrail.IdentityIAMUser, cloudtrail.IdentityRoot, "SAMLUser", "IdentityCenterUser":
+		return true
 	}
-	return s
+	return false
+}
+
+// knownASN records the ASN of a successful call by one of an account's people from a
+// public address outside AWS: it makes that ASN "known" for the account (title 3).
+func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, account string) error {
+	info, ok := d.asns.Lookup(r.Addr)
+	if !ok || account == "" {
+		return nil
+	}
+	ts := r.Time.Unix()
+	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(info.Number), 10)}, r.Time, func(v *factValue) bool {
+		return v.Days.add(ts)
+	})
+	return nil
 }
 
 func (d *Detector) getJSON(ctx context.Context, key string, t time.Time, v any) (bool, error) {

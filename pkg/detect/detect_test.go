@@ -69,6 +69,21 @@ func (s *mapStore) Claim(_ context.Context, k string, v []byte, now, exp time.Ti
 	return true, nil
 }
 
+func (s *mapStore) Swap(_ context.Context, k string, old, v []byte, exp time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.claims++
+	it, ok := s.m[k]
+	if ok != (old != nil) || ok && string(it.v) != string(old) {
+		return false, nil
+	}
+	s.m[k] = struct {
+		v   []byte
+		exp time.Time
+	}{v, exp}
+	return true, nil
+}
+
 func (s *mapStore) calls() int { return s.gets + s.puts + s.claims }
 
 const (
@@ -85,7 +100,7 @@ func day(d int, sec int) time.Time {
 	return t0.Add(time.Duration(d)*24*time.Hour + time.Duration(sec)*time.Second)
 }
 
-func session(role, name, key string) cloudtrail.Identity {
+func roleSession(role, name, key string) cloudtrail.Identity {
 	return cloudtrail.Identity{
 		Type: "AssumedRole", ARN: "arn:aws:sts::" + acct + ":assumed-role/" + role + "/" + name, AccountID: acct, AccessKeyID: key,
 		IssuerARN: "arn:aws:iam::" + acct + ":role/" + role, IssuerAccount: acct, IssuerName: role,
@@ -150,7 +165,7 @@ func history(days int, fn, role string) []*cloudtrail.Record {
 	for d := 0; d < days; d++ {
 		k := "ASIAKEY" + fn + time.Duration(d).String()
 		out = append(out, lambdaIssues(day(d, 60), role, k))
-		out = append(out, rec(day(d, 120), session(role, fn, k), "PutObject", awsIP, "aws-sdk-go-v2/1.32.2"))
+		out = append(out, rec(day(d, 120), roleSession(role, fn, k), "PutObject", awsIP, "aws-sdk-go-v2/1.32.2"))
 	}
 	return out
 }
@@ -166,20 +181,20 @@ func TestTitles(t *testing.T) {
 		subject string
 		signals []string
 	}{
-		{"plain remote", []*cloudtrail.Record{rec(day(20, 30000), session(role, fn, fresh), "ListBuckets", cgIP, "python-requests/2.32.3")},
+		{"plain remote", []*cloudtrail.Record{rec(day(20, 30000), roleSession(role, fn, fresh), "ListBuckets", cgIP, "python-requests/2.32.3")},
 			TitleRemote, fn, []string{SignalOutside}},
-		{"cli", []*cloudtrail.Record{rec(day(20, 30000), session(role, fn, key), "ListBuckets", cgIP, "aws-cli/2.22.0 md/command#s3.ls")},
+		{"cli", []*cloudtrail.Record{rec(day(20, 30000), roleSession(role, fn, key), "ListBuckets", cgIP, "aws-cli/2.22.0 md/command#s3.ls")},
 			TitleCLI, fn, []string{SignalOutside, SignalCLI, SignalKeyInside}},
-		{"key also inside", []*cloudtrail.Record{rec(day(20, 30000), session(role, fn, key), "ListBuckets", "::ffff:"+cgIP, "python-requests/2.32.3")},
+		{"key also inside", []*cloudtrail.Record{rec(day(20, 30000), roleSession(role, fn, key), "ListBuckets", "::ffff:"+cgIP, "python-requests/2.32.3")},
 			TitleInside, fn, []string{SignalOutside, SignalKeyInside}},
-		{"session not a function", []*cloudtrail.Record{rec(day(20, 30000), session(role, "tmp-debug", fresh), "ListBuckets", cgIP, "aws-cli/2.22.0")},
+		{"session not a function", []*cloudtrail.Record{rec(day(20, 30000), roleSession(role, "tmp-debug", fresh), "ListBuckets", cgIP, "aws-cli/2.22.0")},
 			TitleRole, role, []string{SignalOutside, SignalNotIssued, SignalCLI}},
 		{"known asn", []*cloudtrail.Record{
 			rec(day(19, 100), cloudtrail.Identity{Type: "IAMUser", ARN: "arn:aws:iam::" + acct + ":user/dana", AccountID: acct, AccessKeyID: "AKIADANA"}, "ListBuckets", "1.128.200.1", "Mozilla/5.0"),
-			rec(day(20, 30000), session(role, fn, fresh), "ListBuckets", telIP, "python-requests/2.32.3")},
+			rec(day(20, 30000), roleSession(role, fn, fresh), "ListBuckets", telIP, "python-requests/2.32.3")},
 			TitleKnownASN, fn, []string{SignalOutside, SignalKnownASN}},
 		{"failed calls count", []*cloudtrail.Record{func() *cloudtrail.Record {
-			r := rec(day(20, 30000), session(role, fn, fresh), "ListBuckets", cgIP, "python-requests/2.32.3")
+			r := rec(day(20, 30000), roleSession(role, fn, fresh), "ListBuckets", cgIP, "python-requests/2.32.3")
 			r.ErrorCode = "AccessDenied"
 			return r
 		}()}, TitleRemote, fn, []string{SignalOutside, SignalFailedCalls}},
@@ -188,15 +203,19 @@ func TestTitles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDetector(t, newMapStore(), nil)
 			// The function is learned from its own calls (exec-env).
-			learnFn := rec(day(0, 10), session(role, fn, "ASIALEARN"), "PutObject", awsIP, "aws-sdk-java/2.28.1 exec-env/AWS_Lambda_java21")
+			learnFn := rec(day(0, 10), roleSession(role, fn, "ASIALEARN"), "PutObject", awsIP, "aws-sdk-java/2.28.1 exec-env/AWS_Lambda_java21")
 			recs := append([]*cloudtrail.Record{learnFn}, history(21, fn, role)...)
 			ch := run(t, d, append(recs, tc.extra...)...)
 			if len(ch) != 1 {
 				t.Fatalf("changes = %d, want 1: %+v", len(ch), ch)
 			}
 			f := ch[0].Finding
-			if f.Title != tc.title || f.Subject != tc.subject || !ch[0].New {
-				t.Errorf("got %q about %s (new %v), want %q about %s", f.Title, f.Subject, ch[0].New, tc.title, tc.subject)
+			subject := f.Subject
+			if f.SubjectKind == SubjectFunction {
+				subject = f.Function
+			}
+			if f.Title != tc.title || subject != tc.subject || !ch[0].New {
+				t.Errorf("got %q about %s (new %v), want %q about %s", f.Title, subject, ch[0].New, tc.title, tc.subject)
 			}
 			if diff := cmp.Diff(tc.signals, f.Signals); diff != "" {
 				t.Errorf("signals (-want +got):\n%s", diff)
@@ -211,18 +230,18 @@ func TestTitles(t *testing.T) {
 func TestNotOutside(t *testing.T) {
 	const fn, role = "orders", "orders-role"
 	key := "ASIAKEY" + fn + time.Duration(20).String()
-	vpce := rec(day(20, 30000), session(role, fn, key), "GetObject", "10.1.2.3", "aws-sdk-go-v2")
+	vpce := rec(day(20, 30000), roleSession(role, fn, key), "GetObject", "10.1.2.3", "aws-sdk-go-v2")
 	vpce.VPCEndpointID = "vpce-0123"
-	service := rec(day(20, 30001), session(role, fn, key), "Decrypt", cgIP, "python-requests")
+	service := rec(day(20, 30001), roleSession(role, fn, key), "Decrypt", cgIP, "python-requests")
 	service.Identity.InvokedBy = "lambda.amazonaws.com"
-	trusted := rec(day(20, 30002), session(role, fn, key), "GetObject", "31.224.40.4", "aws-cli/2.22.0")
+	trusted := rec(day(20, 30002), roleSession(role, fn, key), "GetObject", "31.224.40.4", "aws-cli/2.22.0")
 	for name, r := range map[string]*cloudtrail.Record{
 		"vpc endpoint":          vpce,
 		"aws service on behalf": service,
 		"trusted network":       trusted,
-		"aws internal":          rec(day(20, 30003), session(role, fn, key), "Decrypt", "AWS Internal", "AWS Internal"),
-		"scrambled address":     rec(day(20, 30004), session(role, fn, key), "Decrypt", "253.252.51.07", "aws-cli/2"),
-		"ec2 role outside":      rec(day(20, 30005), session("web-asg-role", "i-0123", "ASIAEC2"), "ListBuckets", cgIP, "aws-cli/2"),
+		"aws internal":          rec(day(20, 30003), roleSession(role, fn, key), "Decrypt", "AWS Internal", "AWS Internal"),
+		"scrambled address":     rec(day(20, 30004), roleSession(role, fn, key), "Decrypt", "253.252.51.07", "aws-cli/2"),
+		"ec2 role outside":      rec(day(20, 30005), roleSession("web-asg-role", "i-0123", "ASIAEC2"), "ListBuckets", cgIP, "aws-cli/2"),
 		"iam user outside":      rec(day(20, 30006), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "ListBuckets", cgIP, "aws-cli/2"),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -237,7 +256,7 @@ func TestNotOutside(t *testing.T) {
 func TestActivationAndDedup(t *testing.T) {
 	const fn, role = "orders", "orders-role"
 	use := func(d, sec int) *cloudtrail.Record {
-		return rec(day(d, sec), session(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
+		return rec(day(d, sec), roleSession(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
 	}
 	d := newDetector(t, newMapStore(), nil)
 	recs := history(30, fn, role)
@@ -269,7 +288,7 @@ func TestActivationAndDedup(t *testing.T) {
 func TestRedeliveryCountsOnce(t *testing.T) {
 	const fn, role = "orders", "orders-role"
 	d := newDetector(t, newMapStore(), nil)
-	steal := rec(day(20, 100), session(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
+	steal := rec(day(20, 100), roleSession(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
 	ch := run(t, d, append(history(21, fn, role), steal, steal, steal)...)
 	if got := ch[len(ch)-1].Finding.Count; got != 1 {
 		t.Errorf("count after redelivery = %d, want 1", got)
@@ -287,7 +306,7 @@ func TestAssumedByAnotherIdentity(t *testing.T) {
 	assume.Request.RoleARN = "arn:aws:iam::" + acct + ":role/" + role
 	assume.IssuedKeyID = "ASIAMALLORY"
 	// The session is even named like the function: Lambda still did not issue it.
-	use := rec(day(20, 200), session(role, fn, "ASIAMALLORY"), "ListBuckets", cgIP, "python-requests")
+	use := rec(day(20, 200), roleSession(role, fn, "ASIAMALLORY"), "ListBuckets", cgIP, "python-requests")
 	ch := run(t, d, append(history(21, fn, role), assume, use)...)
 	if len(ch) != 1 || ch[0].Finding.Title != TitleRole || ch[0].Finding.IssuedBy != "arn:aws:iam::"+acct+":user/mallory" {
 		t.Fatalf("got %+v", ch)
@@ -301,7 +320,7 @@ func TestHotPath(t *testing.T) {
 	d := newDetector(t, s, nil)
 	warm := []*cloudtrail.Record{
 		rec(day(0, 1), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "GetRole", awsIP, "terraform"),
-		rec(day(0, 2), session("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
+		rec(day(0, 2), roleSession("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
 	}
 	run(t, d, warm...)
 	before := s.calls()
@@ -309,9 +328,9 @@ func TestHotPath(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		hot = append(hot,
 			rec(day(0, 10+i), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "GetRole", awsIP, "terraform"),
-			rec(day(0, 10+i), session("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
+			rec(day(0, 10+i), roleSession("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
 			rec(day(0, 10+i), cloudtrail.Identity{Type: "AWSService", InvokedBy: "config.amazonaws.com"}, "GetBucketAcl", "config.amazonaws.com", "config.amazonaws.com"),
-			rec(day(0, 10+i), session("web-asg-role", "i-0", "ASIAEC2"), "Decrypt", "AWS Internal", "AWS Internal"),
+			rec(day(0, 10+i), roleSession("web-asg-role", "i-0", "ASIAEC2"), "Decrypt", "AWS Internal", "AWS Internal"),
 		)
 	}
 	run(t, d, hot...)
@@ -327,7 +346,7 @@ func TestClassify(t *testing.T) {
 		"10.0.0.1": Private, "100.64.1.1": Private, "169.254.169.254": Private, "192.0.2.1": Private, "fd00::1": Private,
 		"2001:db8::1": Private, "224.0.0.1": Private, "lambda.amazonaws.com": NotAnAddress, "AWS Internal": NotAnAddress,
 	} {
-		if got := d.classify(cloudtrail.ParseAddr(ip)); got != want {
+		if got := d.classify(&cloudtrail.Record{Addr: cloudtrail.ParseAddr(ip)}); got != want {
 			t.Errorf("%s: %s, want %s", ip, got, want)
 		}
 	}
@@ -418,8 +437,8 @@ func TestCrossRegion(t *testing.T) {
 	create.Request = cloudtrail.Request{FunctionName: fn, Role: "arn:aws:iam::" + acct + ":role/" + role}
 	key := "ASIAKEY" + fn + time.Duration(20).String()
 	// From an EC2 address in us-east-1: the function runs in eu-west-1.
-	elsewhere := rec(day(20, 30000), session(role, fn, key), "ListBuckets", "3.80.10.10", "aws-cli/2.22.0")
-	home := rec(day(20, 30001), session(role, fn, key), "ListBuckets", awsIP, "aws-sdk-go-v2")
+	elsewhere := rec(day(20, 30000), roleSession(role, fn, key), "ListBuckets", "3.80.10.10", "aws-cli/2.22.0")
+	home := rec(day(20, 30001), roleSession(role, fn, key), "ListBuckets", awsIP, "aws-sdk-go-v2")
 	for _, on := range []bool{false, true} {
 		d := newDetector(t, newMapStore(), func(c *Config) { c.CrossRegion = on })
 		ch := run(t, d, append(append([]*cloudtrail.Record{create}, history(21, fn, role)...), elsewhere, home)...)

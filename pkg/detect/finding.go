@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +18,8 @@ const (
 	SignalKeyInside     = "key-also-used-inside-aws"
 	SignalFailedCalls   = "failed-calls"
 	SignalUnknownRegion = "function-region-unknown"
+	SignalChained       = "chained-token-obtained-by-the-function"
+	SignalPresigned     = "presigned-url-used-from-outside"
 )
 
 // Subject kinds: a finding is about a function, or about a role when the session is not
@@ -40,6 +44,9 @@ type Finding struct {
 	FunctionARN string    `json:"functionArn,omitempty"`
 	Role        string    `json:"role"`
 	RoleARN     string    `json:"roleArn"`
+	// ChainedRoleARN: the role whose key the function's session obtained, when the key
+	// used was such a chained token. RoleARN is then the function's own role.
+	ChainedRoleARN string `json:"chainedRoleArn,omitempty"`
 	Session     string    `json:"session"`
 	IssuedBy    string    `json:"issuedBy,omitempty"` // who assumed the role, when not Lambda
 	Signals     []string  `json:"signals"`
@@ -58,7 +65,12 @@ type Finding struct {
 	Attached       string       `json:"attached"`                 // is the role attached to the function: Attached* constants
 	AttachedDetail string       `json:"attachedDetail,omitempty"` // e.g. the role the function uses now
 	AssumedBy      []Assumption `json:"assumedBy,omitempty"`      // AssumeRole of the role by identities other than Lambda
-	EventIDs       []string     `json:"eventIds"`                 // the newest events merged, to make merges idempotent
+	// Calls: a digest of every call counted (its eventID), so that a call is counted once.
+	EventIDs []string `json:"eventIds"`
+	// Saturated: more calls than EventIDs can hold; later calls update times and signals only.
+	Saturated bool `json:"saturated,omitempty"`
+	// Presigned counts presigned-URL uses of the key from outside: listed, not counted as calls.
+	Presigned int `json:"presigned,omitempty"`
 }
 
 // Is the role attached to the function?
@@ -107,9 +119,17 @@ func findingID(account, kind, subject string, t Title, windowStart time.Time) st
 	return fmt.Sprintf("outsider/%s/%s/%s/%s/%s", account, kind, subject, t.Code(), windowStart.UTC().Format("20060102T150405Z"))
 }
 
-// eventIDMemory bounds how many event ids a finding remembers for idempotent merges. A
-// batch redelivered after a failure is far smaller than this.
-const eventIDMemory = 256
+// maxEventIDs bounds the calls a finding remembers by digest (12 hex digits each, about
+// 60 KB), far below DynamoDB's 400 KB item. Past it, a finding updates its times and
+// signals but counts no more calls: a redelivery could otherwise count one twice.
+const maxEventIDs = 4096
+
+// eventDigest is a call's eventID in 48 bits: collisions within one finding's calls are
+// out of reach (4096² / 2⁴⁹).
+func eventDigest(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:6])
+}
 
 // use is one call with the token, folded into a finding.
 type use struct {
@@ -126,18 +146,36 @@ type use struct {
 	key       string
 	signals   []string
 	inside    *Sighting
+	presigned bool // a presigned-URL use: a signal, not a call
 }
 
 // merge folds u into f. It reports false when u's event was already merged (a redelivery).
 func (f *Finding) merge(u use, max int) bool {
-	if u.eventID != "" && slices.Contains(f.EventIDs, u.eventID) {
-		return false
+	if u.presigned {
+		id := "p:" + eventDigest(u.eventID)
+		if slices.Contains(f.EventIDs, id) || len(f.EventIDs) >= maxEventIDs {
+			return false
+		}
+		f.EventIDs = append(f.EventIDs, id)
+		f.Presigned++
+		if !slices.Contains(f.Signals, SignalPresigned) {
+			f.Signals = append(f.Signals, SignalPresigned)
+		}
+		return true
 	}
 	if u.eventID != "" {
-		f.EventIDs = append(f.EventIDs, u.eventID)
-		if len(f.EventIDs) > eventIDMemory {
-			f.EventIDs = f.EventIDs[len(f.EventIDs)-eventIDMemory:]
+		id := eventDigest(u.eventID)
+		if slices.Contains(f.EventIDs, id) {
+			return false
 		}
+		if len(f.EventIDs) >= maxEventIDs {
+			f.Saturated = true
+			if u.at.After(f.LastSeen) {
+				f.LastSeen = u.at
+			}
+			return false
+		}
+		f.EventIDs = append(f.EventIDs, id)
 	}
 	f.Count++
 	if f.FirstSeen.IsZero() || u.at.Before(f.FirstSeen) {
@@ -188,6 +226,13 @@ func (f *Finding) merge(u use, max int) bool {
 		f.Calls = f.Calls[:max]
 	}
 	return true
+}
+
+// resetCounts empties what calls add to a finding, keeping who and what it is about.
+func (f *Finding) resetCounts() {
+	f.Signals, f.FirstSeen, f.LastSeen, f.Count, f.Failed = nil, time.Time{}, time.Time{}, 0, 0
+	f.AccessKeys, f.Sources, f.Calls, f.UserAgents, f.InsideSeen = nil, nil, nil, nil, nil
+	f.EventIDs, f.Saturated, f.Presigned = nil, false, 0
 }
 
 func addBounded(list []string, v string, max int) []string {

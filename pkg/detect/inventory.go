@@ -104,7 +104,7 @@ type StoredInventory struct {
 func InventoryKey(account string) string { return keyInventory + account }
 
 // loadInventory reads an account's stored inventory, once per account per worker.
-func (d *Detector) loadInventory(ctx context.Context, account string, t time.Time) error {
+func (d *Detector) loadInventory(ctx context.Context, account string) error {
 	if d.invLoaded[account] {
 		return nil
 	}

@@ -11,9 +11,10 @@ import (
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
-// The service principals whose trust makes a role a Lambda execution role, and the one
-// that assumes it. Lambda@Edge functions assume their role through edgelambda.
+// The service principals whose trust makes a role a Lambda execution role, and that assume
+// it. Lambda@Edge functions assume their role through edgelambda.
 // https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html
+// https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/lambda-edge-permissions.html
 const lambdaPrincipal = "lambda.amazonaws.com"
 
 var lambdaPrincipals = []string{lambdaPrincipal, "edgelambda.amazonaws.com"}
@@ -23,15 +24,32 @@ var lambdaPrincipals = []string{lambdaPrincipal, "edgelambda.amazonaws.com"}
 // https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
 const lambdaExecEnv = "exec-env/AWS_Lambda_"
 
-// issued is who handed out an access key (sts:AssumeRole).
+// defaultKeyLife is how long a key counts when its AssumeRole record does not say: the
+// longest role session (12 hours).
+// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+const defaultKeyLife = 12 * time.Hour
+
+// issued is who handed out an access key, kept from its issue until it expires.
 type issued struct {
-	Lambda   bool      `json:"lambda"`
-	By       string    `json:"by"` // the identity that assumed the role
+	Lambda   bool      `json:"lambda,omitempty"`
+	By       string    `json:"by,omitempty"`     // the identity that obtained it, when not Lambda
+	Person   bool      `json:"person,omitempty"` // obtained by a person: its sessions are people's
 	Role     string    `json:"role"`
 	Account  string    `json:"account"`
 	Region   string    `json:"region"`
 	At       time.Time `json:"at"`
+	Expires  time.Time `json:"expires"`
 	SourceIP string    `json:"sourceIp,omitempty"`
+	// Function: the key was obtained with this function's token (a chained token).
+	Function *FunctionRef `json:"function,omitempty"`
+}
+
+// FunctionRef names a function: its ARN's parts, and its own execution role.
+type FunctionRef struct {
+	Account string `json:"account"`
+	Region  string `json:"region,omitempty"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
 }
 
 // maxAssumers bounds the assumptions of a role kept for the investigation.
@@ -42,24 +60,17 @@ type fnRole struct {
 	At   time.Time `json:"at"`
 }
 
-type lastSeen struct {
-	Seen   time.Time `json:"seen"`
-	Region string    `json:"region,omitempty"`
-}
-
-// learn takes from a record what it teaches about Lambda roles, functions and keys
-// (DESIGN §2, sources 1–3; the inventory is source 4).
-func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record, where Where) error {
-	id := &r.Identity
+// learn takes from a successful record what it teaches about Lambda roles, functions and
+// keys (sources 1 and 2 of the package documentation; source 3 is in inside, 4 is the
+// inventory).
+func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record) error {
 	switch {
-	case r.ErrorCode != "":
-		// A failed call creates nothing and issues nothing.
-	case r.Source == "sts.amazonaws.com" && r.Name == "AssumeRole":
+	case r.Source == "sts.amazonaws.com" && strings.HasPrefix(r.Name, "AssumeRole"):
 		return d.learnAssumeRole(ctx, r)
 	case r.Source == "lambda.amazonaws.com" &&
 		(strings.HasPrefix(r.Name, "CreateFunction") || strings.HasPrefix(r.Name, "UpdateFunctionConfiguration")):
 		if r.Request.Role == "" || r.Request.FunctionName == "" {
-			return nil
+			return nil // a configuration change without a role changes no role
 		}
 		fn, account, region := functionRef(r.Request.FunctionName, r.Account(), r.Region)
 		roleAcct := cloudtrail.AccountFromARN(r.Request.Role)
@@ -67,12 +78,15 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record, where Where)
 			roleAcct = account
 		}
 		role := cloudtrail.RoleNameFromARN(r.Request.Role)
+		if role == "" {
+			return nil
+		}
 		// The role a function was last given: a later change answers "is the role (still)
 		// attached?" with "no longer".
 		if err := d.putJSON(ctx, fact{keyFnRole, roleAcct, fn, ""}.String(), fnRole{Role: role, At: r.Time}, time.Time{}); err != nil {
 			return err
 		}
-		return d.learnFunction(ctx, roleAcct, role, fn, region, r.Time)
+		d.learnFunction(roleAcct, role, fn, region, r.Time)
 	case r.Source == "iam.amazonaws.com" && (r.Name == "CreateRole" || r.Name == "UpdateAssumeRolePolicy"):
 		if r.Request.RoleName == "" || !trustsLambda(r.Request.TrustPolicy) {
 			return nil
@@ -81,23 +95,7 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record, where Where)
 		if account == "" {
 			account = r.Account()
 		}
-		return d.learnRole(ctx, account, r.Request.RoleName, r.Time)
-	}
-	// A function's own call, from inside: its role is a Lambda role and its session name
-	// is the function's name.
-	if id.Type == cloudtrail.IdentityAssumedRole && id.Temporary() && where != Outside &&
-		id.InvokedBy == "" && strings.Contains(r.UserAgent, lambdaExecEnv) {
-		if sess := id.SessionName(); sess != "" {
-			// The function's region is where its address is, not awsRegion: a function
-			// calls IAM or STS in us-east-1 from wherever it runs.
-			region := ""
-			if rl, ok := d.ranges.(RegionLookup); ok && where == AWS {
-				if region = rl.Region(r.Addr); region == "GLOBAL" {
-					region = ""
-				}
-			}
-			return d.learnFunction(ctx, roleAccount(id), id.RoleName(), sess, region, r.Time)
-		}
+		d.learnRole(account, r.Request.RoleName, r.Time)
 	}
 	return nil
 }
@@ -109,81 +107,141 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) er
 	if role == "" || account == "" {
 		return nil
 	}
-	if r.Identity.InvokedBy == lambdaPrincipal || r.SourceIP == lambdaPrincipal && r.Identity.Type == cloudtrail.IdentityAWSService {
-		if err := d.learnRole(ctx, account, role, r.Time); err != nil {
-			return err
-		}
+	expires := r.IssuedKeyExpires
+	if expires.IsZero() || expires.Before(r.Time) {
+		expires = r.Time.Add(defaultKeyLife)
+	}
+	id := &r.Identity
+	byLambda := slices.Contains(lambdaPrincipals, id.InvokedBy) ||
+		id.Type == cloudtrail.IdentityAWSService && slices.Contains(lambdaPrincipals, r.SourceIP)
+	if byLambda && r.Name == "AssumeRole" {
+		d.learnRole(account, role, r.Time)
 		if r.IssuedKeyID == "" {
 			return nil
 		}
-		return d.putJSON(ctx, keyIssued+r.IssuedKeyID, issued{
-			Lambda: true, By: lambdaPrincipal, Role: role, Account: account, Region: r.Region, At: r.Time,
-		}, r.Time.Add(d.cfg.Training))
+		return d.putIssued(ctx, r.IssuedKeyID, &issued{
+			Lambda: true, By: lambdaPrincipal, Role: role, Account: account, Region: r.Region, At: r.Time, Expires: expires,
+		})
 	}
-	// Someone else assumed a role: that matters only for Lambda roles (title 1).
 	if r.IssuedKeyID == "" {
 		return nil
+	}
+	// Someone else obtained a key: remember who, whether or not the role is known as a
+	// Lambda role yet, until the key expires.
+	by := id.ARN
+	if by == "" {
+		by = id.InvokedBy
+	}
+	if by == "" {
+		by = id.Type
+	}
+	is := &issued{By: by, Role: role, Account: account, Region: r.Region, At: r.Time, Expires: expires, SourceIP: r.SourceIP}
+	switch {
+	case r.Name == "AssumeRoleWithSAML" || personType(id.Type):
+		is.Person = true
+	case r.Name == "AssumeRoleWithWebIdentity":
+		// CI systems and Kubernetes service accounts: not people.
+	case id.Type == cloudtrail.IdentityAssumedRole && id.Temporary():
+		s, err := d.resolve(ctx, id, r.Time)
+		if err != nil {
+			return err
+		}
+		switch s.kind {
+		case sessFunction, sessChained:
+			if s.fn != "" || s.kind == sessChained {
+				is.Function = &FunctionRef{Account: s.fnAccount, Region: s.region, Name: s.fn, Role: s.fnRole}
+			} else {
+				is.Function = &FunctionRef{Account: s.account, Region: s.region, Role: s.role}
+			}
+		default:
+			is.Person = s.person
+		}
+	}
+	if err := d.putIssued(ctx, r.IssuedKeyID, is); err != nil {
+		return err
 	}
 	lambdaRole, err := d.isLambdaRole(ctx, account, role, r.Time)
 	if err != nil || !lambdaRole {
 		return err
 	}
-	by := r.Identity.ARN
-	if by == "" {
-		by = r.Identity.InvokedBy
-	}
-	if by == "" {
-		by = r.Identity.Type
-	}
-	if err := d.putJSON(ctx, keyIssued+r.IssuedKeyID, issued{
-		By: by, Role: role, Account: account, Region: r.Region, At: r.Time, SourceIP: r.SourceIP,
-	}, r.Time.Add(d.cfg.Training)); err != nil {
-		return err
-	}
 	// Remember who assumes a Lambda role (the card's second question), newest kept.
 	key := fact{keyAssumers, account, role, ""}.String()
 	var list []Assumption
-	if _, err := d.getJSON(ctx, key, r.Time, &list); err != nil {
+	if _, err := d.getJSON(ctx, key, time.Time{}, &list); err != nil {
 		return err
 	}
-	list = append(list, Assumption{By: by, At: r.Time, SourceIP: r.SourceIP, Key: r.IssuedKeyID})
+	a := Assumption{By: by, At: r.Time, SourceIP: r.SourceIP, Key: r.IssuedKeyID}
+	if slices.Contains(list, a) {
+		return nil
+	}
+	list = append(list, a)
+	slices.SortFunc(list, func(a, b Assumption) int { return a.At.Compare(b.At) })
 	if len(list) > maxAssumers {
 		list = list[len(list)-maxAssumers:]
 	}
-	return d.putJSON(ctx, key, list, r.Time.Add(d.cfg.Training))
+	return d.putJSON(ctx, key, list, list[len(list)-1].At.Add(d.cfg.Training))
 }
 
-func (d *Detector) learnRole(ctx context.Context, account, role string, t time.Time) error {
-	k := roleKey{account, role}
-	if f, ok := d.roles[k]; !ok || !f.lambda || t.After(f.lastSeen) {
-		d.roles[k.clone()] = roleFact{lambda: true, lastSeen: t}
-	}
-	return d.touch(ctx, fact{keyRole, account, role, ""}, t, lastSeen{Seen: t})
+func (d *Detector) putIssued(ctx context.Context, key string, is *issued) error {
+	d.issuedMemo[strings.Clone(key)] = is
+	return d.putJSON(ctx, keyIssued+key, is, is.Expires)
 }
 
-func (d *Detector) learnFunction(ctx context.Context, account, role, fn, region string, t time.Time) error {
-	if account == "" || role == "" || fn == "" {
-		return nil
+// issuedAt returns who issued a key, if that was known at t: from its issue to its expiry.
+func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issued, error) {
+	if key == "" {
+		return nil, nil
 	}
-	if err := d.learnRole(ctx, account, role, t); err != nil {
-		return err
-	}
-	k := fnKey{account, role, fn}
-	if seen, ok := d.fns[k]; !ok || t.After(seen) {
-		if !ok {
-			k = fnKey{strings.Clone(account), strings.Clone(role), strings.Clone(fn)}
+	is, ok := d.issuedMemo[key]
+	if !ok {
+		var v issued
+		found, err := d.getJSON(ctx, keyIssued+key, time.Time{}, &v)
+		if err != nil {
+			return nil, err
 		}
-		d.fns[k] = t
+		if found {
+			is = &v
+		}
+		if len(d.issuedMemo) > maxFacts {
+			clear(d.issuedMemo)
+		}
+		d.issuedMemo[strings.Clone(key)] = is
 	}
-	if region != "" && d.fnRegion[k] != region {
-		d.fnRegion[k] = strings.Clone(region)
+	if is == nil || t.Before(is.At) || !t.Before(is.Expires) {
+		return nil, nil
 	}
-	return d.touch(ctx, fact{keyFunction, account, role, fn}, t, lastSeen{Seen: t, Region: region})
+	return is, nil
+}
+
+func (d *Detector) learnRole(account, role string, t time.Time) {
+	if account == "" || role == "" {
+		return
+	}
+	ts := t.Unix()
+	d.sight(fact{prefix: keyRole, a: account, b: role}, t, func(v *factValue) bool { return v.Days.add(ts) })
+}
+
+func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) {
+	if account == "" || role == "" || fn == "" {
+		return
+	}
+	d.learnRole(account, role, t)
+	ts := t.Unix()
+	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, t, func(v *factValue) bool {
+		if v.Regions == nil {
+			v.Regions = map[string]sightings{}
+		}
+		s, ok := v.Regions[region]
+		changed := s.add(ts)
+		if changed || !ok {
+			v.Regions[strings.Clone(region)] = s
+		}
+		return changed
+	})
 }
 
 // isLambdaRole reports whether a role was a Lambda execution role within the training
-// period before t. Answers are cached: the hot path asks the store at most once per role
-// every negativeTTL.
+// period before t (or is one in the inventory).
 func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t time.Time) (bool, error) {
 	if role == "" {
 		return false, nil
@@ -191,45 +249,56 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 	if d.inv.hasRole(account, role) {
 		return true, nil
 	}
-	k := roleKey{account, role}
-	f, ok := d.roles[k]
-	if ok && f.lambda && f.lastSeen.After(t.Add(-d.cfg.Training)) {
-		return true, nil
+	ok, _, err := d.seen(ctx, fact{prefix: keyRole, a: account, b: role}, t)
+	return ok, err
+}
+
+// knownFunctionInMemory reports whether this detector holds fn as a function of the role
+// seen within the training period before t (memory only).
+func (d *Detector) knownFunctionInMemory(account, role, fn string, t time.Time) bool {
+	e := d.facts[fact{prefix: keyFunction, a: account, b: role, c: fn}]
+	if e == nil {
+		return false
 	}
-	if ok && !f.lambda && d.now().Sub(f.checked) < negativeTTL {
-		return false, nil
-	}
-	var v lastSeen
-	found, err := d.getJSON(ctx, fact{keyRole, account, role, ""}.String(), t, &v)
-	if err != nil {
-		return false, err
-	}
-	if found {
-		if v.Seen.After(f.lastSeen) {
-			d.roles[k.clone()] = roleFact{lambda: true, lastSeen: v.Seen}
+	tr, ts := int64(d.cfg.Training/time.Second), t.Unix()
+	for _, s := range e.v.Regions {
+		if s.seen(ts, tr) {
+			return true
 		}
-		return true, nil
 	}
-	d.roles[k.clone()] = roleFact{checked: d.now()}
-	return false, nil
+	return false
 }
 
-// knownFunction reports whether this detector learned fn as a function of the role within
-// the training period (memory only; functionOf asks the store too).
-func (d *Detector) knownFunction(account, role, fn string, t time.Time) bool {
-	seen, ok := d.fns[fnKey{account, role, fn}]
-	return ok && seen.After(t.Add(-d.cfg.Training))
-}
-
-// functionOf reports whether fn was a function of the role within the training period,
-// and the function's region when known.
-func (d *Detector) functionOf(ctx context.Context, account, role, fn string, t time.Time) (bool, string, error) {
+// functionAt reports whether fn was a function of the role within the training period
+// before t (or is one in the inventory), and its region where known: the region of its
+// newest sighting that names one.
+func (d *Detector) functionAt(ctx context.Context, account, role, fn string, t time.Time) (bool, string, error) {
 	if f, ok := d.inv.function(account, role, fn); ok {
 		return true, f.Region, nil
 	}
-	var v lastSeen
-	found, err := d.getJSON(ctx, fact{keyFunction, account, role, fn}.String(), t, &v)
-	return found, v.Region, err
+	tr, ts := int64(d.cfg.Training/time.Second), t.Unix()
+	holds := func(v *factValue) bool {
+		for _, s := range v.Regions {
+			if s.seen(ts, tr) {
+				return true
+			}
+		}
+		return false
+	}
+	e, err := d.entry(ctx, fact{prefix: keyFunction, a: account, b: role, c: fn}, holds)
+	if err != nil || !holds(&e.v) {
+		return false, "", err
+	}
+	region, newest := "", int64(0)
+	for r, s := range e.v.Regions {
+		if r == "" || !s.seen(ts, tr) {
+			continue
+		}
+		if l := s.latest(ts); l > newest || l == newest && r < region {
+			region, newest = r, l
+		}
+	}
+	return true, region, nil
 }
 
 // functionRef splits a functionName parameter (a name, a partial or a full ARN) into the
@@ -290,10 +359,8 @@ func trustsLambda(doc string) bool {
 			continue
 		}
 		for _, svc := range stringsOf(pr.Service) {
-			for _, lp := range lambdaPrincipals {
-				if svc == lp {
-					return true
-				}
+			if slices.Contains(lambdaPrincipals, svc) {
+				return true
 			}
 		}
 	}

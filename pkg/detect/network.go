@@ -4,6 +4,8 @@ import (
 	"net/netip"
 
 	"github.com/gaissmai/bart"
+
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
 // Special-purpose ranges whose addresses are not globally reachable: a call from one of them
@@ -64,12 +66,16 @@ type RegionLookup interface {
 	Region(netip.Addr) string
 }
 
-// classify places an address (DESIGN §3).
-func (d *Detector) classify(a netip.Addr) Where {
+// classify places a call's source. A call through a VPC endpoint is inside whatever its
+// address: the internet cannot reach an endpoint. Trusted networks only ever move a public
+// address out of "outside".
+// https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html (vpcEndpointId)
+func (d *Detector) classify(r *cloudtrail.Record) Where {
+	a := r.Addr
 	switch {
 	case !a.IsValid():
 		return NotAnAddress
-	case !Public(a):
+	case r.VPCEndpointID != "" || !Public(a):
 		return Private
 	case d.ranges.Contains(a):
 		return AWS

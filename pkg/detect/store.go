@@ -19,6 +19,10 @@ type Store interface {
 	// and reports whether it did. It is how two workers seeing the same theft agree on
 	// which one opens the finding.
 	Claim(ctx context.Context, key string, value []byte, now, expires time.Time) (bool, error)
+	// Swap writes value under key only when key holds exactly old (old nil: key absent),
+	// atomically, and reports whether it did. Expired items still count as held: facts
+	// are merged, never dropped, by a writer that lost a race.
+	Swap(ctx context.Context, key string, old, value []byte, expires time.Time) (bool, error)
 }
 
 // ErrStore wraps every error the detector got from its store. The record that met it was
@@ -35,7 +39,9 @@ const (
 	keyIssued    = "key#"     // key#ACCESSKEY -> who issued the key
 	keyInside    = "inside#"  // inside#ACCESSKEY -> the key was used from inside AWS
 	keyASN       = "asn#"     // asn#ACCOUNT#ASN -> people of the account used this ASN
-	keyFinding   = "find#"    // find#ACCOUNT#KIND#SUBJECT#TITLE -> the open finding
+	keyFinding   = "find#"    // find#ACCOUNT#KIND#SUBJECT#TITLE#START -> the finding of one window
+	keyWindows   = "win#"     // win#ACCOUNT#KIND#SUBJECT#TITLE -> its windows' starts, in the order they opened
+	keyCall      = "call#"    // call#EVENTID -> the finding a call was counted in
 	keyAssumers  = "assumed#" // assumed#ACCOUNT#ROLE -> AssumeRole of a Lambda role by other identities
 	keyFnRole    = "fnrole#"  // fnrole#ACCOUNT#FUNCTION -> the role a function was last given
 	keyInventory = "inv#"     // inv#ACCOUNT -> the account's functions, as ListFunctions gave them

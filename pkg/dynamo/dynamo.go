@@ -188,6 +188,66 @@ func (s *Store) Claim(ctx context.Context, key string, value []byte, now, expire
 	return true, nil
 }
 
+// Swap implements detect.Store with a conditional PutItem: attribute_not_exists(pk) when
+// old is nil, else v = :old (binary values compare byte by byte).
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html
+func (s *Store) Swap(ctx context.Context, key string, old, value []byte, expires time.Time) (bool, error) {
+	s.mu.Lock()
+	if it, ok := s.pending[key]; ok {
+		// A gathered Put of the same key goes first: the condition is on what it wrote.
+		s.mu.Unlock()
+		if err := s.writeOne(ctx, key, it); err != nil {
+			return false, err
+		}
+		s.mu.Lock()
+	}
+	s.Calls++
+	s.Written++
+	s.mu.Unlock()
+	in := &dynamodb.PutItemInput{
+		TableName:                aws.String(s.table),
+		Item:                     encode(key, item{value: value, exp: unix(expires)}),
+		ExpressionAttributeNames: map[string]string{"#k": AttrKey},
+		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
+	}
+	if old != nil {
+		in.ExpressionAttributeNames = map[string]string{"#v": AttrValue}
+		in.ConditionExpression = aws.String("#v = :old")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":old": &types.AttributeValueMemberB{Value: old}}
+	}
+	_, err := s.api.PutItem(ctx, in)
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		// Lost, or won by our own earlier attempt whose answer was lost.
+		it, found, rerr := s.read(ctx, key)
+		if rerr != nil {
+			return false, fmt.Errorf("dynamo: swap %s: read back: %w", key, rerr)
+		}
+		return found && string(it.value) == string(value), nil
+	case err != nil:
+		return false, fmt.Errorf("dynamo: swap %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// writeOne writes a gathered Put at once and forgets it.
+func (s *Store) writeOne(ctx context.Context, key string, it item) error {
+	s.mu.Lock()
+	s.Calls++
+	s.Written++
+	s.mu.Unlock()
+	if _, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: encode(key, it)}); err != nil {
+		return fmt.Errorf("dynamo: put %s: %w", key, err)
+	}
+	s.mu.Lock()
+	if cur, ok := s.pending[key]; ok && string(cur.value) == string(it.value) {
+		delete(s.pending, key)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 // batchLimit is BatchWriteItem's maximum number of items a request.
 // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html
 const batchLimit = 25

@@ -115,6 +115,20 @@ func (b *Bolt) Claim(_ context.Context, key string, value []byte, now, expires t
 	return true, b.put(key, item{value: clone(value), expires: expires})
 }
 
+// Swap implements detect.Store.
+func (b *Bolt) Swap(_ context.Context, key string, old, value []byte, expires time.Time) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	it, ok, err := b.lookup(key)
+	if err != nil {
+		return false, err
+	}
+	if ok != (old != nil) || ok && string(it.value) != string(old) {
+		return false, nil
+	}
+	return true, b.put(key, item{value: clone(value), expires: expires})
+}
+
 func (b *Bolt) put(key string, it item) error {
 	b.pending[key] = it
 	if len(b.pending) >= batchSize {

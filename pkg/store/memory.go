@@ -62,6 +62,18 @@ func (m *Memory) Claim(_ context.Context, key string, value []byte, now, expires
 	return true, nil
 }
 
+// Swap implements detect.Store.
+func (m *Memory) Swap(_ context.Context, key string, old, value []byte, expires time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if ok != (old != nil) || ok && string(it.value) != string(old) {
+		return false, nil
+	}
+	m.items[key] = item{value: clone(value), expires: expires}
+	return true, nil
+}
+
 // Len returns the number of items, expired ones included.
 func (m *Memory) Len() int {
 	m.mu.Lock()

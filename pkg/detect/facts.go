@@ -1,0 +1,306 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// A baseline fact (a Lambda role, a function, a key seen inside AWS, an ASN the account's
+// people use) answers one question for any event time t: was it seen in [t − training, t]?
+//
+// It is kept as its sightings per UTC day: the first and the last of each day. That answers
+// the question exactly, to the second, for any training period of a day or more: a sighting
+// in the window on t's own day means that day's first is in it; on an earlier day, that
+// day's last is. A later sighting never changes an answer about an earlier time, so facts
+// learned out of order, from a backfill or a late delivery, are merged, never overwritten.
+type sightings [][2]int64 // per day, sorted: first and last sighting, Unix seconds
+
+const daySeconds = 24 * 60 * 60
+
+// maxDays bounds a fact's days: more than a year of daily use, a few kilobytes.
+const maxDays = 400
+
+// seen reports whether there is a sighting in [t − training, t].
+func (s sightings) seen(t, training int64) bool {
+	from := t - training
+	// The newest days decide: walk back from the end.
+	for i := len(s) - 1; i >= 0; i-- {
+		first, last := s[i][0], s[i][1]
+		if last < from {
+			return false
+		}
+		if first <= t && first >= from || last <= t && last >= from {
+			return true
+		}
+	}
+	return false
+}
+
+// latest returns the newest sighting at or before t, or 0.
+func (s sightings) latest(t int64) int64 {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i][1] <= t {
+			return s[i][1]
+		}
+		if s[i][0] <= t {
+			return s[i][0] // the day's last is after t; its first is the newest known before
+		}
+	}
+	return 0
+}
+
+// add records a sighting at t and reports whether the fact changed.
+func (s *sightings) add(t int64) bool {
+	d := floorDay(t)
+	i, found := slices.BinarySearchFunc(*s, d, func(e [2]int64, d int64) int { return compareInt(floorDay(e[0]), d) })
+	if found {
+		e := &(*s)[i]
+		switch {
+		case t < e[0]:
+			e[0] = t
+		case t > e[1]:
+			e[1] = t
+		default:
+			return false
+		}
+		return true
+	}
+	*s = slices.Insert(*s, i, [2]int64{t, t})
+	if len(*s) > maxDays {
+		*s = slices.Delete(*s, 0, len(*s)-maxDays)
+	}
+	return true
+}
+
+// merge adds every sighting of o and reports whether s changed.
+func (s *sightings) merge(o sightings) bool {
+	changed := false
+	for _, e := range o {
+		a := s.add(e[0])
+		b := s.add(e[1])
+		changed = changed || a || b
+	}
+	return changed
+}
+
+func (s sightings) newest() int64 {
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)-1][1]
+}
+
+func floorDay(t int64) int64 {
+	d := t / daySeconds * daySeconds
+	if t < 0 && t%daySeconds != 0 {
+		d -= daySeconds
+	}
+	return d
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// factValue is what the store holds for a fact.
+type factValue struct {
+	Days sightings `json:"d,omitempty"`
+	// Regions: for a function, its sightings per region ("" where the region is unknown).
+	Regions map[string]sightings `json:"r,omitempty"`
+	// IP: for a key seen inside AWS, the address of its first sighting.
+	IP string `json:"ip,omitempty"`
+	// First: for an account, its first record (Unix seconds).
+	First int64 `json:"first,omitempty"`
+}
+
+func (v *factValue) merge(o factValue) bool {
+	changed := v.Days.merge(o.Days)
+	for r, s := range o.Regions {
+		if v.Regions == nil {
+			v.Regions = map[string]sightings{}
+		}
+		cur := v.Regions[r]
+		if cur.merge(s) {
+			changed = true
+		}
+		v.Regions[r] = cur
+	}
+	if v.IP == "" && o.IP != "" {
+		v.IP, changed = o.IP, true
+	}
+	if o.First != 0 && (v.First == 0 || o.First < v.First) {
+		v.First, changed = o.First, true
+	}
+	return changed
+}
+
+// newest is the latest sighting of any kind: the fact lapses a training period later.
+func (v *factValue) newest() int64 {
+	n := max(v.Days.newest(), v.First)
+	for _, s := range v.Regions {
+		n = max(n, s.newest())
+	}
+	return n
+}
+
+// fact names a baseline key without building its string: the hot path looks facts up in
+// memory far more often than it writes them.
+type fact struct{ prefix, a, b, c string }
+
+// clone copies the fact's strings: record strings share their record's bytes, which a map
+// key would otherwise keep alive.
+func (f fact) clone() fact {
+	return fact{f.prefix, strings.Clone(f.a), strings.Clone(f.b), strings.Clone(f.c)}
+}
+
+func (f fact) String() string {
+	s := f.prefix + f.a
+	for _, p := range []string{f.b, f.c} {
+		if p != "" {
+			s += "#" + p
+		}
+	}
+	return s
+}
+
+// factEntry is a fact as this detector holds it: the stored value merged with what it
+// saw since.
+type factEntry struct {
+	v      factValue
+	stored []byte    // the bytes last read or written: the condition of the next write
+	read   time.Time // wall time of the last read; zero: never read
+	dirty  bool
+}
+
+// negativeTTL is how long (wall time) a fact that does not hold is believed without asking
+// the store again: another container may have learned it meanwhile.
+const negativeTTL = 5 * time.Minute
+
+// maxFacts bounds the facts held in memory; clean ones are dropped past it.
+const maxFacts = 200_000
+
+// entry returns the fact as known: read from the store the first time, and again when
+// the answer it holds is negative and older than negativeTTL.
+func (d *Detector) entry(ctx context.Context, f fact, holds func(*factValue) bool) (*factEntry, error) {
+	e := d.facts[f]
+	if e != nil && (holds(&e.v) || d.now().Sub(e.read) < negativeTTL) {
+		return e, nil
+	}
+	if e == nil {
+		e = &factEntry{}
+		d.facts[f.clone()] = e
+	}
+	if err := d.load(ctx, f.String(), e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// load merges the stored value into e.
+func (d *Detector) load(ctx context.Context, key string, e *factEntry) error {
+	d.Stats.StoreReads++
+	b, ok, err := d.store.Get(ctx, key, time.Time{})
+	if err != nil {
+		return fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+	}
+	e.read = d.now()
+	if !ok {
+		e.stored = nil
+		return nil
+	}
+	var v factValue
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
+	}
+	e.stored = b
+	// What this detector saw and the store did not hold stays dirty, to be written.
+	e.v.merge(v)
+	return nil
+}
+
+// seen reports whether a fact's days hold a sighting in [t − training, t].
+func (d *Detector) seen(ctx context.Context, f fact, t time.Time) (bool, *factEntry, error) {
+	tr := int64(d.cfg.Training / time.Second)
+	ts := t.Unix()
+	e, err := d.entry(ctx, f, func(v *factValue) bool { return v.Days.seen(ts, tr) })
+	if err != nil {
+		return false, nil, err
+	}
+	return e.v.Days.seen(ts, tr), e, nil
+}
+
+// sight records a sighting of a fact at t. It is written at the next Flush, merged with
+// whatever the store holds by then.
+func (d *Detector) sight(f fact, t time.Time, update func(*factValue) bool) {
+	e := d.facts[f]
+	if e == nil {
+		e = &factEntry{}
+		d.facts[f.clone()] = e
+	}
+	if update(&e.v) {
+		if !e.dirty {
+			e.dirty = true
+			d.dirtyFacts = append(d.dirtyFacts, f.clone())
+		}
+	}
+}
+
+// flushFacts writes the facts changed since the last flush. A write is conditional on what
+// the detector last read: when another worker wrote meanwhile, the two are merged.
+func (d *Detector) flushFacts(ctx context.Context) error {
+	tr := d.cfg.Training
+	for i, f := range d.dirtyFacts {
+		e := d.facts[f]
+		if e == nil || !e.dirty {
+			continue
+		}
+		key := f.String()
+		for attempt := 0; ; attempt++ {
+			b, err := json.Marshal(&e.v)
+			if err != nil {
+				return fmt.Errorf("detect: encode %s: %w", key, err)
+			}
+			expires := time.Time{}
+			if f.prefix != keyAccount {
+				expires = time.Unix(e.v.newest(), 0).Add(tr)
+			}
+			d.Stats.StoreWrites++
+			ok, err := d.store.Swap(ctx, key, e.stored, b, expires)
+			if err != nil {
+				d.dirtyFacts = d.dirtyFacts[i:]
+				return fmt.Errorf("%w: write %s: %w", ErrStore, key, err)
+			}
+			if ok {
+				e.stored, e.dirty = b, false
+				break
+			}
+			if attempt >= 5 {
+				d.dirtyFacts = d.dirtyFacts[i:]
+				return fmt.Errorf("%w: write %s: lost six races in a row", ErrStore, key)
+			}
+			if err := d.load(ctx, key, e); err != nil {
+				d.dirtyFacts = d.dirtyFacts[i:]
+				return err
+			}
+		}
+	}
+	d.dirtyFacts = d.dirtyFacts[:0]
+	if len(d.facts) > maxFacts {
+		for k, e := range d.facts {
+			if !e.dirty {
+				delete(d.facts, k)
+			}
+		}
+	}
+	return nil
+}

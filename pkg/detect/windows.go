@@ -1,0 +1,387 @@
+package detect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// windowIndex is the starts of one finding key's windows, in the order they opened. A
+// window is [start, start + dedup) and never moves: a call joins the first window that
+// opened among those holding its time, or opens its own at its own time.
+type windowIndex struct {
+	starts []int64 // Unix seconds
+	stored []byte  // as read or written: the condition of the next write
+}
+
+// maxWindows bounds a key's index: years of weekly findings.
+const maxWindows = 500
+
+func (w *windowIndex) containing(t time.Time, dedup time.Duration) (int64, bool) {
+	ts, width := t.Unix(), int64(dedup/time.Second)
+	for _, s := range w.starts {
+		if s <= ts && ts < s+width {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// pending is a finding changed since the last flush: its value, the bytes it was read
+// as (the condition of its write), and the calls folded into it since.
+type pending struct {
+	key    string
+	f      Finding
+	stored []byte
+	uses   []use
+	new    bool
+}
+
+func findingKey(f Finding) string {
+	return f.Account + "#" + f.SubjectKind + "#" + f.Subject + "#" + f.Title.Code()
+}
+
+func windowKey(fk string) string { return keyWindows + fk }
+
+func findingStoreKey(fk string, start int64) string {
+	return keyFinding + fk + "#" + strconv.FormatInt(start, 10)
+}
+
+// windowsOf returns a finding key's windows, read once per flush.
+func (d *Detector) windowsOf(ctx context.Context, fk string) (*windowIndex, error) {
+	if w, ok := d.windows[fk]; ok {
+		return w, nil
+	}
+	d.Stats.StoreReads++
+	b, ok, err := d.store.Get(ctx, windowKey(fk), time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: get %s: %w", ErrStore, windowKey(fk), err)
+	}
+	w := &windowIndex{}
+	if ok {
+		if err := json.Unmarshal(b, &w.starts); err != nil {
+			return nil, fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, windowKey(fk), err)
+		}
+		w.stored = b
+	}
+	d.windows[fk] = w
+	return w, nil
+}
+
+// counted reports whether a call was counted in a finding already (a redelivery, maybe
+// decided otherwise the first time).
+func (d *Detector) counted(ctx context.Context, eventID string) (bool, error) {
+	if eventID == "" {
+		return false, nil
+	}
+	d.Stats.StoreReads++
+	_, ok, err := d.store.Get(ctx, keyCall+eventID, time.Time{})
+	if err != nil {
+		return false, fmt.Errorf("%w: get %s: %w", ErrStore, keyCall+eventID, err)
+	}
+	return ok, nil
+}
+
+// record counts a call in the finding of its window, opening the window when no window of
+// its key holds its time.
+func (d *Detector) record(ctx context.Context, f Finding, u use) error {
+	if done, err := d.counted(ctx, u.eventID); err != nil || done {
+		if done {
+			d.Stats.Redelivered++
+		}
+		return err
+	}
+	fk := findingKey(f)
+	for attempt := 0; attempt < 5; attempt++ {
+		w, err := d.windowsOf(ctx, fk)
+		if err != nil {
+			return err
+		}
+		if start, ok := w.containing(u.at, d.cfg.Dedup); ok {
+			p, err := d.findingAt(ctx, f, fk, start, u)
+			if err != nil {
+				return err
+			}
+			d.fold(p, u)
+			return nil
+		}
+		// Open a window at the call's time. The index is the point where workers agree:
+		// a conditional write, read again when another worker wrote first.
+		starts := append(slices.Clone(w.starts), u.at.Unix())
+		if len(starts) > maxWindows {
+			starts = starts[len(starts)-maxWindows:]
+		}
+		b, _ := json.Marshal(starts)
+		d.Stats.StoreClaims++
+		ok, err := d.store.Swap(ctx, windowKey(fk), w.stored, b, time.Unix(slices.Max(starts), 0).Add(d.cfg.Dedup+d.cfg.Training))
+		if err != nil {
+			return fmt.Errorf("%w: open a window of %s: %w", ErrStore, fk, err)
+		}
+		if !ok {
+			delete(d.windows, fk)
+			continue
+		}
+		w.starts, w.stored = starts, b
+		p, err := d.findingAt(ctx, f, fk, u.at.Unix(), u)
+		if err != nil {
+			return err
+		}
+		d.fold(p, u)
+		return nil
+	}
+	return fmt.Errorf("%w: open a window of %s: lost five races in a row", ErrStore, fk)
+}
+
+// findingAt returns the finding of the window at start, read from the store, or created
+// (with the call that opens it) when its window is new or its first write was lost.
+func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start int64, u use) (*pending, error) {
+	key := findingStoreKey(fk, start)
+	if p, ok := d.pending[key]; ok {
+		return p, nil
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		d.Stats.StoreReads++
+		b, found, err := d.store.Get(ctx, key, time.Time{})
+		if err != nil {
+			return nil, fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+		}
+		if found {
+			var cur Finding
+			if err := json.Unmarshal(b, &cur); err != nil {
+				return nil, fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
+			}
+			if err := d.investigate(ctx, &cur, u.at); err != nil {
+				return nil, err
+			}
+			// A finding with no call yet was opened by a worker that died before its
+			// first write: it was never announced, so it is still new.
+			p := &pending{key: key, f: cur, stored: b, new: cur.Count == 0}
+			d.pending[key] = p
+			d.order = append(d.order, key)
+			return p, nil
+		}
+		n := f
+		n.WindowStart = time.Unix(start, 0).UTC()
+		n.ID = findingID(n.Account, n.SubjectKind, n.Subject, n.Title, n.WindowStart)
+		if err := d.investigate(ctx, &n, u.at); err != nil {
+			return nil, err
+		}
+		b, err = json.Marshal(n)
+		if err != nil {
+			return nil, fmt.Errorf("detect: encode finding: %w", err)
+		}
+		d.Stats.StoreClaims++
+		won, err := d.store.Swap(ctx, key, nil, b, n.WindowStart.Add(d.cfg.Dedup))
+		if err != nil {
+			return nil, fmt.Errorf("%w: open %s: %w", ErrStore, key, err)
+		}
+		if won {
+			p := &pending{key: key, f: n, stored: b, new: true}
+			d.pending[key] = p
+			d.order = append(d.order, key)
+			return p, nil
+		}
+		// Another worker opened it between our read and our write: read it again.
+	}
+	return nil, fmt.Errorf("%w: open %s: lost three races in a row", ErrStore, key)
+}
+
+func (d *Detector) fold(p *pending, u use) {
+	d.touched = p.f.ID
+	if p.f.merge(u, d.cfg.MaxList) {
+		p.uses = append(p.uses, u)
+	} else {
+		d.Stats.Redelivered++
+	}
+}
+
+// presigned lists a presigned-URL use of a function's token as a signal of the finding of
+// its key whose window holds it, if there is one; it never opens one, and is not counted.
+func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
+	fk := findingKey(f)
+	w, err := d.windowsOf(ctx, fk)
+	if err != nil {
+		return err
+	}
+	start, ok := w.containing(u.at, d.cfg.Dedup)
+	if !ok {
+		return nil
+	}
+	key := findingStoreKey(fk, start)
+	p, ok := d.pending[key]
+	if !ok {
+		d.Stats.StoreReads++
+		b, found, err := d.store.Get(ctx, key, time.Time{})
+		if err != nil || !found {
+			return err
+		}
+		var cur Finding
+		if err := json.Unmarshal(b, &cur); err != nil {
+			return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
+		}
+		if slices.Contains(cur.Signals, SignalPresigned) {
+			return nil
+		}
+		p = &pending{key: key, f: cur, stored: b}
+		d.pending[key] = p
+		d.order = append(d.order, key)
+	}
+	u.presigned = true
+	d.touched = p.f.ID
+	if p.f.merge(u, d.cfg.MaxList) {
+		p.uses = append(p.uses, u)
+	}
+	return nil
+}
+
+// investigate answers the detector card's first two questions for a finding: is the role
+// (still) attached to the function, and who else assumed the role within the training
+// period. It runs when a finding enters a batch, so answers stay current as it is updated.
+func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) error {
+	f.Attached, f.AttachedDetail = AttachedUnknown, ""
+	if f.Function == "" {
+		// A finding about the role: which functions is it attached to?
+		var fns []string
+		for _, inv := range d.inv[f.Account+"#"+f.Role] {
+			fns = append(fns, inv.Name)
+		}
+		for k := range d.facts {
+			if k.prefix == keyFunction && k.a == f.Account && k.b == f.Role && d.knownFunctionInMemory(k.a, k.b, k.c, t) && !slices.Contains(fns, k.c) {
+				fns = append(fns, k.c)
+			}
+		}
+		if len(fns) > 0 {
+			slices.Sort(fns)
+			f.Attached, f.AttachedDetail = AttachedYes, "the role of function(s) "+strings.Join(fns, ", ")
+		}
+	} else {
+		switch inv, listed := d.inv.function(f.Account, f.Role, f.Function); {
+		case listed:
+			f.Attached, f.AttachedDetail = AttachedYes, "the Lambda inventory lists "+inv.ARN+" with this role"
+		case d.inv.hasAccount(f.Account):
+			f.Attached = AttachedNo
+			if other, ok := d.inv.roleOf(f.Account, f.Function); ok {
+				f.AttachedDetail = "the function now uses role " + other
+			} else {
+				f.AttachedDetail = "the Lambda inventory does not list the function with this role"
+			}
+		default:
+			var fr fnRole
+			found, err := d.getJSON(ctx, fact{keyFnRole, f.Account, f.Function, ""}.String(), time.Time{}, &fr)
+			if err != nil {
+				return err
+			}
+			if found && fr.Role != f.Role {
+				f.Attached, f.AttachedDetail = AttachedNo, fmt.Sprintf("the function was given role %s on %s", fr.Role, fr.At.UTC().Format(time.RFC3339))
+			} else if found {
+				f.Attached, f.AttachedDetail = AttachedYes, fmt.Sprintf("the function was given this role on %s", fr.At.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	var list []Assumption
+	if _, err := d.getJSON(ctx, fact{keyAssumers, f.Account, f.Role, ""}.String(), time.Time{}, &list); err != nil {
+		return err
+	}
+	// Who assumed the role within the training period before the finding's time.
+	f.AssumedBy = slices.DeleteFunc(list, func(a Assumption) bool { return a.At.After(t) || a.At.Before(t.Add(-d.cfg.Training)) })
+	return nil
+}
+
+// Flush writes the facts and findings changed since the last Flush and returns the
+// findings, in the order they were first changed. New is true for a finding opened since
+// the last Flush. A finding's write is conditional on what was read: when another worker
+// updated it meanwhile, the calls folded here are folded again into its value (a call is
+// counted once, by its eventID) and the write is tried again.
+func (d *Detector) Flush(ctx context.Context) ([]Change, error) {
+	defer func() {
+		clear(d.windows)
+		clear(d.issuedMemo)
+	}()
+	if err := d.flushFacts(ctx); err != nil {
+		d.dropPending()
+		return nil, err
+	}
+	out := make([]Change, 0, len(d.order))
+	for _, key := range d.order {
+		p := d.pending[key]
+		if err := d.writeFinding(ctx, p); err != nil {
+			d.dropPending()
+			return nil, err
+		}
+		out = append(out, Change{Finding: p.f, New: p.new})
+	}
+	// The calls counted, so that a redelivery decided otherwise is not counted twice.
+	for _, key := range d.order {
+		p := d.pending[key]
+		for _, u := range p.uses {
+			if u.eventID != "" && !u.presigned {
+				if err := d.store.Put(ctx, keyCall+u.eventID, []byte(strconv.Quote(p.f.ID)), u.at.Add(d.cfg.Training)); err != nil {
+					d.dropPending()
+					return nil, fmt.Errorf("%w: put %s: %w", ErrStore, keyCall+u.eventID, err)
+				}
+				d.Stats.StoreWrites++
+			}
+		}
+	}
+	for _, c := range out {
+		if c.New {
+			d.Stats.Created++
+		} else {
+			d.Stats.Updated++
+		}
+	}
+	d.dropPending()
+	return out, nil
+}
+
+func (d *Detector) dropPending() {
+	clear(d.pending)
+	d.order = d.order[:0]
+}
+
+func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
+	for attempt := 0; attempt < 6; attempt++ {
+		b, err := json.Marshal(p.f)
+		if err != nil {
+			return fmt.Errorf("detect: encode finding: %w", err)
+		}
+		if string(b) == string(p.stored) {
+			return nil
+		}
+		d.Stats.StoreWrites++
+		ok, err := d.store.Swap(ctx, p.key, p.stored, b, p.f.WindowStart.Add(d.cfg.Dedup))
+		if err != nil {
+			return fmt.Errorf("%w: write %s: %w", ErrStore, p.key, err)
+		}
+		if ok {
+			p.stored = b
+			return nil
+		}
+		// Another worker updated it: fold our calls into its value.
+		d.Stats.StoreReads++
+		cur, found, err := d.store.Get(ctx, p.key, time.Time{})
+		if err != nil {
+			return fmt.Errorf("%w: get %s: %w", ErrStore, p.key, err)
+		}
+		var f Finding
+		if found {
+			if err := json.Unmarshal(cur, &f); err != nil {
+				return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, p.key, err)
+			}
+		} else {
+			cur = nil
+			f = p.f
+			f.resetCounts()
+		}
+		f.Attached, f.AttachedDetail, f.AssumedBy = p.f.Attached, p.f.AttachedDetail, p.f.AssumedBy
+		for _, u := range p.uses {
+			f.merge(u, d.cfg.MaxList)
+		}
+		p.f, p.stored = f, cur
+	}
+	return fmt.Errorf("%w: write %s: lost six races in a row", ErrStore, p.key)
+}
