@@ -32,34 +32,34 @@ const (
 // Finding is the detector's account of one (account, subject, title) in one dedup window.
 // Its fields are what Security Hub's finding and the email are built from.
 type Finding struct {
-	ID          string    `json:"id"`
-	Title       Title     `json:"title"`
-	Severity    string    `json:"severity"`
-	Account     string    `json:"account"`
-	Partition   string    `json:"partition"`
-	Region      string    `json:"region"` // the function's region (or the first call's)
-	SubjectKind string    `json:"subjectKind"`
-	Subject     string    `json:"subject"`
-	Function    string    `json:"function,omitempty"`
-	FunctionARN string    `json:"functionArn,omitempty"`
-	Role        string    `json:"role"`
-	RoleARN     string    `json:"roleArn"`
+	ID          string `json:"id"`
+	Title       Title  `json:"title"`
+	Severity    string `json:"severity"`
+	Account     string `json:"account"`
+	Partition   string `json:"partition"`
+	Region      string `json:"region"` // the function's region (or the first call's)
+	SubjectKind string `json:"subjectKind"`
+	Subject     string `json:"subject"`
+	Function    string `json:"function,omitempty"`
+	FunctionARN string `json:"functionArn,omitempty"`
+	Role        string `json:"role"`
+	RoleARN     string `json:"roleArn"`
 	// ChainedRoleARN: the role whose key the function's session obtained, when the key
 	// used was such a chained token. RoleARN is then the function's own role.
-	ChainedRoleARN string `json:"chainedRoleArn,omitempty"`
-	Session     string    `json:"session"`
-	IssuedBy    string    `json:"issuedBy,omitempty"` // who assumed the role, when not Lambda
-	Signals     []string  `json:"signals"`
-	WindowStart time.Time `json:"windowStart"`
-	FirstSeen   time.Time `json:"firstSeen"`
-	LastSeen    time.Time `json:"lastSeen"`
-	Count       int       `json:"count"`
-	Failed      int       `json:"failed"`
-	AccessKeys  []string  `json:"accessKeys"`
-	Sources     []Source  `json:"sources"`
-	Calls       []Call    `json:"calls"`
-	UserAgents  []string  `json:"userAgents"`
-	InsideSeen  *Sighting `json:"insideSeen,omitempty"` // the key's use inside AWS, for the token title
+	ChainedRoleARN string    `json:"chainedRoleArn,omitempty"`
+	Session        string    `json:"session"`
+	IssuedBy       string    `json:"issuedBy,omitempty"` // who assumed the role, when not Lambda
+	Signals        []string  `json:"signals"`
+	WindowStart    time.Time `json:"windowStart"`
+	FirstSeen      time.Time `json:"firstSeen"`
+	LastSeen       time.Time `json:"lastSeen"`
+	Count          int       `json:"count"`
+	Failed         int       `json:"failed"`
+	AccessKeys     []string  `json:"accessKeys"`
+	Sources        []Source  `json:"sources"`
+	Calls          []Call    `json:"calls"`
+	UserAgents     []string  `json:"userAgents"`
+	InsideSeen     *Sighting `json:"insideSeen,omitempty"` // the key's use inside AWS, for the token title
 
 	// The detector card's investigative answers, kept current as calls update the finding.
 	Attached       string       `json:"attached"`                 // is the role attached to the function: Attached* constants
