@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -141,25 +142,37 @@ func (h *Handler) run(ctx context.Context, msgs []*message) {
 	}
 	before := h.Detector.Stats
 	sum := Summary{Messages: len(msgs)}
+	// The batch's records are decided in event-time order, whatever order SQS gave the
+	// messages in: learning needs order (an AssumeRole before the calls made with its key).
+	type item struct {
+		m *message
+		r *cloudtrail.Record
+	}
+	var items []item
 	for _, m := range msgs {
 		m.findings = map[string]bool{}
 		cloudtrail.ParseValue(m.body, func(r *cloudtrail.Record) {
 			sum.Records++
-			if m.failed != nil {
-				return
-			}
-			if err := h.Detector.Process(ctx, r); err != nil {
-				m.failed = err
-				return
-			}
-			if id := h.Detector.Touched(); id != "" {
-				m.findings[id] = true
-			}
+			items = append(items, item{m, r})
 		}, func(err error) {
 			// Counted and logged, never retried: a retry would not make it valid.
 			sum.Malformed++
-			h.Log.WarnContext(ctx, "skipped a malformed record", "message", m.id, "reason", cloudtrail.Reason(err), "error", err)
+			h.Log.WarnContext(ctx, "skipped a malformed record", "message", m.id, "reason", cloudtrail.Reason(err))
 		})
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return a.r.Time.Compare(b.r.Time) })
+	for _, it := range items {
+		m := it.m
+		if m.failed != nil {
+			continue
+		}
+		if err := h.Detector.Process(ctx, it.r); err != nil {
+			m.failed = err
+			continue
+		}
+		if id := h.Detector.Touched(); id != "" {
+			m.findings[id] = true
+		}
 	}
 	failAll := func(err error) {
 		for _, m := range msgs {

@@ -30,7 +30,7 @@ func TestEventCases(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			args := append([]string{"--fresh", "--state", t.TempDir(), "--activation", "0d", "--format", "json", "--progress", "0", "--reorder-window", "1"}, learn...)
+			args := append([]string{"--fresh", "--state", t.TempDir(), "--activation", "0d", "--format", "json", "--progress", "0", "--reorder-window", "0s"}, learn...)
 			args = append(args, f)
 			var stdout, stderr bytes.Buffer
 			if code := Main(args, nil, &stdout, &stderr); code != ExitOK {

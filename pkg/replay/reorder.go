@@ -1,61 +1,75 @@
 package replay
 
 import (
-	"sort"
+	"container/heap"
+	"time"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
-// reorder puts records back in eventTime order within a bounded window. CloudTrail log
-// files are only roughly ordered (a file holds about five minutes of one region, and
-// regions interleave), and the detector learns from order: an AssumeRole must come before
-// the calls made with its key. Ties keep their input order.
+// reorder puts records back in eventTime order within an event-time window: a record is
+// released once a record more than the window newer has been read. CloudTrail log files
+// are only roughly ordered (a file holds a few minutes of one account and region, and its
+// records precede its name's time), and the detector learns from order: an AssumeRole
+// must come before the calls made with its key. A record older than what was already
+// released (input going back in time by more than the window) is released at once: the
+// detector decides it as of its own time all the same. Ties keep their input order.
 //
-// The window is a sorted slice: a record in order (the usual case) is appended in O(1),
-// one out of order is inserted after a binary search.
+// A heap: pushing and popping never move what it holds.
 type reorder struct {
-	buf  []entry // buf[head:] is sorted by time, then arrival
-	head int
-	size int
+	window    int64 // nanoseconds
+	h         recordHeap
+	seq       uint64
+	watermark int64 // newest eventTime read
 }
+
+func newReorder(window time.Duration) *reorder { return &reorder{window: int64(window)} }
 
 type entry struct {
-	t int64 // eventTime, Unix nanoseconds
-	r *cloudtrail.Record
+	t   int64 // eventTime, Unix nanoseconds
+	seq uint64
+	r   *cloudtrail.Record
 }
 
-// push adds r and returns the oldest record when the window is full.
-func (o *reorder) push(r *cloudtrail.Record) (*cloudtrail.Record, bool) {
-	e := entry{r.Time.UnixNano(), r}
-	live := o.buf[o.head:]
-	if n := len(live); n == 0 || live[n-1].t <= e.t {
-		o.buf = append(o.buf, e)
-	} else {
-		// After every record of the same time: ties keep their input order.
-		i := o.head + sort.Search(n, func(i int) bool { return live[i].t > e.t })
-		o.buf = append(o.buf, entry{})
-		copy(o.buf[i+1:], o.buf[i:])
-		o.buf[i] = e
-	}
-	if len(o.buf)-o.head <= o.size {
+type recordHeap []entry
+
+func (h recordHeap) Len() int { return len(h) }
+func (h recordHeap) Less(i, j int) bool {
+	return h[i].t < h[j].t || h[i].t == h[j].t && h[i].seq < h[j].seq
+}
+func (h recordHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *recordHeap) Push(x any)   { *h = append(*h, x.(entry)) }
+func (h *recordHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = entry{}
+	*h = old[:len(old)-1]
+	return e
+}
+
+// push adds r; ready then reports the records to release.
+func (o *reorder) push(r *cloudtrail.Record) {
+	t := r.Time.UnixNano()
+	o.seq++
+	heap.Push(&o.h, entry{t, o.seq, r})
+	o.watermark = max(o.watermark, t)
+}
+
+// ready returns the oldest record when it is older than the window allows to hold.
+func (o *reorder) ready() (*cloudtrail.Record, bool) {
+	if len(o.h) == 0 || o.h[0].t > o.watermark-o.window {
 		return nil, false
 	}
-	return o.pop()
+	return heap.Pop(&o.h).(entry).r, true
 }
 
-// pop returns the oldest record held.
+// pop returns the oldest record held, whatever the window.
 func (o *reorder) pop() (*cloudtrail.Record, bool) {
-	if o.head == len(o.buf) {
-		o.buf, o.head = o.buf[:0], 0
+	if len(o.h) == 0 {
 		return nil, false
 	}
-	r := o.buf[o.head].r
-	o.buf[o.head] = entry{}
-	o.head++
-	if o.head >= 4096 && o.head*2 >= len(o.buf) {
-		n := copy(o.buf, o.buf[o.head:])
-		clear(o.buf[n:])
-		o.buf, o.head = o.buf[:n], 0
-	}
-	return r, true
+	return heap.Pop(&o.h).(entry).r, true
 }
+
+// held is the number of records held.
+func (o *reorder) held() int { return len(o.h) }

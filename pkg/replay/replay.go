@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -53,7 +52,7 @@ type Options struct {
 	Account    string // the security account importing the findings (AwsAccountId)
 	Region     string
 	Progress   time.Duration
-	Window     int // reorder window, records
+	Window     time.Duration // reorder window, event time
 	CPUProfile string
 	Config     detect.Config
 	Paths      []string
@@ -98,7 +97,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Account, "security-account", "", "account id that imports the findings (ASFF AwsAccountId); default: the affected account")
 	fs.StringVar(&o.Region, "region", "", "Security Hub region of the findings; default: the function's region")
 	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
-	fs.IntVar(&o.Window, "reorder-window", 4096, "records held to restore eventTime order across log files")
+	fs.DurationVar(&o.Window, "reorder-window", 30*time.Minute, "event time over which records are put back in order (log files hold a few minutes each, and regions interleave)")
+	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (environment PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: outsider replay [flags] PATH...\n\n"+
@@ -149,8 +149,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 			errs = append(errs, errors.New("--fresh empties the local store only: it cannot go with --store"))
 		}
 	}
-	if o.Window < 1 {
-		errs = append(errs, fmt.Errorf("--reorder-window: must be at least 1"))
+	if o.Window < 0 {
+		errs = append(errs, fmt.Errorf("--reorder-window: %s is negative", o.Window))
 	}
 	if err := o.Config.Validate(); err != nil && len(errs) == 0 {
 		errs = append(errs, err)
@@ -275,9 +275,13 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	out := newPrinter(o, stdout)
 	sum := &summary{malformed: map[string]int{}, start: time.Now()}
-	run := &runner{det: det, st: st, out: out, crossRegion: o.Config.CrossRegion, sum: sum, ro: &reorder{size: o.Window}, stderr: stderr, every: o.Progress, last: time.Now()}
-	for _, p := range o.Paths {
-		if err := run.path(ctx, p, stdin); err != nil {
+	run := &runner{det: det, st: st, out: out, crossRegion: o.Config.CrossRegion, sum: sum, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, last: time.Now()}
+	inputs, err := collect(o.Paths)
+	if err != nil {
+		return exitFor(err), err
+	}
+	for _, in := range inputs {
+		if err := run.input(ctx, in, stdin); err != nil {
 			return exitFor(err), err
 		}
 	}
@@ -353,30 +357,19 @@ type runner struct {
 	flushedAt   time.Time // event time of the last flush
 }
 
-func (r *runner) path(ctx context.Context, p string, stdin io.Reader) error {
-	if p == "-" {
+func (r *runner) input(ctx context.Context, in input, stdin io.Reader) error {
+	if in.path == "-" {
 		return r.file(ctx, "-", stdin)
 	}
-	return filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return usageError{fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))}
-		}
-		if d.IsDir() {
-			if path != p && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return usageError{fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))}
-		}
-		defer f.Close()
-		return r.file(ctx, path, f)
-	})
+	f, err := os.Open(in.path)
+	if err != nil {
+		// Counted, reported and skipped: one unreadable log file does not stop a backfill.
+		r.sum.malformed["unreadable-file"]++
+		fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", in.path, unwrapPath(err))
+		return nil
+	}
+	defer f.Close()
+	return r.file(ctx, in.path, f)
 }
 
 func (r *runner) file(ctx context.Context, name string, in io.Reader) error {
@@ -388,7 +381,12 @@ func (r *runner) file(ctx context.Context, name string, in io.Reader) error {
 			return
 		}
 		r.sum.records++
-		if old, ok := r.ro.push(rec); ok {
+		r.ro.push(rec)
+		for procErr == nil {
+			old, ok := r.ro.ready()
+			if !ok {
+				break
+			}
 			procErr = r.process(ctx, old)
 		}
 	}, func(err error) {

@@ -1,0 +1,93 @@
+package replay
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// input is one file to read, and the time CloudTrail's name gives it (zero: no such name).
+type input struct {
+	path string
+	t    time.Time
+}
+
+// CloudTrail names its log files
+// <account>_CloudTrail_<region>_<yyyymmddThhmmZ>_<unique>.json.gz, the time being when the
+// file was written, after its records.
+// https://docs.aws.amazon.com/awscloudtrail/latest/userguide/get-and-view-cloudtrail-log-files.html
+var logFileName = regexp.MustCompile(`^\d{12}_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(\.gz)?$`)
+
+// collect lists the files under paths: files whose name is CloudTrail's are merged by the
+// time in their name (a whole trail folder, every account and region, read in time order
+// without loading it); other files are read first, in the order given and walked. A
+// symlink, a FIFO or a process substitution given as a path is read as the file it is.
+func collect(paths []string) ([]input, error) {
+	var plain, named []input
+	add := func(path string) {
+		if m := logFileName.FindStringSubmatch(filepath.Base(path)); m != nil {
+			if t, err := time.Parse("20060102T1504Z", m[1]); err == nil {
+				named = append(named, input{path, t})
+				return
+			}
+		}
+		plain = append(plain, input{path: path})
+	}
+	for _, p := range paths {
+		if p == "-" {
+			plain = append(plain, input{path: "-"})
+			continue
+		}
+		st, err := os.Stat(p) // follows a symlink
+		if err != nil {
+			return nil, usageError{fmt.Errorf("cannot read %s: %w", p, unwrapPath(err))}
+		}
+		if !st.IsDir() {
+			add(p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if path == p {
+					return usageError{fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))}
+				}
+				// An unreadable folder inside: its files are reported when they fail.
+				plain = append(plain, input{path: path})
+				return filepath.SkipDir
+			}
+			if d.IsDir() {
+				if path != p && strings.HasPrefix(d.Name(), ".") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if strings.HasPrefix(d.Name(), ".") {
+				return nil
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				if st, err := os.Stat(path); err != nil || st.IsDir() {
+					return nil // a dangling link, or a link to a folder: not followed
+				}
+			} else if !d.Type().IsRegular() {
+				return nil
+			}
+			add(path)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(named, func(a, b input) int {
+		if c := a.t.Compare(b.t); c != 0 {
+			return c
+		}
+		return strings.Compare(filepath.Base(a.path), filepath.Base(b.path))
+	})
+	return append(plain, named...), nil
+}
