@@ -243,16 +243,21 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where
 		}
 		return changed
 	})
-	if isNew && sess != "" && !strings.HasPrefix(sess, "awslambda_") && !d.knownFunctionInMemory(account, role, functionOfSession(sess), t) {
+	e := d.facts[key]
+	if isNew && sess != "" && !strings.HasPrefix(sess, "awslambda_") {
 		// A key Lambda issued, used from inside under a session name: that name is the
-		// function's, and the issuing AssumeRole's region is its region.
+		// function's, and the issuing AssumeRole's region is its region. Asked once per
+		// key; its later calls keep the function seen.
 		is, err := d.issuedAt(ctx, id.AccessKeyID, t)
 		if err != nil {
 			return err
 		}
 		if is != nil && is.Lambda {
-			d.learnFunction(account, role, functionOfSession(sess), is.Region, t)
+			e.fn, e.region = strings.Clone(functionOfSession(sess)), strings.Clone(is.Region)
 		}
+	}
+	if e.fn != "" {
+		d.learnFunction(account, role, e.fn, e.region, t)
 	}
 	if where == AWS && d.cfg.CrossRegion {
 		return d.crossRegion(ctx, r)

@@ -180,6 +180,8 @@ type factEntry struct {
 	stored []byte    // the bytes last read or written: the condition of the next write
 	read   time.Time // wall time of the last read; zero: never read
 	dirty  bool
+	// For a key seen inside: the function Lambda issued it to, once known (memory only).
+	fn, region string
 }
 
 // negativeTTL is how long (wall time) a fact that does not hold is believed without asking
@@ -256,43 +258,53 @@ func (d *Detector) sight(f fact, t time.Time, update func(*factValue) bool) {
 }
 
 // flushFacts writes the facts changed since the last flush. A write is conditional on what
-// the detector last read: when another worker wrote meanwhile, the two are merged.
+// the detector last read: when another worker wrote meanwhile, the two are merged and the
+// write is tried again.
 func (d *Detector) flushFacts(ctx context.Context) error {
-	tr := d.cfg.Training
-	for i, f := range d.dirtyFacts {
-		e := d.facts[f]
-		if e == nil || !e.dirty {
-			continue
+	todo := d.dirtyFacts[:0:0]
+	for _, f := range d.dirtyFacts {
+		if e := d.facts[f]; e != nil && e.dirty {
+			todo = append(todo, f)
 		}
-		key := f.String()
-		for attempt := 0; ; attempt++ {
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == 6 {
+			d.dirtyFacts = todo
+			return fmt.Errorf("%w: write %s: lost six races in a row", ErrStore, todo[0])
+		}
+		swaps := make([]Swap, len(todo))
+		for i, f := range todo {
+			e := d.facts[f]
 			b, err := json.Marshal(&e.v)
 			if err != nil {
-				return fmt.Errorf("detect: encode %s: %w", key, err)
+				return fmt.Errorf("detect: encode %s: %w", f, err)
 			}
 			expires := time.Time{}
 			if f.prefix != keyAccount {
-				expires = time.Unix(e.v.newest(), 0).Add(tr)
+				expires = time.Unix(e.v.newest(), 0).Add(d.cfg.Training)
 			}
-			d.Stats.StoreWrites++
-			ok, err := d.store.Swap(ctx, key, e.stored, b, expires)
-			if err != nil {
-				d.dirtyFacts = d.dirtyFacts[i:]
-				return fmt.Errorf("%w: write %s: %w", ErrStore, key, err)
+			swaps[i] = Swap{Key: f.String(), Old: e.stored, Value: b, Expires: expires}
+		}
+		d.Stats.StoreWrites += len(swaps)
+		ok, err := d.swapAll(ctx, swaps)
+		if err != nil {
+			d.dirtyFacts = todo
+			return fmt.Errorf("%w: write facts: %w", ErrStore, err)
+		}
+		var again []fact
+		for i, f := range todo {
+			e := d.facts[f]
+			if ok[i] {
+				e.stored, e.dirty = swaps[i].Value, false
+				continue
 			}
-			if ok {
-				e.stored, e.dirty = b, false
-				break
-			}
-			if attempt >= 5 {
-				d.dirtyFacts = d.dirtyFacts[i:]
-				return fmt.Errorf("%w: write %s: lost six races in a row", ErrStore, key)
-			}
-			if err := d.load(ctx, key, e); err != nil {
-				d.dirtyFacts = d.dirtyFacts[i:]
+			if err := d.load(ctx, swaps[i].Key, e); err != nil {
+				d.dirtyFacts = todo
 				return err
 			}
+			again = append(again, f)
 		}
+		todo = again
 	}
 	d.dirtyFacts = d.dirtyFacts[:0]
 	if len(d.facts) > maxFacts {
@@ -303,4 +315,18 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (d *Detector) swapAll(ctx context.Context, swaps []Swap) ([]bool, error) {
+	if sa, ok := d.store.(SwapAller); ok {
+		return sa.SwapAll(ctx, swaps)
+	}
+	ok := make([]bool, len(swaps))
+	for i, s := range swaps {
+		var err error
+		if ok[i], err = d.store.Swap(ctx, s.Key, s.Old, s.Value, s.Expires); err != nil {
+			return nil, err
+		}
+	}
+	return ok, nil
 }

@@ -25,6 +25,20 @@ type Store interface {
 	Swap(ctx context.Context, key string, old, value []byte, expires time.Time) (bool, error)
 }
 
+// Swap is one conditional write of SwapAll.
+type Swap struct {
+	Key        string
+	Old, Value []byte // Old nil: the key must be absent
+	Expires    time.Time
+}
+
+// SwapAller is a store that makes many conditional writes in few requests (DynamoDB's
+// transactions). ok[i] is false where the write did not happen: the detector reads that
+// key again, merges, and tries again.
+type SwapAller interface {
+	SwapAll(ctx context.Context, swaps []Swap) (ok []bool, err error)
+}
+
 // ErrStore wraps every error the detector got from its store. The record that met it was
 // not fully processed: the caller must retry it (in Lambda, the SQS message is reported as
 // failed and redelivered). Retrying is safe: claims are conditional and finding ids are

@@ -72,28 +72,62 @@ func (d *Detector) windowsOf(ctx context.Context, fk string) (*windowIndex, erro
 	return w, nil
 }
 
-// counted reports whether a call was counted in a finding already (a redelivery, maybe
-// decided otherwise the first time).
-func (d *Detector) counted(ctx context.Context, eventID string) (bool, error) {
+// countedIn returns the store key of the finding a call was counted in already (a
+// redelivery, maybe decided otherwise the first time), or "".
+func (d *Detector) countedIn(ctx context.Context, eventID string) (string, error) {
 	if eventID == "" {
-		return false, nil
+		return "", nil
 	}
 	d.Stats.StoreReads++
-	_, ok, err := d.store.Get(ctx, keyCall+eventID, time.Time{})
-	if err != nil {
-		return false, fmt.Errorf("%w: get %s: %w", ErrStore, keyCall+eventID, err)
+	b, ok, err := d.store.Get(ctx, keyCall+eventID, time.Time{})
+	if err != nil || !ok {
+		if err != nil {
+			return "", fmt.Errorf("%w: get %s: %w", ErrStore, keyCall+eventID, err)
+		}
+		return "", nil
 	}
-	return ok, nil
+	key, err := strconv.Unquote(string(b))
+	if err != nil || !strings.HasPrefix(key, keyFinding) {
+		return "", fmt.Errorf("%w: %s holds a bad value", ErrStore, keyCall+eventID)
+	}
+	return key, nil
+}
+
+// again hands on, unchanged, the finding a redelivered call was counted in: its import
+// and email may be what failed the first time.
+func (d *Detector) again(ctx context.Context, key string, t time.Time) error {
+	d.Stats.Redelivered++
+	if p, ok := d.pending[key]; ok {
+		d.touched = p.f.ID
+		return nil
+	}
+	d.Stats.StoreReads++
+	b, found, err := d.store.Get(ctx, key, time.Time{})
+	if err != nil || !found {
+		if err != nil {
+			return fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+		}
+		return nil
+	}
+	var cur Finding
+	if err := json.Unmarshal(b, &cur); err != nil {
+		return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
+	}
+	p := &pending{key: key, f: cur, stored: b}
+	d.pending[key] = p
+	d.order = append(d.order, key)
+	d.touched = cur.ID
+	return nil
 }
 
 // record counts a call in the finding of its window, opening the window when no window of
 // its key holds its time.
 func (d *Detector) record(ctx context.Context, f Finding, u use) error {
-	if done, err := d.counted(ctx, u.eventID); err != nil || done {
-		if done {
-			d.Stats.Redelivered++
+	if key, err := d.countedIn(ctx, u.eventID); err != nil || key != "" {
+		if err != nil {
+			return err
 		}
-		return err
+		return d.again(ctx, key, u.at)
 	}
 	fk := findingKey(f)
 	for attempt := 0; attempt < 5; attempt++ {
@@ -319,7 +353,7 @@ func (d *Detector) Flush(ctx context.Context) ([]Change, error) {
 		p := d.pending[key]
 		for _, u := range p.uses {
 			if u.eventID != "" && !u.presigned {
-				if err := d.store.Put(ctx, keyCall+u.eventID, []byte(strconv.Quote(p.f.ID)), u.at.Add(d.cfg.Training)); err != nil {
+				if err := d.store.Put(ctx, keyCall+u.eventID, []byte(strconv.Quote(p.key)), u.at.Add(d.cfg.Training)); err != nil {
 					d.dropPending()
 					return nil, fmt.Errorf("%w: put %s: %w", ErrStore, keyCall+u.eventID, err)
 				}

@@ -33,9 +33,13 @@ type API interface {
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
-var _ detect.Store = (*Store)(nil)
+var (
+	_ detect.Store     = (*Store)(nil)
+	_ detect.SwapAller = (*Store)(nil)
+)
 
 // Attribute names of the table. AttrExpires is the TTL attribute the stack enables.
 const (
@@ -229,6 +233,63 @@ func (s *Store) Swap(ctx context.Context, key string, old, value []byte, expires
 		return false, fmt.Errorf("dynamo: swap %s: %w", key, err)
 	}
 	return true, nil
+}
+
+// transactLimit is TransactWriteItems' maximum number of actions a request.
+// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+const transactLimit = 100
+
+// SwapAll implements detect.SwapAller with TransactWriteItems, 100 conditional puts a
+// request. A transaction is all or nothing: when one condition fails, none is written,
+// and the cancellation reasons say which failed. The SDK's idempotency token makes a
+// retried request whose first answer was lost succeed rather than fail on itself.
+func (s *Store) SwapAll(ctx context.Context, swaps []detect.Swap) ([]bool, error) {
+	ok := make([]bool, len(swaps))
+	for start := 0; start < len(swaps); start += transactLimit {
+		chunk := swaps[start:min(start+transactLimit, len(swaps))]
+		items := make([]types.TransactWriteItem, len(chunk))
+		for i, sw := range chunk {
+			s.mu.Lock()
+			it, pending := s.pending[sw.Key]
+			s.mu.Unlock()
+			if pending {
+				if err := s.writeOne(ctx, sw.Key, it); err != nil {
+					return nil, err
+				}
+			}
+			put := &types.Put{
+				TableName:                aws.String(s.table),
+				Item:                     encode(sw.Key, item{value: sw.Value, exp: unix(sw.Expires)}),
+				ExpressionAttributeNames: map[string]string{"#k": AttrKey},
+				ConditionExpression:      aws.String("attribute_not_exists(#k)"),
+			}
+			if sw.Old != nil {
+				put.ExpressionAttributeNames = map[string]string{"#v": AttrValue}
+				put.ConditionExpression = aws.String("#v = :old")
+				put.ExpressionAttributeValues = map[string]types.AttributeValue{":old": &types.AttributeValueMemberB{Value: sw.Old}}
+			}
+			items[i] = types.TransactWriteItem{Put: put}
+		}
+		s.mu.Lock()
+		s.Calls++
+		s.Written += 2 * len(items) // a transactional write costs two write units
+		s.mu.Unlock()
+		_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+		var tce *types.TransactionCanceledException
+		switch {
+		case err == nil:
+			for i := range chunk {
+				ok[start+i] = true
+			}
+		case errors.As(err, &tce):
+			// Nothing of the chunk was written; the caller reads the keys again and
+			// retries. Reasons other than a failed condition (a conflict with another
+			// transaction, throttling) are retried the same way.
+		default:
+			return nil, fmt.Errorf("dynamo: transact %d writes: %w", len(items), err)
+		}
+	}
+	return ok, nil
 }
 
 // writeOne writes a gathered Put at once and forgets it.

@@ -1,0 +1,203 @@
+package replay
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outsider-sec/outsider/pkg/gen"
+)
+
+// The properties of order and delivery, on seeded generated histories, through the same
+// command a team runs: delivered twice, restarted between records, shuffled within the
+// reorder window, and backfilled after the live period, a history gives the findings of
+// one ordered pass — the same findings, counts, addresses and calls.
+
+// outcome is what a finding says, less what depends on when it was printed.
+type outcome struct {
+	ID, Title, Count, Failed, First, Last, Sources, Calls string
+}
+
+// history writes a generated history and returns its lines (time-ordered).
+func history(t *testing.T, seed uint64, records, days int, start time.Time) [][]byte {
+	t.Helper()
+	cfg := gen.Default(records)
+	cfg.Seed, cfg.Thefts, cfg.Functions, cfg.Days, cfg.Start = seed, 6, 6, days, start
+	var buf bytes.Buffer
+	if _, err := gen.Write(cfg, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.SplitAfter(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+}
+
+func writeLines(t *testing.T, lines [][]byte) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "*.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		f.Write(bytes.TrimRight(l, "\n"))
+		f.Write([]byte("\n"))
+	}
+	f.Close()
+	return f.Name()
+}
+
+// replayRuns replays each run (a list of files) in turn into one state, the first from
+// fresh, and returns the final state of every finding printed.
+func replayRuns(t *testing.T, runs ...[]string) map[string]outcome {
+	t.Helper()
+	state := t.TempDir()
+	out := map[string]outcome{}
+	for i, files := range runs {
+		args := []string{"--state", state, "--format", "json", "--progress", "0", "--asn-db", "testdata/GeoLite2-ASN-Test.mmdb"}
+		if i == 0 {
+			args = append(args, "--fresh")
+		}
+		var stdout, stderr bytes.Buffer
+		if code := Main(append(args, files...), nil, &stdout, &stderr); code != ExitOK {
+			t.Fatalf("replay %v: exit %d: %s", files, code, stderr.String())
+		}
+		for _, line := range bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var f struct {
+				Id, Title     string
+				ProductFields map[string]string
+			}
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatalf("not JSON: %s", line)
+			}
+			pf := f.ProductFields
+			sorted := func(s string) string {
+				parts := strings.Split(s, ",")
+				slices.Sort(parts)
+				return strings.Join(parts, ",")
+			}
+			out[f.Id] = outcome{f.Id, f.Title, pf["outsider/Count"], pf["outsider/FailedCount"], pf["outsider/FirstSeen"], pf["outsider/LastSeen"],
+				sorted(pf["outsider/SourceIPs"]), sorted(pf["outsider/ApiCalls"])}
+		}
+	}
+	return out
+}
+
+func sameOutcome(t *testing.T, what string, want, got map[string]outcome) {
+	t.Helper()
+	if len(want) == 0 {
+		t.Fatalf("%s: the reference run raised no finding: the property says nothing", what)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s (-one ordered pass +got):\n%s", what, diff)
+	}
+}
+
+var seeds = []uint64{1, 2, 3}
+
+func TestPropertyDeliveredTwice(t *testing.T) {
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			lines := history(t, seed, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+			in := writeLines(t, lines)
+			want := replayRuns(t, []string{in})
+			sameOutcome(t, "the same files twice in one run", want, replayRuns(t, []string{in, in}))
+			sameOutcome(t, "a second run of the same files", want, replayRuns(t, []string{in}, []string{in}))
+		})
+	}
+}
+
+func TestPropertyRestart(t *testing.T) {
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			lines := history(t, seed, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+			want := replayRuns(t, []string{writeLines(t, lines)})
+			rng := rand.New(rand.NewPCG(seed, 7))
+			// Restarts between random records: each part is a run of its own.
+			cuts := []int{0}
+			for range 6 {
+				cuts = append(cuts, rng.IntN(len(lines)))
+			}
+			cuts = append(cuts, len(lines))
+			slices.Sort(cuts)
+			var runs [][]string
+			for i := 1; i < len(cuts); i++ {
+				runs = append(runs, []string{writeLines(t, lines[cuts[i-1]:cuts[i]])})
+			}
+			sameOutcome(t, fmt.Sprintf("restarted at records %v", cuts[1:len(cuts)-1]), want, replayRuns(t, runs...))
+		})
+	}
+}
+
+func TestPropertyShuffleWithinWindow(t *testing.T) {
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			lines := history(t, seed, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+			want := replayRuns(t, []string{writeLines(t, lines)})
+			// Each record moves by up to 20 minutes of event time, less than the replay's
+			// 30-minute window: the order it reads is any such shuffle.
+			rng := rand.New(rand.NewPCG(seed, 11))
+			type keyed struct {
+				at   time.Time
+				line []byte
+			}
+			ks := make([]keyed, len(lines))
+			for i, l := range lines {
+				var r struct{ EventTime time.Time }
+				if err := json.Unmarshal(l, &r); err != nil {
+					t.Fatal(err)
+				}
+				ks[i] = keyed{r.EventTime.Add(time.Duration(rng.IntN(20*60)) * time.Second), l}
+			}
+			slices.SortStableFunc(ks, func(a, b keyed) int { return a.at.Compare(b.at) })
+			shuffled := make([][]byte, len(ks))
+			for i, k := range ks {
+				shuffled[i] = k.line
+			}
+			sameOutcome(t, "shuffled within the window", want, replayRuns(t, []string{writeLines(t, shuffled)}))
+		})
+	}
+}
+
+func TestPropertyBackfillAfterLive(t *testing.T) {
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			// Two periods 60 days apart, each with its thefts: the later one is the live
+			// period, the earlier one the backfill of older logs.
+			start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+			older := history(t, seed, 5000, 40, start)
+			recent := history(t, seed+100, 5000, 40, start.Add(60*24*time.Hour))
+			o, r := writeLines(t, older), writeLines(t, recent)
+			want := replayRuns(t, []string{o, r})
+			got := replayRuns(t, []string{r}, []string{o})
+			sameOutcome(t, "backfill after the live period", want, got)
+			if again := replayRuns(t, []string{r}, []string{o}, []string{o, r}); !cmp.Equal(want, again) {
+				t.Errorf("and delivered again: %s", cmp.Diff(want, again))
+			}
+		})
+	}
+}
+
+// TestTrailFolderForms: a history written as a CloudTrail folder (accounts and regions in
+// their own folders), as one sorted NDJSON file and as EventBridge envelopes gives the
+// same findings.
+func TestTrailFolderForms(t *testing.T) {
+	lines := history(t, 5, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	var recs [][]byte
+	for _, l := range lines {
+		recs = append(recs, bytes.TrimRight(l, "\n"))
+	}
+	want := replayRuns(t, []string{writeNDJSON(t, recs, t.TempDir())})
+	for _, form := range forms {
+		in := form.write(t, recs, t.TempDir())
+		sameOutcome(t, form.name, want, replayRuns(t, []string{in}))
+	}
+}
