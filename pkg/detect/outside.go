@@ -64,6 +64,12 @@ func (d *Detector) resolve(ctx context.Context, id *cloudtrail.Identity, t time.
 	if s.lambdaRole, err = d.isLambdaRole(ctx, s.account, s.role, t); err != nil {
 		return s, err
 	}
+	if !s.lambdaRole && strings.HasPrefix(s.role, "AWSReservedSSO_") {
+		// An Identity Center session: a person's. Only a SAML provider can assume these
+		// roles, so it is no function's chained token either.
+		// https://docs.aws.amazon.com/singlesignon/latest/userguide/using-service-linked-roles.html
+		return s, nil
+	}
 	is, err := d.issuedAt(ctx, s.key, t)
 	if err != nil {
 		return s, err

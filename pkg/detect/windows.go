@@ -333,7 +333,13 @@ func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) err
 func (d *Detector) Flush(ctx context.Context) ([]Change, error) {
 	defer func() {
 		clear(d.windows)
-		clear(d.issuedMemo)
+		// Who issued a key never changes once known; that a key is unknown may change
+		// (another worker saw its AssumeRole), so those answers are asked again.
+		for k, is := range d.issuedMemo {
+			if is == nil {
+				delete(d.issuedMemo, k)
+			}
+		}
 	}()
 	if err := d.flushFacts(ctx); err != nil {
 		d.dropPending()
