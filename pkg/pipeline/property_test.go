@@ -1,0 +1,191 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/dynamo"
+	"github.com/outsider-sec/outsider/pkg/gen"
+)
+
+// The properties of order and delivery through the Lambda's path (SQS batches, the
+// handler, DynamoDB in moto, Security Hub, SNS), on seeded generated histories.
+
+// lambdaHistory is a generated history with thefts, as EventBridge envelopes.
+func lambdaHistory(t *testing.T, seed uint64) [][]byte {
+	t.Helper()
+	cfg := gen.Default(2500)
+	cfg.Seed, cfg.Thefts, cfg.Functions, cfg.Accounts, cfg.Days = seed, 5, 4, 2, 40
+	var buf bytes.Buffer
+	if _, err := gen.Write(cfg, &buf); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		env, err := gen.Envelope(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, env)
+	}
+	return out
+}
+
+// outcomes is every finding in Security Hub: what it counts, where from, which calls.
+func (e *env) outcomes(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, f := range e.findings(t) {
+		pf := f.ProductFields
+		out[*f.Id] = fmt.Sprintf("%s count=%s failed=%s first=%s last=%s from=%s calls=%s", *f.Title, pf["outsider/Count"], pf["outsider/FailedCount"],
+			pf["outsider/FirstSeen"], pf["outsider/LastSeen"], pf["outsider/SourceIPs"], pf["outsider/ApiCalls"])
+	}
+	return out
+}
+
+// stored reads every finding the table holds.
+func (e *env) stored(t *testing.T) []detect.Finding {
+	t.Helper()
+	db := dynamodb.NewFromConfig(e.clean)
+	var out []detect.Finding
+	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(e.table)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			k, _ := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS)
+			v, _ := it[dynamo.AttrValue].(*ddbtypes.AttributeValueMemberB)
+			if k == nil || v == nil || !strings.HasPrefix(k.Value, "find#") {
+				continue
+			}
+			var f detect.Finding
+			if err := json.Unmarshal(v.Value, &f); err != nil {
+				t.Fatalf("%s: %v", k.Value, err)
+			}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// checkInvariants: every call in exactly one finding, every finding's calls inside its
+// window, one email per finding.
+func checkInvariants(t *testing.T, e *env, emails []string) {
+	t.Helper()
+	seen := map[string]string{}
+	fs := e.stored(t)
+	if len(fs) == 0 {
+		t.Fatal("no finding: the property says nothing")
+	}
+	for _, f := range fs {
+		if f.Count != len(f.EventIDs) {
+			t.Errorf("%s counts %d calls but holds %d", f.ID, f.Count, len(f.EventIDs))
+		}
+		for _, id := range f.EventIDs {
+			if other, ok := seen[id]; ok {
+				t.Errorf("a call is in two findings: %s and %s", other, f.ID)
+			}
+			seen[id] = f.ID
+		}
+		end := f.WindowStart.Add(detect.Default().Dedup)
+		if f.FirstSeen.Before(f.WindowStart) || !f.LastSeen.Before(end) {
+			t.Errorf("%s: calls from %s to %s, outside its window [%s, %s)", f.ID, f.FirstSeen, f.LastSeen, f.WindowStart, end)
+		}
+	}
+	if len(emails) != len(fs) {
+		t.Errorf("%d emails for %d findings: %q", len(emails), len(fs), emails)
+	}
+}
+
+func TestLambdaProperties(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			lines := lambdaHistory(t, seed)
+			bs := batches(lines, 100)
+
+			// The reference: one container, batches in order.
+			ref := setup(t)
+			h, _ := ref.handler(t, nil)
+			if n := deliver(t, h, bs); n != 0 {
+				t.Fatalf("%d failed deliveries", n)
+			}
+			want, wantEmails := ref.outcomes(t), ref.emails(t)
+			if len(want) == 0 {
+				t.Fatal("the history raised no finding")
+			}
+			checkInvariants(t, ref, wantEmails)
+
+			t.Run("redelivered to a fresh container", func(t *testing.T) {
+				h2, _ := ref.handler(t, nil)
+				deliver(t, h2, batches(lines, 77))
+				if diff := cmp.Diff(want, ref.outcomes(t)); diff != "" {
+					t.Errorf("findings changed (-once +twice):\n%s", diff)
+				}
+				if emails := ref.emails(t); len(emails) != 0 {
+					t.Errorf("redelivery sent %q", emails)
+				}
+			})
+
+			t.Run("a new container for every batch", func(t *testing.T) {
+				e := setup(t)
+				for _, b := range bs {
+					h, _ := e.handler(t, nil)
+					deliver(t, h, []events.SQSEvent{b})
+				}
+				if diff := cmp.Diff(want, e.outcomes(t)); diff != "" {
+					t.Errorf("findings (-one container +restarts):\n%s", diff)
+				}
+				if diff := cmp.Diff(wantEmails, e.emails(t)); diff != "" {
+					t.Errorf("emails (-one container +restarts):\n%s", diff)
+				}
+			})
+
+			t.Run("shuffled across concurrent workers", func(t *testing.T) {
+				e := setup(t)
+				shuffled := slices.Clone(bs)
+				rng := rand.New(rand.NewPCG(seed, 3))
+				// Batches in any order within a day's reach (as SQS and retries give
+				// them), taken by three containers at once.
+				for i := range shuffled {
+					j := min(len(shuffled)-1, i+rng.IntN(4))
+					shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
+				}
+				var wg sync.WaitGroup
+				work := make(chan events.SQSEvent)
+				for range 3 {
+					h, _ := e.handler(t, nil)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for b := range work {
+							deliver(t, h, []events.SQSEvent{b})
+						}
+					}()
+				}
+				for _, b := range shuffled {
+					work <- b
+				}
+				close(work)
+				wg.Wait()
+				checkInvariants(t, e, e.emails(t))
+			})
+		})
+	}
+}
+
