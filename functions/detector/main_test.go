@@ -23,6 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/mototest"
@@ -69,27 +72,32 @@ var (
 // keeps what the function answers.
 // https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html
 type runtimeAPI struct {
-	payload []byte
-	mu      sync.Mutex
-	served  bool
-	answer  chan string // "response: BODY" or "error: BODY"
+	payload  []byte   // one invocation, or
+	payloads [][]byte // several, in turn
+	mu       sync.Mutex
+	served   int
+	answer   chan string // "response: BODY" or "error: BODY"
 }
 
 func (f *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/2018-06-01/runtime/invocation/next":
 		f.mu.Lock()
-		served := f.served
-		f.served = true
+		payloads := f.payloads
+		if payloads == nil {
+			payloads = [][]byte{f.payload}
+		}
+		n := f.served
+		f.served++
 		f.mu.Unlock()
-		if served {
-			<-r.Context().Done() // no second invocation: wait to be stopped
+		if n >= len(payloads) {
+			<-r.Context().Done() // no more invocations: wait to be stopped
 			return
 		}
-		w.Header().Set("Lambda-Runtime-Aws-Request-Id", "req-1")
+		w.Header().Set("Lambda-Runtime-Aws-Request-Id", fmt.Sprintf("req-%d", n+1))
 		w.Header().Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(time.Now().Add(5*time.Minute).UnixMilli()))
 		w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:outsider-detector")
-		w.Write(f.payload)
+		w.Write(payloads[n])
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/response"):
 		b, _ := io.ReadAll(r.Body)
 		w.WriteHeader(http.StatusAccepted)
@@ -203,6 +211,155 @@ func runBootstrap(t *testing.T, account string, env []string) []string {
 		t.Errorf("no summary line in the logs:\n%s", logs.String())
 	}
 	return titles
+}
+
+// TestBootstrapOrderAndDelivery runs the deploy artifact on the demo's batches delivered
+// twice (nothing changes: the same findings, counts and no second email), and, in a second
+// container over a fresh table, with one theft's calls held back and delivered last, as a
+// dead-letter redrive would: that theft still gets its own finding, at its own time.
+func TestBootstrapOrderAndDelivery(t *testing.T) {
+	lines, err := os.ReadFile("../../events/demo/history.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := bytes.Split(bytes.TrimSpace(lines), []byte("\n"))
+	batchesOf := func(ls [][]byte, size int, prefix string) [][]byte {
+		var out [][]byte
+		for i := 0; i < len(ls); i += size {
+			var b events.SQSEvent
+			for j := i; j < min(i+size, len(ls)); j++ {
+				b.Records = append(b.Records, events.SQSMessage{MessageId: fmt.Sprintf("%s-%d", prefix, j), Body: string(ls[j]), EventSource: "aws:sqs"})
+			}
+			p, _ := json.Marshal(b)
+			out = append(out, p)
+		}
+		return out
+	}
+
+	once := batchesOf(all, 50, "m")
+	twice := append(slices.Clone(once), batchesOf(all, 50, "m")...)
+	first := invokeBootstrap(t, "210000000003", once)
+	again := invokeBootstrap(t, "210000000004", twice)
+	if diff := cmp.Diff(first.findings, again.findings); diff != "" {
+		t.Errorf("delivered twice, findings changed (-once +twice):\n%s", diff)
+	}
+	if first.emails != len(first.findings) || again.emails != first.emails {
+		t.Errorf("emails: %d once, %d twice, for %d findings", first.emails, again.emails, len(first.findings))
+	}
+
+	// The day-16 theft (three aws-cli calls at 2026-05-20T14:0x) arrives after everything.
+	var theft, rest [][]byte
+	for _, l := range all {
+		if bytes.Contains(l, []byte("aws-cli")) && bytes.Contains(l, []byte(`"time":"2026-05-20T14:0`)) {
+			theft = append(theft, l)
+		} else {
+			rest = append(rest, l)
+		}
+	}
+	if len(theft) != 3 {
+		t.Fatalf("found %d calls of the day-16 theft, want 3", len(theft))
+	}
+	late := invokeBootstrap(t, "210000000005", append(batchesOf(rest, 50, "m"), batchesOf(theft, 50, "late")...))
+	own := ""
+	for id, f := range late.findings {
+		if strings.HasSuffix(id, "/20260520T140000Z") && strings.HasPrefix(f, "Remote command line usage of AWS Lambda's token count=3 ") {
+			own = id
+		}
+	}
+	if own == "" {
+		t.Errorf("the late theft has no finding of its own at its time: %v", late.findings)
+	}
+	if late.emails != len(late.findings) {
+		t.Errorf("%d emails for %d findings", late.emails, len(late.findings))
+	}
+}
+
+type bootstrapRun struct {
+	findings map[string]string // id -> title, count, addresses, calls
+	emails   int
+}
+
+// invokeBootstrap runs one container of the deploy artifact over a fresh table, hands it
+// the payloads one invocation at a time, and returns what reached Security Hub and SNS.
+func invokeBootstrap(t *testing.T, account string, payloads [][]byte) bootstrapRun {
+	t.Helper()
+	endpoint := mototest.Endpoint(t)
+	bin := build(t)
+	cfg := mototest.Config(t, nil)
+	table := mototest.Table(t, cfg)
+	ctx := context.Background()
+	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("bootstrap-" + account)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := sqs.NewFromConfig(cfg)
+	queue, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("inbox-" + account)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qa, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: queue.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sns.NewFromConfig(cfg).Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(qa.Attributes["QueueArn"])}); err != nil {
+		t.Fatal(err)
+	}
+	securityhub.NewFromConfig(cfg).EnableSecurityHub(ctx, &securityhub.EnableSecurityHubInput{})
+
+	api := &runtimeAPI{payloads: payloads, answer: make(chan string, len(payloads))}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(srv.URL, "http://"),
+		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
+		config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
+	}
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for range payloads {
+		select {
+		case answer := <-api.answer:
+			if answer != `response: {"batchItemFailures":null}` && answer != `response: {"batchItemFailures":[]}` {
+				t.Fatalf("answer %s\nlogs:\n%s", answer, logs.String())
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("no answer from the function; its output:\n%s", logs.String())
+		}
+	}
+	run := bootstrapRun{findings: map[string]string{}}
+	p := securityhub.NewGetFindingsPaginator(securityhub.NewFromConfig(cfg), &securityhub.GetFindingsInput{})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range page.Findings {
+			if *f.AwsAccountId == account {
+				pf := f.ProductFields
+				run.findings[*f.Id] = fmt.Sprintf("%s count=%s from=%s calls=%s", *f.Title, pf["outsider/Count"], pf["outsider/SourceIPs"], pf["outsider/ApiCalls"])
+			}
+		}
+	}
+	for {
+		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			run.emails++
+			q.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle})
+		}
+	}
+	return run
 }
 
 // TestBootstrapBadConfig: a bad setting stops the cold start, naming the setting.
