@@ -23,6 +23,7 @@ const (
 	ctxASNSources     = "asnSources"        // URLs of keyless ASN tables the refresher converts daily (into asnDb, or the stack's bucket)
 	ctxBatchSize      = "batchSize"         // SQS records per invocation
 	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (beyond the card)
+	ctxPresigned      = "presignedFindings" // "true": presigned-URL uses from outside are findings of their own
 	ctxInvAccounts    = "inventoryAccounts" // member accounts whose functions are listed hourly (the security account always is)
 	ctxInvRegions     = "inventoryRegions"  // in these regions (default: the stack's)
 )
@@ -41,6 +42,7 @@ type Settings struct {
 	ASNSources     string
 	BatchSize      int
 	CrossRegion    string
+	Presigned      string
 
 	InventoryAccounts []string
 	InventoryRegions  string
@@ -58,7 +60,7 @@ func readSettings(get func(string) string) (Settings, error) {
 		Email: get(ctxEmail), TrustedCIDRs: get(ctxTrustedCIDRs), Activation: orDefault(get(ctxActivation), "14d"),
 		Training: orDefault(get(ctxTraining), "30d"), Dedup: orDefault(get(ctxDedup), "7d"), Severity: get(ctxSeverity),
 		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500, CrossRegion: get(ctxCrossRegion),
-		ASNSources: get(ctxASNSources),
+		ASNSources: get(ctxASNSources), Presigned: get(ctxPresigned),
 	}
 	var errs []error
 	if s.Email != "" && !emailRE.MatchString(s.Email) {
@@ -98,7 +100,7 @@ func readSettings(get func(string) string) (Settings, error) {
 			config.EnvTable: "t", config.EnvSecurityAccount: "111111111111", config.EnvRegion: "us-east-1",
 			config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
 			config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB,
-			config.EnvCrossRegion: s.CrossRegion,
+			config.EnvCrossRegion: s.CrossRegion, config.EnvPresigned: s.Presigned,
 		}[k]
 	}); err != nil {
 		errs = append(errs, err)
@@ -119,7 +121,7 @@ func (s Settings) env(table, topic, account string) map[string]*string {
 		config.EnvTable: table, config.EnvTopicARN: topic, config.EnvSecurityAccount: account,
 		config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
 	}
-	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB, config.EnvCrossRegion: s.CrossRegion} {
+	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB, config.EnvCrossRegion: s.CrossRegion, config.EnvPresigned: s.Presigned} {
 		if v != "" {
 			m[k] = v
 		}

@@ -15,18 +15,19 @@ import (
 
 // Environment variables of the detector Lambda.
 const (
-	EnvTable           = "OUTSIDER_TABLE"            // DynamoDB table of the state (required)
-	EnvTopicARN        = "OUTSIDER_TOPIC_ARN"        // SNS topic for new findings (optional: no email)
-	EnvSecurityAccount = "OUTSIDER_SECURITY_ACCOUNT" // account importing the findings (required)
-	EnvRegion          = "AWS_REGION"                // set by Lambda: the Security Hub region
-	EnvActivation      = "OUTSIDER_ACTIVATION"       // e.g. 14d
-	EnvTraining        = "OUTSIDER_TRAINING"         // e.g. 30d
-	EnvDedup           = "OUTSIDER_DEDUP"            // e.g. 7d
-	EnvSeverity        = "OUTSIDER_SEVERITY"         // e.g. cli=CRITICAL,remote=LOW
-	EnvTrustedCIDRs    = "OUTSIDER_TRUSTED_CIDRS"    // comma-separated CIDRs
-	EnvASNDB           = "OUTSIDER_ASN_DB"           // s3://bucket/key of a MaxMind-format ASN database (optional)
-	EnvIPRanges        = "OUTSIDER_IP_RANGES"        // s3://bucket/key of a newer ip-ranges.json (optional)
-	EnvCrossRegion     = "OUTSIDER_CROSS_REGION"     // "true": raise the cross-region title (off by default)
+	EnvTable           = "OUTSIDER_TABLE"              // DynamoDB table of the state (required)
+	EnvTopicARN        = "OUTSIDER_TOPIC_ARN"          // SNS topic for new findings (optional: no email)
+	EnvSecurityAccount = "OUTSIDER_SECURITY_ACCOUNT"   // account importing the findings (required)
+	EnvRegion          = "AWS_REGION"                  // set by Lambda: the Security Hub region
+	EnvActivation      = "OUTSIDER_ACTIVATION"         // e.g. 14d
+	EnvTraining        = "OUTSIDER_TRAINING"           // e.g. 30d
+	EnvDedup           = "OUTSIDER_DEDUP"              // e.g. 7d
+	EnvSeverity        = "OUTSIDER_SEVERITY"           // e.g. cli=CRITICAL,remote=LOW
+	EnvTrustedCIDRs    = "OUTSIDER_TRUSTED_CIDRS"      // comma-separated CIDRs
+	EnvASNDB           = "OUTSIDER_ASN_DB"             // s3://bucket/key of a MaxMind-format ASN database (optional)
+	EnvIPRanges        = "OUTSIDER_IP_RANGES"          // s3://bucket/key of a newer ip-ranges.json (optional)
+	EnvCrossRegion     = "OUTSIDER_CROSS_REGION"       // "true": raise the cross-region title (off by default)
+	EnvPresigned       = "OUTSIDER_PRESIGNED_FINDINGS" // "true": presigned-URL uses from outside are findings of their own (off by default)
 )
 
 // Environment variables of the refresher Lambda.
@@ -174,12 +175,17 @@ func Load(getenv func(string) string) (Config, error) {
 			*p.dst = loc
 		}
 	}
-	switch v := getenv(EnvCrossRegion); v {
-	case "", "false":
-	case "true":
-		c.Detect.CrossRegion = true
-	default:
-		fail(EnvCrossRegion, fmt.Errorf("%q is not true or false", v))
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{EnvCrossRegion, &c.Detect.CrossRegion}, {EnvPresigned, &c.Detect.PresignedFindings}} {
+		switch v := getenv(b.name); v {
+		case "", "false":
+		case "true":
+			*b.dst = true
+		default:
+			fail(b.name, fmt.Errorf("%q is not true or false", v))
+		}
 	}
 	for _, p := range []struct {
 		name string

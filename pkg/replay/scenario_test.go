@@ -260,3 +260,16 @@ func writeLogFiles(t *testing.T, records [][]byte, dir string) string {
 	}
 	return dir
 }
+
+// TestPresignedFindingsSetting: with --presigned-findings, the presigned-URL uses of the
+// presigned-and-endpoint history become findings of their own; without it, only the theft.
+func TestPresignedFindingsSetting(t *testing.T) {
+	dir := "testdata/scenarios/presigned-and-endpoint"
+	in := filepath.Join(dir, "records.ndjson")
+	off, on := map[string]want{}, map[string]want{}
+	replayFindings(t, dir, nil, t.TempDir(), true, []string{in}, off)
+	replayFindings(t, dir, []string{"--presigned-findings"}, t.TempDir(), true, []string{in}, on)
+	if len(off) != 1 || len(on) <= len(off) {
+		t.Errorf("findings: %d without the setting (want 1), %d with it (want more)", len(off), len(on))
+	}
+}
