@@ -1,5 +1,5 @@
 // Package asff turns a detector finding into an AWS Security Finding Format finding for
-// Security Hub (DESIGN §6), with the SDK's own types, and renders it as JSON.
+// Security Hub, with the SDK's own types, and renders it as JSON.
 // https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-findings-format.html
 package asff
 

@@ -1,10 +1,3 @@
-// Package detect decides whether a CloudTrail record is a Lambda function's token used from
-// outside AWS, and keeps what that decision needs to know: Lambda roles and functions, keys
-// issued by Lambda and seen inside AWS, the ASNs an account's people use, when each account
-// was first observed, and the findings with their deduplication windows. It is DESIGN §2–§5.
-//
-// It never imports the AWS SDK: state goes through the Store interface declared here, and the
-// IP and ASN lookups through two small interfaces. Time is always the record's eventTime.
 package detect
 
 import (
@@ -16,7 +9,7 @@ import (
 	"time"
 )
 
-// Title is the title of a finding: one per variation of the alert (DESIGN §4).
+// Title is the title of a finding: one per variation of the alert.
 type Title string
 
 // The five titles, in the order they are tried: a call gets the first whose condition holds.
@@ -81,7 +74,7 @@ type Config struct {
 	PresignedFindings bool
 }
 
-// Default returns the settings of DESIGN §4–§5.
+// Default returns the default periods, severities and bounds.
 func Default() Config {
 	return Config{
 		Activation: 14 * 24 * time.Hour,

@@ -119,7 +119,7 @@ func (d *Detector) loadInventory(ctx context.Context, account string) error {
 	return nil
 }
 
-// SetInventory replaces the inventory (DESIGN §2, source 4).
+// SetInventory replaces the inventory (the fourth source of what a function is).
 func (d *Detector) SetInventory(fns []InventoryFunction) {
 	d.inv = inventory{}
 	d.addInventory(fns)

@@ -1,6 +1,6 @@
 // Package inventory lists each account's Lambda functions and their roles (ListFunctions,
 // through the member account's read-only role) and keeps the list in the detector's store,
-// where the detector reads it: the fourth source of DESIGN §2, and the answer to "is the
+// where the detector reads it: the fourth source of what a function is (see pkg/detect), and the answer to "is the
 // role attached to the function?".
 package inventory
 
