@@ -26,6 +26,10 @@ type Config struct {
 	Accounts  int
 	Functions int // per account
 	Thefts    int // stolen function keys, used from outside after activation
+	// FreshKeyThefts: each theft follows a cold start within minutes (Lambda issues the key,
+	// the function uses it from inside, then the thief): the case where late learning
+	// events matter most.
+	FreshKeyThefts bool
 }
 
 // Default is a month of three accounts with 40 functions each and three thefts.
@@ -125,8 +129,20 @@ func Write(cfg Config, out io.Writer) (Summary, error) {
 		for len(thefts) > 0 && !t.Before(thefts[0].at) {
 			th := thefts[0]
 			thefts = thefts[1:]
-			if th.fn.key == "" {
+			if th.fn.key == "" && !cfg.FreshKeyThefts {
 				continue
+			}
+			if cfg.FreshKeyThefts {
+				fn := th.fn
+				fn.key, fn.keyAt = g.key(), t
+				g.assumeRole(t, fn)
+				s.LambdaIssued++
+				t = t.Add(30 * time.Second)
+				c := insideCalls[g.rng.IntN(len(insideCalls))]
+				g.record(t, fn.account, fn.region, c[0], c[1], g.session(fn.account, fn.role, fn.name, fn.key), g.awsIP(fn.region), fn.ua, c[2], "", "")
+				s.LambdaInside++
+				t = t.Add(time.Duration(60+g.rng.IntN(240)) * time.Second)
+				s.Records += 2
 			}
 			ip := attackerNet[s.Thefts%len(attackerNet)] + strconv.Itoa(10+g.rng.IntN(200))
 			for _, c := range [][2]string{{"sts.amazonaws.com", "GetCallerIdentity"}, {"s3.amazonaws.com", "ListBuckets"}, {"iam.amazonaws.com", "ListRoles"}} {
