@@ -188,4 +188,3 @@ func TestLambdaProperties(t *testing.T) {
 		})
 	}
 }
-
