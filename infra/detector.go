@@ -109,6 +109,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		}))
 	}
 	pattern := &awsevents.EventPattern{
+		Source:     awsevents.Match_Prefix(jsii.String("aws.")),
 		DetailType: jsii.Strings("AWS API Call via CloudTrail"),
 		Detail:     ptr(eventPattern()["detail"].(map[string]any)),
 	}

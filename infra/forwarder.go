@@ -42,6 +42,7 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 	target := awsevents.EventBus_FromEventBusArn(stack, jsii.String("CentralBus"), central.ValueAsString())
 	rule := awsevents.NewRule(stack, jsii.String("Forward"), &awsevents.RuleProps{
 		EventPattern: &awsevents.EventPattern{
+			Source:     awsevents.Match_Prefix(jsii.String("aws.")),
 			DetailType: jsii.Strings("AWS API Call via CloudTrail"),
 			Detail:     ptr(eventPattern()["detail"].(map[string]any)),
 		},

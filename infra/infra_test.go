@@ -498,7 +498,22 @@ func TestPatternOnEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A forged event: a real record's detail, put by someone else with another source.
+	forged, _ := os.ReadFile("../events/outside-function-token-aws-cli.json")
+	var fe struct {
+		Detail json.RawMessage `json:"detail"`
+	}
+	if err := json.Unmarshal(forged, &fe); err != nil || len(fe.Detail) == 0 {
+		t.Fatalf("events/outside-function-token-aws-cli.json: %v", err)
+	}
+	if _, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+		EventBusName: aws.String(bus), Source: aws.String("custom.attacker"), DetailType: aws.String("AWS API Call via CloudTrail"),
+		Detail: aws.String(strings.Replace(string(fe.Detail), `"eventID": "`, `"eventID": "forged-`, 1)),
+	}}}); err != nil {
+		t.Fatal(err)
+	}
 	arrived := map[string]bool{}
+	forgedArrived := false
 	for {
 		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10})
 		if err != nil {
@@ -511,6 +526,7 @@ func TestPatternOnEvents(t *testing.T) {
 			var ev struct{ Detail struct{ EventID string } }
 			json.Unmarshal([]byte(*m.Body), &ev)
 			arrived[byID[ev.Detail.EventID]] = true
+			forgedArrived = forgedArrived || strings.HasPrefix(ev.Detail.EventID, "forged-")
 			q.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle})
 		}
 	}
@@ -522,5 +538,8 @@ func TestPatternOnEvents(t *testing.T) {
 		if want := !dropped[name]; arrived[name] != want {
 			t.Errorf("%s: routed = %v, want %v", name, arrived[name], want)
 		}
+	}
+	if forgedArrived {
+		t.Error("an event with source custom.attacker was routed to the detector")
 	}
 }

@@ -15,6 +15,10 @@ package main
 // https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html
 func eventPattern() map[string]any {
 	return map[string]any{
+		// Only AWS's own events: any principal of the organisation may put events on the
+		// central bus, but "aws." sources are reserved for AWS services.
+		// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
+		"source":      []any{map[string]any{"prefix": "aws."}},
 		"detail-type": []any{"AWS API Call via CloudTrail"},
 		"detail": map[string]any{
 			"$or": []any{

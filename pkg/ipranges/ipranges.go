@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/gaissmai/bart"
 )
@@ -54,6 +55,34 @@ type file struct {
 
 // ErrEmpty means a file parsed but listed no prefixes: never a real publication.
 var ErrEmpty = errors.New("ipranges: no prefixes")
+
+// ErrImplausible means a file does not look like AWS's: it would make the detector
+// blind (a prefix covering much of the internet) or outlive every real publication (a
+// syncToken in the future). Such a file is refused, and the ranges in use stay.
+var ErrImplausible = errors.New("ipranges: not a file AWS would publish")
+
+// The widest prefixes a file may hold. AWS's widest were /12 (IPv4) and /32 (IPv6) in
+// 2018 and /11 and /32 in 2026 (the snapshots under testdata); the bounds leave a margin
+// of three and eight bits.
+const (
+	minBits4 = 8
+	minBits6 = 24
+)
+
+// Plausible reports whether r looks like a file AWS publishes at now: no prefix wider than
+// the bounds (0.0.0.0/0 and ::/0 included), and a syncToken (its publication time) no more
+// than a day ahead of now.
+func (r *Ranges) Plausible(now time.Time) error {
+	if r.SyncToken > now.Add(24*time.Hour).Unix() {
+		return fmt.Errorf("%w: syncToken %d is in the future (%s)", ErrImplausible, r.SyncToken, time.Unix(r.SyncToken, 0).UTC().Format(time.RFC3339))
+	}
+	for p := range r.table.All() {
+		if p.Addr().Is4() && p.Bits() < minBits4 || p.Addr().Is6() && p.Bits() < minBits6 {
+			return fmt.Errorf("%w: prefix %s is wider than any AWS publishes", ErrImplausible, p)
+		}
+	}
+	return nil
+}
 
 // Parse reads an ip-ranges.json (either schema: with or without network_border_group).
 // The same CIDR listed under several services is stored once with all its services.

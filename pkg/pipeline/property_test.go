@@ -188,3 +188,52 @@ func TestLambdaProperties(t *testing.T) {
 		})
 	}
 }
+
+// TestForgedEventsChangeNothing: events any principal of the organisation could put on the
+// bus — a source that is not AWS's, or an envelope account other than the record's — are
+// counted as forged and never learned from: the state and the findings stay as they were.
+func TestForgedEventsChangeNothing(t *testing.T) {
+	e := setup(t)
+	h, _ := e.handler(t, nil)
+	lines := demo(t)
+	deliver(t, h, batches(lines, 50))
+	want, items := e.outcomes(t), len(e.stored(t))
+	e.emails(t)
+
+	var forged [][]byte
+	for i, l := range lines {
+		var env map[string]any
+		if err := json.Unmarshal(l, &env); err != nil {
+			t.Fatal(err)
+		}
+		detail := env["detail"].(map[string]any)
+		detail["eventID"] = fmt.Sprintf("forged-%d", i)
+		if i%2 == 0 {
+			env["source"] = "custom.attacker"
+		} else {
+			env["account"] = "999999999999"
+		}
+		b, _ := json.Marshal(env)
+		forged = append(forged, b)
+	}
+	var logs bytes.Buffer
+	h2, _ := e.handler(t, &logs)
+	if n := deliver(t, h2, batches(forged, 50)); n != 0 {
+		t.Errorf("%d forged messages failed: they must be counted and dropped, not retried", n)
+	}
+	if diff := cmp.Diff(want, e.outcomes(t)); diff != "" {
+		t.Errorf("forged events changed the findings:\n%s", diff)
+	}
+	if got := len(e.stored(t)); got != items {
+		t.Errorf("%d findings stored after forged events, %d before", got, items)
+	}
+	if emails := e.emails(t); len(emails) != 0 {
+		t.Errorf("forged events sent %q", emails)
+	}
+	if !strings.Contains(logs.String(), `"reason":"forged"`) {
+		t.Errorf("forged events not logged as forged:\n%.1000s", logs.String())
+	}
+	if strings.Contains(logs.String(), "forged-1") {
+		t.Error("a forged event's content reached the logs")
+	}
+}

@@ -76,6 +76,7 @@ type Refresher struct {
 	S3     S3
 	Bucket string
 	Key    string
+	Now    func() time.Time // the wall clock; nil: time.Now
 }
 
 // Result says what a run did.
@@ -108,6 +109,13 @@ func (r *Refresher) Run(ctx context.Context, n *Notice) (Result, error) {
 	}
 	ranges, err := ipranges.Parse(body)
 	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	if err := ranges.Plausible(now()); err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	v4, v6 := ranges.Len()
@@ -241,6 +249,11 @@ func (w *Watcher) Check(ctx context.Context) error {
 		return fmt.Errorf("refresh: s3://%s/%s: %w", w.Bucket, w.Key, err)
 	}
 	r, err := ipranges.Parse(body)
+	if err == nil {
+		// The bucket is written by the refresher only; a file that does not look like
+		// AWS's is refused all the same, and the ranges in use stay.
+		err = r.Plausible(now())
+	}
 	if err != nil {
 		return fmt.Errorf("refresh: s3://%s/%s: %w", w.Bucket, w.Key, err)
 	}

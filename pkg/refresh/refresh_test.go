@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +76,8 @@ func TestRefreshAndReload(t *testing.T) {
 	srv := &server{}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	r := &Refresher{HTTP: hs.Client(), URL: hs.URL, S3: client, Bucket: bucket, Key: "ip-ranges.json"}
+	r := &Refresher{HTTP: hs.Client(), URL: hs.URL, S3: client, Bucket: bucket, Key: "ip-ranges.json",
+		Now: func() time.Time { return time.Date(2026, 8, 22, 16, 0, 0, 0, time.UTC) }}
 
 	// The detector starts on the 11:57 publication (as if that were its embedded snapshot).
 	old, err := ipranges.Parse(before)
@@ -114,11 +116,14 @@ func TestRefreshAndReload(t *testing.T) {
 		body   []byte
 		notice *Notice
 	}{
-		"truncated":    {after[:len(after)/2], nil},
-		"md5 mismatch": {after, &Notice{MD5: "0123456789abcdef0123456789abcdef"}},
-		"collapsed":    {[]byte(`{"syncToken":"1787500000","createDate":"2026-08-23-00-00-00","prefixes":[{"ip_prefix":"3.4.12.4/32","region":"eu-west-1","service":"AMAZON"}],"ipv6_prefixes":[]}`), nil},
-		"stale at url": {after, &Notice{SyncToken: "1787500000"}},
-		"html error":   {[]byte("<html>503</html>"), nil},
+		"truncated":                 {after[:len(after)/2], nil},
+		"md5 mismatch":              {after, &Notice{MD5: "0123456789abcdef0123456789abcdef"}},
+		"collapsed":                 {[]byte(`{"syncToken":"1787500000","createDate":"2026-08-23-00-00-00","prefixes":[{"ip_prefix":"3.4.12.4/32","region":"eu-west-1","service":"AMAZON"}],"ipv6_prefixes":[]}`), nil},
+		"stale at url":              {after, &Notice{SyncToken: "1787500000"}},
+		"html error":                {[]byte("<html>503</html>"), nil},
+		"covers the internet":       {tampered(after, "1787500000", `{"ip_prefix":"0.0.0.0/0","region":"GLOBAL","service":"AMAZON"},`, `{"ipv6_prefix":"::/0","region":"GLOBAL","service":"AMAZON"},`), nil},
+		"a prefix wider than AWS's": {tampered(after, "1787500000", `{"ip_prefix":"64.0.0.0/3","region":"us-east-1","service":"EC2"},`, ""), nil},
+		"syncToken in the future":   {tampered(after, "9223372036854775807", "", ""), nil},
 	} {
 		srv.set(tc.body)
 		res, err := r.Run(ctx, tc.notice)
@@ -133,6 +138,26 @@ func TestRefreshAndReload(t *testing.T) {
 	if err := w.Check(ctx); err != nil || !current.Contains(added) || current.Load().SyncToken != 1787411825 {
 		t.Errorf("the ranges in use changed: %v, token %d", err, current.Load().SyncToken)
 	}
+	// Someone other than the refresher writes a blinding file into the bucket: the
+	// detector refuses it and keeps the ranges it has.
+	blind := tampered(after, "9223372036854775807", `{"ip_prefix":"0.0.0.0/0","region":"GLOBAL","service":"AMAZON"},`, `{"ipv6_prefix":"::/0","region":"GLOBAL","service":"AMAZON"},`)
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("ip-ranges.json"), Body: bytes.NewReader(blind)}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Hour)
+	attacker := netip.MustParseAddr("27.192.8.10")
+	if err := w.Check(ctx); !errors.Is(err, ipranges.ErrImplausible) || current.Contains(attacker) || current.Load().SyncToken != 1787411825 {
+		t.Errorf("a tampered file was loaded: %v, token %d", err, current.Load().SyncToken)
+	}
+}
+
+// tampered rewrites an ip-ranges.json: its syncToken, and prefixes added at the head of
+// each list.
+func tampered(b []byte, token, v4, v6 string) []byte {
+	s := strings.Replace(string(b), `"syncToken": "1787411825"`, `"syncToken": "`+token+`"`, 1)
+	s = strings.Replace(s, `"prefixes": [`, `"prefixes": [`+v4, 1)
+	s = strings.Replace(s, `"ipv6_prefixes": [`, `"ipv6_prefixes": [`+v6, 1)
+	return []byte(s)
 }
 
 func TestParseNotice(t *testing.T) {

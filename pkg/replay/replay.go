@@ -216,6 +216,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 			return ExitUsage, fmt.Errorf("--ip-ranges: %w", err)
 		}
 		r, err := ipranges.Parse(b)
+		if err == nil {
+			err = r.Plausible(time.Now())
+		}
 		if err != nil {
 			return ExitUsage, fmt.Errorf("--ip-ranges %s: %w", o.IPRanges, err)
 		}
