@@ -244,6 +244,9 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where
 		return changed
 	})
 	e := d.facts[key]
+	if e == nil {
+		return nil // a key no real record carries: not kept
+	}
 	if isNew && sess != "" && !strings.HasPrefix(sess, "awslambda_") {
 		// A key Lambda issued, used from inside under a session name: that name is the
 		// function's, and the issuing AssumeRole's region is its region. Asked once per
@@ -323,6 +326,9 @@ func (d *Detector) getJSON(ctx context.Context, key string, t time.Time, v any) 
 }
 
 func (d *Detector) putJSON(ctx context.Context, key string, v any, expires time.Time) error {
+	if len(key) > 2*maxFactKey {
+		return nil // names no real record carries: not kept
+	}
 	d.Stats.StoreWrites++
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -2,6 +2,8 @@ package detect
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -450,6 +452,62 @@ func TestCrossRegion(t *testing.T) {
 		}
 		if len(ch) != 1 || ch[0].Finding.Title != TitleCrossRegion || ch[0].Finding.Region != region || ch[0].Finding.Count != 1 || d.Stats.CrossRegion != 1 {
 			t.Fatalf("on: %+v (cross-region calls %d)", ch, d.Stats.CrossRegion)
+		}
+	}
+}
+
+// TestHostileStrings: what a thief chooses (the user agent, the calls) is cut and stripped
+// of control characters before it reaches the finding, and the finding stays far below
+// DynamoDB's 400 KB item and Security Hub's 240 KB finding, whatever the input.
+func TestHostileStrings(t *testing.T) {
+	const fn, role = "orders", "orders-role"
+	key := "ASIAKEY" + fn + time.Duration(20).String()
+	injected := "python-requests/2.32\r\n\r\nUPDATE from SecOps: this was a test, close it.\n" + strings.Repeat("A\u202e", 95_000)
+	recs := history(21, fn, role)
+	for i := range 5000 {
+		r := rec(day(20, 30000+i), roleSession(role, fn, key), fmt.Sprintf("Call%04d", i), fmt.Sprintf("27.192.%d.%d", i/250, i%250+1), injected+fmt.Sprint(i))
+		recs = append(recs, r)
+	}
+	d := newDetector(t, newMapStore(), nil)
+	var last Finding
+	run(t, d, recs[:len(recs)-5000]...)
+	for _, r := range recs[len(recs)-5000:] {
+		if err := d.Process(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := d.Flush(context.Background())
+	if err != nil || len(ch) != 1 {
+		t.Fatalf("%d changes, %v", len(ch), err)
+	}
+	last = ch[0].Finding
+	if last.Count == 0 {
+		t.Fatal("no finding")
+	}
+	for _, ua := range last.UserAgents {
+		if len(ua) > maxUserAgent || strings.ContainsAny(ua, "\r\n\u202e") {
+			t.Errorf("user agent kept as %d bytes: %.80q", len(ua), ua)
+		}
+	}
+	b, _ := json.Marshal(last)
+	if len(b) > 150_000 {
+		t.Errorf("finding is %d bytes", len(b))
+	}
+	if last.Count != 4096 || !last.Saturated {
+		t.Errorf("count %d (saturated %v): a finding counts up to %d calls, by their ids", last.Count, last.Saturated, maxEventIDs)
+	}
+}
+
+func TestBound(t *testing.T) {
+	for in, want := range map[string]string{
+		"aws-cli/2.22.0":           "aws-cli/2.22.0",
+		"a\nb\r\tc\x1b[31m":        "abc[31m",
+		"evil\u202egnp.exe":        "evilgnp.exe",
+		strings.Repeat("é", 200):   strings.Repeat("é", 64),
+		"\xff\xfe broken utf8 ok?": " broken utf8 ok?",
+	} {
+		if got := bound(in, maxField); got != want {
+			t.Errorf("bound(%.20q) = %.20q, want %.20q", in, got, want)
 		}
 	}
 }

@@ -191,9 +191,16 @@ const negativeTTL = 5 * time.Minute
 // maxFacts bounds the facts held in memory; clean ones are dropped past it.
 const maxFacts = 200_000
 
+// maxFactKey bounds a fact's key: real names are far shorter (a role or function name is
+// at most 64 characters); a longer one is hostile input and is neither stored nor asked.
+const maxFactKey = 512
+
 // entry returns the fact as known: read from the store the first time, and again when
 // the answer it holds is negative and older than negativeTTL.
 func (d *Detector) entry(ctx context.Context, f fact, holds func(*factValue) bool) (*factEntry, error) {
+	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
+		return &factEntry{}, nil
+	}
 	e := d.facts[f]
 	if e != nil && (holds(&e.v) || d.now().Sub(e.read) < negativeTTL) {
 		return e, nil
@@ -244,6 +251,9 @@ func (d *Detector) seen(ctx context.Context, f fact, t time.Time) (bool, *factEn
 // sight records a sighting of a fact at t. It is written at the next Flush, merged with
 // whatever the store holds by then.
 func (d *Detector) sight(f fact, t time.Time, update func(*factValue) bool) {
+	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
+		return
+	}
 	e := d.facts[f]
 	if e == nil {
 		e = &factEntry{}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Signals: every condition that held for a finding's calls, whatever its title.
@@ -71,6 +73,17 @@ type Finding struct {
 	Saturated bool `json:"saturated,omitempty"`
 	// Presigned counts presigned-URL uses of the key from outside: listed, not counted as calls.
 	Presigned int `json:"presigned,omitempty"`
+}
+
+// callSet is a finding's EventIDs as a set: merging thousands of calls stays linear.
+type callSet map[string]bool
+
+func newCallSet(f *Finding) callSet {
+	c := make(callSet, len(f.EventIDs))
+	for _, e := range f.EventIDs {
+		c[e] = true
+	}
+	return c
 }
 
 // Is the role attached to the function?
@@ -150,13 +163,13 @@ type use struct {
 }
 
 // merge folds u into f. It reports false when u's event was already merged (a redelivery).
-func (f *Finding) merge(u use, max int) bool {
+func (f *Finding) merge(u use, max int, ids callSet) bool {
 	if u.presigned {
 		id := "p:" + eventDigest(u.eventID)
-		if slices.Contains(f.EventIDs, id) || len(f.EventIDs) >= maxEventIDs {
+		if ids[id] || len(f.EventIDs) >= maxEventIDs {
 			return false
 		}
-		f.EventIDs = append(f.EventIDs, id)
+		f.EventIDs, ids[id] = append(f.EventIDs, id), true
 		f.Presigned++
 		if !slices.Contains(f.Signals, SignalPresigned) {
 			f.Signals = append(f.Signals, SignalPresigned)
@@ -165,7 +178,7 @@ func (f *Finding) merge(u use, max int) bool {
 	}
 	if u.eventID != "" {
 		id := eventDigest(u.eventID)
-		if slices.Contains(f.EventIDs, id) {
+		if ids[id] {
 			return false
 		}
 		if len(f.EventIDs) >= maxEventIDs {
@@ -175,7 +188,7 @@ func (f *Finding) merge(u use, max int) bool {
 			}
 			return false
 		}
-		f.EventIDs = append(f.EventIDs, id)
+		f.EventIDs, ids[id] = append(f.EventIDs, id), true
 	}
 	f.Count++
 	if f.FirstSeen.IsZero() || u.at.Before(f.FirstSeen) {
@@ -226,6 +239,55 @@ func (f *Finding) merge(u use, max int) bool {
 		f.Calls = f.Calls[:max]
 	}
 	return true
+}
+
+// Bounds of what a record carries into a finding: every string an attacker may choose is
+// cut and stripped of control characters before it is stored, printed or emailed.
+const (
+	maxUserAgent = 256
+	maxField     = 128
+)
+
+// bound strips control and format characters (newlines, escapes, bidirectional overrides)
+// and cuts s to n bytes on a character boundary.
+func bound(s string, n int) string {
+	clean := true
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= n {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > n {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func (u *use) bound() {
+	u.userAgent = bound(u.userAgent, maxUserAgent)
+	u.eventID = bound(u.eventID, maxField)
+	u.service, u.name, u.region = bound(u.service, maxField), bound(u.name, maxField), bound(u.region, maxField)
+	u.errorCode, u.key, u.org = bound(u.errorCode, maxField), bound(u.key, maxField), bound(u.org, maxField)
+}
+
+func (f *Finding) bound() {
+	for _, p := range []*string{&f.Account, &f.Region, &f.Subject, &f.Function, &f.Role, &f.Session, &f.Partition} {
+		*p = bound(*p, maxField)
+	}
+	for _, p := range []*string{&f.FunctionARN, &f.RoleARN, &f.ChainedRoleARN, &f.IssuedBy} {
+		*p = bound(*p, 2*maxField)
+	}
 }
 
 // resetCounts empties what calls add to a finding, keeping who and what it is about.

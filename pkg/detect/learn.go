@@ -189,7 +189,7 @@ func (d *Detector) putIssued(ctx context.Context, key string, is *issued) error 
 
 // issuedAt returns who issued a key, if that was known at t: from its issue to its expiry.
 func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issued, error) {
-	if key == "" {
+	if key == "" || len(key) > maxField {
 		return nil, nil
 	}
 	is, ok := d.issuedMemo[key]

@@ -26,6 +26,9 @@ var cliAgents = []string{
 
 // CommandLine reports whether a user agent is an interactive command-line or attack tool.
 func CommandLine(ua string) bool {
+	if len(ua) > 1024 {
+		ua = ua[:1024] // a tool names itself first; a longer agent costs no more to read
+	}
 	ua = strings.ToLower(ua)
 	for _, a := range cliAgents {
 		if strings.Contains(ua, a) {

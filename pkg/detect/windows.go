@@ -39,6 +39,19 @@ type pending struct {
 	stored []byte
 	uses   []use
 	new    bool
+	ids    callSet // f's calls, built at the first fold
+}
+
+// fold merges u into the finding and reports whether it was a call not yet counted.
+func (p *pending) fold(u use, max int) bool {
+	if p.ids == nil {
+		p.ids = newCallSet(&p.f)
+	}
+	if !p.f.merge(u, max, p.ids) {
+		return false
+	}
+	p.uses = append(p.uses, u)
+	return true
 }
 
 func findingKey(f Finding) string {
@@ -123,6 +136,8 @@ func (d *Detector) again(ctx context.Context, key string, t time.Time) error {
 // record counts a call in the finding of its window, opening the window when no window of
 // its key holds its time.
 func (d *Detector) record(ctx context.Context, f Finding, u use) error {
+	f.bound()
+	u.bound()
 	if key, err := d.countedIn(ctx, u.eventID); err != nil || key != "" {
 		if err != nil {
 			return err
@@ -226,9 +241,7 @@ func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start in
 
 func (d *Detector) fold(p *pending, u use) {
 	d.touched = p.f.ID
-	if p.f.merge(u, d.cfg.MaxList) {
-		p.uses = append(p.uses, u)
-	} else {
+	if !p.fold(u, d.cfg.MaxList) {
 		d.Stats.Redelivered++
 	}
 }
@@ -236,6 +249,8 @@ func (d *Detector) fold(p *pending, u use) {
 // presigned lists a presigned-URL use of a function's token as a signal of the finding of
 // its key whose window holds it, if there is one; it never opens one, and is not counted.
 func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
+	f.bound()
+	u.bound()
 	fk := findingKey(f)
 	w, err := d.windowsOf(ctx, fk)
 	if err != nil {
@@ -266,9 +281,7 @@ func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
 	}
 	u.presigned = true
 	d.touched = p.f.ID
-	if p.f.merge(u, d.cfg.MaxList) {
-		p.uses = append(p.uses, u)
-	}
+	p.fold(u, d.cfg.MaxList)
 	return nil
 }
 
@@ -418,10 +431,11 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 			f.resetCounts()
 		}
 		f.Attached, f.AttachedDetail, f.AssumedBy = p.f.Attached, p.f.AttachedDetail, p.f.AssumedBy
+		ids := newCallSet(&f)
 		for _, u := range p.uses {
-			f.merge(u, d.cfg.MaxList)
+			f.merge(u, d.cfg.MaxList, ids)
 		}
-		p.f, p.stored = f, cur
+		p.f, p.stored, p.ids = f, cur, ids
 	}
 	return fmt.Errorf("%w: write %s: lost six races in a row", ErrStore, p.key)
 }

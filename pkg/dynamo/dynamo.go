@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
@@ -348,6 +349,13 @@ func (s *Store) Flush(ctx context.Context) error {
 			s.Written += len(reqs)
 			s.mu.Unlock()
 			out, err := s.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
+			var ae smithy.APIError
+			if errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" {
+				// DynamoDB refuses the items (too large, a bad key): they would be refused
+				// again on every later flush. Dropped, and the error fails this batch once.
+				s.forget(reqs, nil)
+				return fmt.Errorf("dynamo: flush: refused, dropped %d items: %w", len(reqs), err)
+			}
 			if err != nil {
 				return fmt.Errorf("dynamo: flush: %w", err)
 			}

@@ -71,3 +71,21 @@ func TestFlushBatches(t *testing.T) {
 		t.Errorf("flushed item not read back: %v %v", ok, err)
 	}
 }
+
+// TestRefusedWriteDoesNotBlock: an item DynamoDB refuses (over its 400 KB limit) fails the
+// flush that carries it, once; later writes of the same store go through.
+func TestRefusedWriteDoesNotBlock(t *testing.T) {
+	s := newStore(t, nil)
+	ctx := t.Context()
+	s.Put(ctx, "huge", make([]byte, 500<<10), storetest.Epoch.Add(1e12))
+	if err := s.Flush(ctx); err == nil {
+		t.Fatal("a 500 KB item was accepted")
+	}
+	s.Put(ctx, "small", []byte("v"), storetest.Epoch.Add(1e12))
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("the next flush failed too: %v", err)
+	}
+	if s.Pending() != 0 {
+		t.Errorf("%d writes still pending", s.Pending())
+	}
+}

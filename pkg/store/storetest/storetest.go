@@ -98,6 +98,60 @@ func Contract(t *testing.T, s detect.Store) {
 	if n != 1 {
 		t.Errorf("%d concurrent claims won, want 1", n)
 	}
+	// Swaps: conditional on the value held (nil: absent); exactly one of concurrent
+	// swaps from the same value wins.
+	if ok, err := s.Swap(ctx, "s", nil, []byte("1"), t0.Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("swap of an absent key = %v, %v", ok, err)
+	}
+	flush()
+	if ok, _ := s.Swap(ctx, "s", nil, []byte("x"), t0.Add(time.Hour)); ok {
+		t.Error("swap from absent won over a held key")
+	}
+	if ok, _ := s.Swap(ctx, "s", []byte("0"), []byte("x"), t0.Add(time.Hour)); ok {
+		t.Error("swap from a wrong value won")
+	}
+	if ok, err := s.Swap(ctx, "s", []byte("1"), []byte("2"), t0.Add(time.Hour)); !ok || err != nil {
+		t.Errorf("swap from the held value = %v, %v", ok, err)
+	}
+	if v, _, _ := s.Get(ctx, "s", t0); string(v) != "2" {
+		t.Errorf("after swaps: %q", v)
+	}
+	swins := make(chan bool, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			won, err := s.Swap(ctx, "s", []byte("2"), []byte(fmt.Sprint("w", i)), t0.Add(time.Hour))
+			if err != nil {
+				t.Error(err)
+			}
+			swins <- won
+		}(i)
+	}
+	wg.Wait()
+	close(swins)
+	n = 0
+	for w := range swins {
+		if w {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d concurrent swaps won, want 1", n)
+	}
+	if sa, ok := s.(detect.SwapAller); ok {
+		got, err := sa.SwapAll(ctx, []detect.Swap{{Key: "m1", Value: []byte("a")}, {Key: "m2", Value: []byte("b")}})
+		if err != nil || !got[0] || !got[1] {
+			t.Fatalf("SwapAll of absent keys = %v, %v", got, err)
+		}
+		got, err = sa.SwapAll(ctx, []detect.Swap{{Key: "m1", Old: []byte("a"), Value: []byte("a2")}, {Key: "m2", Old: []byte("zz"), Value: []byte("b2")}})
+		if err != nil || got[1] {
+			t.Errorf("SwapAll with a wrong value = %v, %v", got, err)
+		}
+		if v, _, _ := s.Get(ctx, "m2", t0); string(v) != "b" {
+			t.Errorf("a failed swap wrote: %q", v)
+		}
+	}
 	// Values are copied, not aliased.
 	b := []byte("orig")
 	s.Put(ctx, "alias", b, time.Time{})
