@@ -61,7 +61,7 @@ type Handler struct {
 	Now      func() time.Time
 
 	once   sync.Once
-	worker []byte
+	worker string
 }
 
 // Summary is what one invocation did: the summary log line and the metrics.
@@ -248,13 +248,13 @@ func (h *Handler) publish(ctx context.Context, changes []detect.Change, failFind
 			continue // emailed when its import succeeds
 		}
 		keep := f.WindowStart.Add(90 * 24 * time.Hour)
-		won, err := h.Store.Claim(ctx, keyNotified+f.ID, h.nonce(), f.WindowStart, keep)
+		won, err := h.claimEmail(ctx, keyNotified+f.ID, f.WindowStart, keep)
 		if err != nil {
 			failFinding(f.ID, err)
 			continue
 		}
 		if !won {
-			continue // emailed already, by this worker or another
+			continue // emailed already, or being emailed, by this worker or another
 		}
 		if err := h.Notify.Publish(ctx, f); err != nil {
 			// Give the claim back so that the retry sends it.
@@ -275,14 +275,48 @@ func (h *Handler) publish(ctx context.Context, changes []detect.Change, failFind
 	}
 }
 
-// nonce is this worker's claim value: a claim whose answer was lost (the SDK, or a
-// redelivery, sends it again) is recognised as won when the item still holds it. Once the
-// email is sent the item says so, and the same worker does not send it again.
-func (h *Handler) nonce() []byte {
+// emailLease is how long a claim on an email holds without a sent mark: a container that
+// died between its claim and the send leaves a claim that the next delivery takes over
+// once the lease has passed. Longer than any invocation (Lambda's limit is 15 minutes).
+const emailLease = 16 * time.Minute
+
+// emailClaim is the value of a claim on a finding's email.
+type emailClaim struct {
+	By   string `json:"claimedBy,omitempty"` // the worker
+	At   int64  `json:"at,omitempty"`        // wall time of the claim, Unix seconds
+	Sent bool   `json:"sent,omitempty"`
+}
+
+// claimEmail claims the right to send a finding's email: a conditional write that one
+// worker wins; a claim left by a worker that died unsent is taken over after emailLease.
+func (h *Handler) claimEmail(ctx context.Context, key string, windowStart, keep time.Time) (bool, error) {
+	mine, _ := json.Marshal(emailClaim{By: h.nonce(), At: h.now().Unix()})
+	won, err := h.Store.Claim(ctx, key, mine, windowStart, keep)
+	if err != nil || won {
+		return won, err
+	}
+	cur, ok, err := h.Store.Get(ctx, key, windowStart)
+	if err != nil || !ok {
+		return false, err
+	}
+	var c emailClaim
+	switch {
+	case json.Unmarshal(cur, &c) != nil || c.Sent:
+		return false, nil
+	case c.By == h.nonce():
+		return true, nil // our own claim, whose answer was lost
+	case h.now().Sub(time.Unix(c.At, 0)) < emailLease:
+		return false, nil // another worker is sending it
+	}
+	return h.Store.Swap(ctx, key, cur, mine, keep)
+}
+
+// nonce is this worker's name in its claims.
+func (h *Handler) nonce() string {
 	h.once.Do(func() {
 		var b [16]byte
 		rand.Read(b[:])
-		h.worker = []byte(fmt.Sprintf(`{"claimedBy":"%x"}`, b))
+		h.worker = fmt.Sprintf("%x", b)
 	})
 	return h.worker
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -235,5 +236,58 @@ func TestForgedEventsChangeNothing(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "forged-1") {
 		t.Error("a forged event's content reached the logs")
+	}
+}
+
+// TestEmailLease: a container that died between claiming a finding's email and sending it
+// leaves a claim; the next delivery sends the email once the claim's lease has passed, and
+// not before.
+func TestEmailLease(t *testing.T) {
+	e := setup(t)
+	h, _ := e.handler(t, nil)
+	lines := demo(t)
+	deliver(t, h, batches(lines, 50))
+	sent := e.emails(t)
+	if len(sent) == 0 {
+		t.Fatal("no email")
+	}
+	db := dynamodb.NewFromConfig(e.clean)
+	claims := func(at time.Time) int {
+		n := 0
+		p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(e.table)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range page.Items {
+				if k := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS).Value; strings.HasPrefix(k, "notify#") {
+					it[dynamo.AttrValue] = &ddbtypes.AttributeValueMemberB{Value: []byte(fmt.Sprintf(`{"claimedBy":"dead","at":%d}`, at.Unix()))}
+					if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(e.table), Item: it}); err != nil {
+						t.Fatal(err)
+					}
+					n++
+				}
+			}
+		}
+		return n
+	}
+	// Claimed a minute ago by a container that is still (perhaps) sending: nothing.
+	if n := claims(time.Now().Add(-time.Minute)); n != len(sent) {
+		t.Fatalf("%d claims for %d emails", n, len(sent))
+	}
+	h2, _ := e.handler(t, nil)
+	deliver(t, h2, batches(lines, 50))
+	if emails := e.emails(t); len(emails) != 0 {
+		t.Errorf("a live claim was taken over: %q", emails)
+	}
+	// Claimed an hour ago and never marked sent: the container died. Sent now, once.
+	claims(time.Now().Add(-time.Hour))
+	h3, _ := e.handler(t, nil)
+	deliver(t, h3, batches(lines, 50))
+	h4, _ := e.handler(t, nil)
+	deliver(t, h4, batches(lines, 50))
+	if diff := cmp.Diff(sent, e.emails(t)); diff != "" {
+		t.Errorf("emails after the lease (-first +resent):\n%s", diff)
 	}
 }
