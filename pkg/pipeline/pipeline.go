@@ -76,7 +76,15 @@ type Summary struct {
 	Updated    int
 	Emails     int
 	StoreCalls int
+	Deferred   int // records left for a redelivery: the deadline was near
 }
+
+// DeadlineMargin is the time kept before the invocation's deadline to write state, import
+// findings and answer: records not started by then are reported as batch item failures.
+var DeadlineMargin = 10 * time.Second
+
+// ErrDeadline fails the messages a batch had no time for; SQS delivers them again.
+var ErrDeadline = errors.New("pipeline: not processed before the invocation's deadline")
 
 // keyNotified marks a finding whose email went out (a conditional claim: two workers
 // seeing the same new finding send one email).
@@ -161,10 +169,22 @@ func (h *Handler) run(ctx context.Context, msgs []*message) {
 		})
 	}
 	slices.SortStableFunc(items, func(a, b item) int { return a.r.Time.Compare(b.r.Time) })
-	for _, it := range items {
+	deadline, hasDeadline := ctx.Deadline()
+	for i, it := range items {
 		m := it.m
 		if m.failed != nil {
 			continue
+		}
+		if hasDeadline && i%64 == 0 && time.Until(deadline) < DeadlineMargin {
+			// Stop taking records while there is time to write what was decided and
+			// answer: the messages not yet done are retried, not timed out as a batch.
+			for _, rest := range items[i:] {
+				if rest.m.failed == nil {
+					rest.m.failed = ErrDeadline
+				}
+			}
+			sum.Deferred = len(items) - i
+			break
 		}
 		if err := h.Detector.Process(ctx, it.r); err != nil {
 			m.failed = err
@@ -336,7 +356,7 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	attrs := []any{
 		"messages", s.Messages, "failed", s.Failed, "records", s.Records, "malformed", s.Malformed,
 		"outside", s.Outside, "lambdaTokensOutside", s.LambdaUsed, "findingsNew", s.Created, "findingsUpdated", s.Updated,
-		"emails", s.Emails, "storeCalls", s.StoreCalls, "durationMs", took.Milliseconds(),
+		"emails", s.Emails, "storeCalls", s.StoreCalls, "deferred", s.Deferred, "durationMs", took.Milliseconds(),
 	}
 	if err != nil {
 		h.Log.ErrorContext(ctx, "batch done, some messages will be retried", append(attrs, "error", err)...)

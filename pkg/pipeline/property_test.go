@@ -21,6 +21,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/gen"
+	"github.com/outsider-sec/outsider/pkg/pipeline"
 )
 
 // The properties of order and delivery through the Lambda's path (SQS batches, the
@@ -290,4 +291,24 @@ func TestEmailLease(t *testing.T) {
 	if diff := cmp.Diff(sent, e.emails(t)); diff != "" {
 		t.Errorf("emails after the lease (-first +resent):\n%s", diff)
 	}
+}
+
+// TestDeadline: near the invocation's deadline the handler stops taking records and
+// reports the rest as batch item failures, instead of timing out the whole batch; what it
+// decided is kept, and the redelivered rest completes the same findings.
+func TestDeadline(t *testing.T) {
+	e := setup(t)
+	h, _ := e.handler(t, nil)
+	lines := demo(t)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(pipeline.DeadlineMargin-time.Second))
+	defer cancel()
+	resp, err := h.HandleSQS(ctx, batches(lines, len(lines))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != len(lines) {
+		t.Errorf("%d of %d messages reported for retry", len(resp.BatchItemFailures), len(lines))
+	}
+	deliver(t, h, batches(lines, 50))
+	checkDemo(t, e)
 }
