@@ -27,6 +27,7 @@ const (
 	ReasonNotAPICall   = "not-api-call"   // an EventBridge event of another detail-type: irrelevant
 	ReasonForged       = "forged"         // an envelope not put by AWS: source not aws.*, or account not the record's
 	ReasonOutOfRange   = "time-out-of-range"
+	ReasonTooLong      = "too-long" // a line or document past the reader's bound
 )
 
 // The dates a record may carry: CloudTrail did not exist before 2005 (it launched in 2013),
@@ -420,44 +421,157 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 64<<10)
 	}
-	sc := bufio.NewScanner(br)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	first := true
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
+	// A UTF-8 byte order mark, as some editors and exporters write, is not an error.
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte{0xef, 0xbb, 0xbf}) {
+		br.Discard(3)
+	}
+	lr := &lineReader{br: br, max: maxLine}
+	garbage := 0 // non-JSON lines before the first JSON one
+	for seen := false; ; {
+		line, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, errLineTooLong) {
+			bad(malformed(ReasonTooLong, "a line longer than %d MiB, skipped", maxLine>>20))
+			seen = true
+			continue
+		}
+		if err != nil {
+			return scanErr(err)
+		}
+		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
-		if first {
-			first = false
-			switch {
-			case json.Valid(line):
-			case incomplete(line):
-				// A pretty-printed document: gather it whole.
-				doc := append(append([]byte{}, line...), '\n')
-				for sc.Scan() {
-					doc = append(append(doc, sc.Bytes()...), '\n')
-				}
-				if err := sc.Err(); err != nil {
+		if !seen {
+			if line[0] != '{' && line[0] != '[' && !json.Valid(line) {
+				garbage++ // a licence, YAML, a signature, or junk before NDJSON
+				continue
+			}
+			seen = true
+			if garbage > 0 {
+				bad(malformed(ReasonNotJSON, "%d lines before the first JSON value", garbage))
+			}
+			if !json.Valid(line) && incomplete(line) {
+				// The first line of a pretty-printed document, or a truncated first record
+				// of NDJSON: the next line tells which.
+				next, err := lr.nextNonEmpty()
+				if err != nil && err != io.EOF && !errors.Is(err, errLineTooLong) {
 					return scanErr(err)
 				}
-				ParseValue(doc, emit, bad)
-				return nil
-			case line[0] != '{' && line[0] != '[':
-				// Not JSON at all (a licence, YAML, a digest signature): one skip for
-				// the whole file, not one a line.
-				bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(line), 16)))
-				for sc.Scan() {
+				if json.Valid(next) {
+					bad(malformed(ReasonNotJSON, "a truncated first line"))
+					ParseValue(bytes.Clone(next), emit, bad)
+					continue
 				}
-				return scanErr(sc.Err())
+				return readDocument(lr, line, next, emit, bad)
 			}
-			// Otherwise a broken first line of NDJSON: skipped below, the rest is read.
 		}
-		// The scanner reuses its buffer, and decoded strings point into what they were
-		// decoded from: each line gets bytes of its own.
+		// Decoded strings point into what they were decoded from, and the reader reuses
+		// its buffer: each line gets bytes of its own.
 		ParseValue(bytes.Clone(line), emit, bad)
 	}
-	return scanErr(sc.Err())
+	if garbage > 0 && garbage == lr.lines {
+		bad(malformed(ReasonNotJSON, "no JSON in %d lines", garbage))
+	}
+	return nil
+}
+
+// readDocument reads the rest of a pretty-printed document, whose first lines are given,
+// and parses it whole. A document that is not valid JSON (cut off, or NDJSON whose first
+// record was cut) is read again line by line: every whole record on a line of its own
+// still counts.
+func readDocument(lr *lineReader, first, second []byte, emit func(*Record), bad func(error)) error {
+	doc := append(append(append(bytes.Clone(first), '\n'), second...), '\n')
+	for {
+		line, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				bad(malformed(ReasonTooLong, "a line longer than %d MiB, skipped", maxLine>>20))
+				continue
+			}
+			return scanErr(err)
+		}
+		if len(doc)+len(line) > maxDocument {
+			bad(malformed(ReasonTooLong, "a document larger than %d MiB, skipped", maxDocument>>20))
+			return nil
+		}
+		doc = append(append(doc, line...), '\n')
+	}
+	if json.Valid(doc) {
+		ParseValue(doc, emit, bad)
+		return nil
+	}
+	salvaged := 0
+	for _, l := range bytes.Split(doc, []byte("\n")) {
+		l = bytes.TrimSuffix(bytes.TrimSpace(l), []byte(","))
+		if len(l) > 0 && l[0] == '{' && json.Valid(l) {
+			salvaged++
+			ParseValue(l, emit, bad)
+		}
+	}
+	bad(malformed(ReasonNotJSON, "a document that is not valid JSON (%d whole lines read from it)", salvaged))
+	return nil
+}
+
+// errLineTooLong: a line longer than the reader's bound, skipped.
+var errLineTooLong = errors.New("line too long")
+
+// lineReader reads lines of any length in bounded memory: a line longer than max is
+// skipped as it is read, never held.
+type lineReader struct {
+	br    *bufio.Reader
+	buf   []byte
+	max   int
+	lines int // non-empty lines read
+}
+
+// next returns the next line without its newline; errLineTooLong for a line it skipped.
+func (l *lineReader) next() ([]byte, error) {
+	l.buf = l.buf[:0]
+	tooLong := false
+	for {
+		frag, err := l.br.ReadSlice('\n')
+		if !tooLong {
+			if len(l.buf)+len(frag) > l.max {
+				tooLong, l.buf = true, l.buf[:0]
+			} else {
+				l.buf = append(l.buf, frag...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && (len(l.buf) > 0 || tooLong):
+		case err != nil:
+			return nil, err
+		}
+		if tooLong {
+			l.lines++
+			return nil, errLineTooLong
+		}
+		if len(bytes.TrimSpace(l.buf)) > 0 {
+			l.lines++
+		}
+		return bytes.TrimSuffix(l.buf, []byte("\n")), nil
+	}
+}
+
+// nextNonEmpty returns the next line that is not blank, trimmed.
+func (l *lineReader) nextNonEmpty() ([]byte, error) {
+	for {
+		line, err := l.next()
+		if err != nil {
+			return nil, err
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			return bytes.Clone(line), nil
+		}
+	}
 }
 
 // incomplete reports whether b is the start of a JSON value that goes on past it (the first
@@ -468,8 +582,12 @@ func incomplete(b []byte) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// maxLine bounds one NDJSON line (a whole single-line log file counts as one line).
-const maxLine = 512 << 20
+// maxLine bounds one NDJSON line (a whole single-line log file counts as one line):
+// CloudTrail's log files are far smaller. A longer line is skipped in bounded memory.
+const maxLine = 64 << 20
+
+// maxDocument bounds a pretty-printed document, which is read whole.
+const maxDocument = 256 << 20
 
 func scanErr(err error) error {
 	if err == nil {
