@@ -433,6 +433,13 @@ func (r *runner) flush(ctx context.Context, t time.Time) error {
 	if err := r.st.Flush(ctx); err != nil {
 		return err
 	}
+	if s, ok := r.st.(interface{ Sync() error }); ok && len(changes) > 0 {
+		// What is printed is committed first: after a crash, a finding is not printed
+		// (or emailed) as new a second time.
+		if err := s.Sync(); err != nil {
+			return err
+		}
+	}
 	r.sinceFlush, r.flushedAt = 0, t
 	for _, c := range changes {
 		if err := r.out.print(c); err != nil {

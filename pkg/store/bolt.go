@@ -37,11 +37,8 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	path := filepath.Join(dir, "state.db")
-	if fresh {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("store: %w", err)
-		}
-	}
+	// Opening takes the file's lock: a fresh start empties the state only once no other
+	// replay holds it.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -50,6 +47,11 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
+		if fresh {
+			if err := tx.DeleteBucket(bucket); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+		}
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err
 	}); err != nil {

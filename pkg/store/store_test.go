@@ -34,6 +34,16 @@ func TestBoltPersistsAndLocks(t *testing.T) {
 	if _, err := OpenBolt(dir, false); err == nil {
 		t.Error("a second open of the same state succeeded")
 	}
+	// --fresh while another replay holds the state: refused, and nothing deleted.
+	if _, err := OpenBolt(dir, true); err == nil {
+		t.Error("a fresh open of a state in use succeeded")
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := b.Get(ctx, "k", t0); !ok || string(v) != "v" {
+		t.Errorf("a refused fresh open emptied the state in use: %q %v", v, ok)
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
