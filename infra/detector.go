@@ -23,6 +23,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 )
 
@@ -51,12 +52,25 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
 		Resources:  jsii.Strings("*"), // in a key policy, "*" is this key
+		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": *account}},
 	}), nil)
 	topic := awssns.NewTopic(stack, jsii.String("Findings"), &awssns.TopicProps{
 		DisplayName: jsii.String("Outsider findings"),
 		MasterKey:   key,
 		EnforceSSL:  jsii.Bool(true),
 	})
+	// CloudWatch alarms of this account may publish: alarms must reach a person.
+	// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
+	topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsPublish"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  jsii.Strings(*topic.TopicArn()),
+		Conditions: &map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": *account},
+			"ArnLike":      map[string]any{"aws:SourceArn": *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"), nil)},
+		},
+	}))
 	if s.Email != "" {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.Email), nil))
 	}
@@ -129,14 +143,16 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	}
 
 	logs, role := functionRole(stack, "Detector", detectorRoleName, "Outsider detector function", awscdk.RemovalPolicy_RETAIN)
-	// State: the three item calls the store makes, on its table.
+	// State: the three item calls the store makes, on its table. Its transactions need no
+	// more: a transaction's puts are governed by dynamodb:PutItem.
+	// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
 	allow(role, "State", *table.TableArn(), "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem")
 	// Findings: import into this account's default product only.
 	// https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-custom-providers.html
 	allow(role, "ImportFindings", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil), "securityhub:BatchImportFindings")
 	topic.GrantPublish(role)
 
-	ranges, refresherLogs := newRefresher(stack, table, &s)
+	ranges, refresher, refresherDLQ := newRefresher(stack, table, &s)
 	if s.ASNDB != "" {
 		loc, _ := config.ParseS3(s.ASNDB)
 		allow(role, "ReadASNDatabase", s3ObjectARN(loc), "s3:GetObject")
@@ -163,6 +179,9 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		BatchSize:               jsii.Number(float64(s.BatchSize)),
 		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(20)),
 		ReportBatchItemFailures: jsii.Bool(true),
+		// How many containers consume the queue at once: a cap on the table's and Security
+		// Hub's load, and on the account's Lambda concurrency.
+		MaxConcurrency: jsii.Number(float64(s.MaxConcurrency)),
 	}))
 
 	alarm := func(id, what string, metric awscloudwatch.IMetric) {
@@ -180,6 +199,22 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	alarm("DeadLettersAlarm", "events the detector could not process are in the dead-letter queue", dlq.MetricApproximateNumberOfMessagesVisible(five))
 	alarm("ErrorsAlarm", "the detector function failed", fn.MetricErrors(five))
 	alarm("ThrottlesAlarm", "the detector function was throttled", fn.MetricThrottles(five))
+	// The handler returns no error when some messages fail (it reports them to SQS):
+	// its own metric says so.
+	alarm("FailedMessagesAlarm", "the detector failed messages (they are retried, then dead-lettered)", awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace: jsii.String("Outsider"), MetricName: jsii.String("FailedMessages"), Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(5)),
+	}))
+	queueAge := awscloudwatch.NewAlarm(stack, jsii.String("QueueAgeAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String("Outsider: events wait more than 15 minutes in the queue (the detector is falling behind)"),
+		Metric:             queue.MetricApproximateAgeOfOldestMessage(five),
+		Threshold:          jsii.Number(900),
+		EvaluationPeriods:  jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	queueAge.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	alarm("RefresherErrorsAlarm", "the refresher of AWS's IP ranges and the Lambda inventory failed", refresher.MetricErrors(five))
+	alarm("RefresherDeadLettersAlarm", "refresher invocations failed after their retries", refresherDLQ.MetricApproximateNumberOfMessagesVisible(five))
 
 	out := func(id, value, what string) {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(what)})
@@ -194,16 +229,15 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		out("Notifications", "confirm the subscription email sent to "+s.Email, "email subscription")
 	}
 
-	logicalID := func(c constructs.IConstruct) string {
-		return *stack.GetLogicalId(c.Node().DefaultChild().(awscdk.CfnElement))
-	}
-	nagSuppress(stack, []*cdknag.NagPackSuppression{
-		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("logs:CreateLogStream and logs:PutLogEvents need the log streams of each function's own log group (LOG_GROUP_ARN:*); kms:GenerateDataKey* is the grant SNS publishing needs on the topic's key. Each is scoped to one resource. lambda:ListFunctions supports no resource-level permission; sts:AssumeRole names the one read-only role the forwarder stack creates in member accounts, whose ids an organisation does not list at synth time (that role trusts this account's refresher role only)."),
-			AppliesTo: &[]any{"Resource::<" + logicalID(logs) + ".Arn>:*", "Resource::<" + logicalID(refresherLogs) + ".Arn>:*",
-				"Action::kms:GenerateDataKey*", "Resource::*", "Resource::arn:<AWS::Partition>:iam::*:role/" + inventoryRoleName}},
-		{Id: jsii.String("AwsSolutions-S1"), Reason: jsii.String("The bucket holds one public document, AWS's own ip-ranges.json, written by the refresher and read by the detector; its versioning keeps every change, and access logs would record only those two roles.")},
+	nagSuppress(role, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CloudWatch Logs needs the log streams of the function's own log group (LOG_GROUP_ARN:*); SNS publishing to the encrypted topic needs kms:GenerateDataKey* on the topic's one key."),
+			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Action::kms:GenerateDataKey*"}},
 	})
 	return stack
+}
+
+func logicalID(stack awscdk.Stack, c constructs.IConstruct) string {
+	return *stack.GetLogicalId(c.Node().DefaultChild().(awscdk.CfnElement))
 }
 
 // functionRole is a function's log group (a year's retention) and its role, which may
@@ -236,8 +270,10 @@ func allow(role awsiam.Role, sid, resource string, actions ...string) {
 
 func ptr[T any](v T) *T { return &v }
 
-func nagSuppress(stack awscdk.Stack, s []*cdknag.NagPackSuppression) {
-	cdknag.NagSuppressions_AddStackSuppressions(stack, &s, jsii.Bool(true))
+// nagSuppress suppresses findings on one construct and its children (a role and its
+// policy), never on a whole stack.
+func nagSuppress(c constructs.IConstruct, s []*cdknag.NagPackSuppression) {
+	cdknag.NagSuppressions_AddResourceSuppressions(c, &s, jsii.Bool(true))
 }
 
 // rangesKey is where the refresher keeps ip-ranges.json in its bucket.
@@ -253,7 +289,7 @@ const ipSpaceChanged = "arn:aws:sns:us-east-1:806199016981:AmazonIpSpaceChanged"
 //
 // With asnSources it also converts those keyless ASN tables daily into asnDb (by default
 // asn.mmdb in its own bucket), and sets s.ASNDB to where the detector finds it.
-func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (awss3.Bucket, awslogs.LogGroup) {
+func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (awss3.Bucket, awslambda.Function, awssqs.Queue) {
 	bucket := awss3.NewBucket(stack, jsii.String("Ranges"), &awss3.BucketProps{
 		Encryption:        awss3.BucketEncryption_S3_MANAGED,
 		EnforceSSL:        jsii.Bool(true),
@@ -262,15 +298,31 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		LifecycleRules: &[]*awss3.LifecycleRule{{
 			NoncurrentVersionExpiration: awscdk.Duration_Days(jsii.Number(30)),
 		}},
-		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
-		AutoDeleteObjects: jsii.Bool(false),
+		// Kept by cdk destroy, like the table: a versioned bucket with objects cannot be
+		// deleted by CloudFormation (the README says how to remove it).
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
 	logs, role := functionRole(stack, "Refresher", refresherRoleName, "Outsider refresher of AWS's IP ranges and of the Lambda inventory", awscdk.RemovalPolicy_DESTROY)
+	// Only the refresher writes the bucket's objects: a ranges file is what tells the
+	// detector what "inside AWS" is.
+	bucket.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("OnlyTheRefresherWrites"),
+		Effect:     awsiam.Effect_DENY,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+		Actions:    jsii.Strings("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:RestoreObject"),
+		Resources:  jsii.Strings(*bucket.ArnForObjects(jsii.String("*"))),
+		Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": *role.RoleArn()}},
+	}))
 	// The inventory: this account's functions directly, member accounts' through the
 	// read-only role the forwarder stack creates there (trusting this role only).
 	allow(role, "ListOwnFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
-	allow(role, "ReadMemberInventories", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRoleName), nil), "sts:AssumeRole")
-	allow(role, "KeepInventory", *table.TableArn(), "dynamodb:PutItem", "dynamodb:BatchWriteItem")
+	allow(role, "ReadMemberInventories", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRolePrefix+"*"), nil), "sts:AssumeRole")
+	// Its own keys of the table only: the inventories.
+	// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid: jsii.String("KeepInventory"), Actions: jsii.Strings("dynamodb:PutItem", "dynamodb:BatchWriteItem"), Resources: jsii.Strings(*table.TableArn()),
+		Conditions: &map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": []any{detect.InventoryKey("*")}}},
+	}))
 	// The one object it keeps (HeadObject needs s3:GetObject).
 	allow(role, "RangesObject", *bucket.ArnForObjects(jsii.String(rangesKey)), "s3:GetObject", "s3:PutObject")
 	env := map[string]*string{
@@ -289,7 +341,13 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		env[config.EnvASNSources], env[config.EnvASNDB] = jsii.String(s.ASNSources), jsii.String(s.ASNDB)
 		allow(role, "WriteASNDatabase", s3ObjectARN(loc), "s3:GetObject", "s3:PutObject")
 	}
+	// Its invocations are asynchronous (the schedule, the SNS notice): what fails after
+	// Lambda's retries lands here, and an alarm says so.
+	dlq := awssqs.NewQueue(stack, jsii.String("RefresherDeadLetters"), &awssqs.QueueProps{
+		Encryption: awssqs.QueueEncryption_SQS_MANAGED, EnforceSSL: jsii.Bool(true), RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+	})
 	fn := awslambda.NewFunction(stack, jsii.String("Refresher"), &awslambda.FunctionProps{
+		DeadLetterQueue: dlq,
 		Description:   jsii.String("Outsider: keeps AWS's ip-ranges.json current for the detector"),
 		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
 		Architecture:  awslambda.Architecture_ARM_64(),
@@ -316,5 +374,12 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		Principal: awsiam.NewServicePrincipal(jsii.String("sns.amazonaws.com"), nil),
 		SourceArn: jsii.String(ipSpaceChanged),
 	})
-	return bucket, logs
+	nagSuppress(role, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CloudWatch Logs needs the log streams of the function's own log group (LOG_GROUP_ARN:*); lambda:ListFunctions supports no resource-level permission; sts:AssumeRole names the read-only inventory role the forwarder stack creates in each region of member accounts, whose ids an organisation does not list at synth time (that role trusts this role only)."),
+			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Resource::*", "Resource::arn:<AWS::Partition>:iam::*:role/" + inventoryRolePrefix + "*"}},
+	})
+	nagSuppress(bucket, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-S1"), Reason: jsii.String("The bucket holds AWS's public ip-ranges.json (and an ASN database) written by the refresher only (its bucket policy denies every other writer); server access logs would need a second bucket to record reads by the detector's role. Its versions keep 30 days of changes.")},
+	})
+	return bucket, fn, dlq
 }

@@ -8,9 +8,13 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/outsider-sec/outsider/pkg/config"
 )
 
-const inventoryRoleName = "outsider-inventory-reader"
+// inventoryRolePrefix names the read-only inventory role, one per region of a member
+// account (a StackSet deploys the stack to every region; role names are global).
+const inventoryRolePrefix = config.InventoryRolePrefix
 
 // NewForwarderStack is what each member account needs: a rule that forwards its CloudTrail
 // API calls (same pattern, same state) to the security account's bus, the role EventBridge
@@ -52,16 +56,17 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 	rule.Node().DefaultChild().(awsevents.CfnRule).SetState(jsii.String(ruleState))
 
 	inventory := awsiam.NewRole(stack, jsii.String("InventoryRole"), &awsiam.RoleProps{
-		RoleName:    jsii.String(inventoryRoleName),
+		RoleName:    awscdk.Fn_Sub(jsii.String(inventoryRolePrefix+"${AWS::Region}"), nil),
 		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+refresherRoleName), nil)),
 		Description: jsii.String("Outsider: the security account lists this account's Lambda functions and their roles (the inventory)"),
 	})
+	// Only what the inventory calls: ListFunctions (names, ARNs, roles). Not GetFunction,
+	// which would hand out every function's code location and environment variables.
 	allow(inventory, "ListFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
-	allow(inventory, "GetFunction", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:lambda:*:${AWS::AccountId}:function:*"), nil), "lambda:GetFunction")
 
-	nagSuppress(stack, []*cdknag.NagPackSuppression{
-		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("lambda:ListFunctions supports no resource-level permission (Service Authorization Reference, AWS Lambda), and lambda:GetFunction is limited to this account's functions in every region the inventory reads."),
-			AppliesTo: &[]any{"Resource::*", "Resource::arn:<AWS::Partition>:lambda:*:<AWS::AccountId>:function:*"}},
+	nagSuppress(inventory, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("lambda:ListFunctions supports no resource-level permission (Service Authorization Reference, AWS Lambda): its resource can only be *."),
+			AppliesTo: &[]any{"Resource::*"}},
 	})
 	return stack
 }

@@ -160,9 +160,13 @@ func TestDetectorStack(t *testing.T) {
 		t.Errorf("event source mapping %v", esm)
 	}
 
+	if esm["ScalingConfig"] == nil || get(esm, "ScalingConfig", "MaximumConcurrency") != 10.0 {
+		t.Errorf("no concurrency limit on the queue's consumption: %v", esm["ScalingConfig"])
+	}
+
 	queues := resources(tpl, "AWS::SQS::Queue")
-	if len(queues) != 2 {
-		t.Fatalf("%d queues", len(queues))
+	if len(queues) != 3 {
+		t.Fatalf("%d queues, want 3 (events, their dead letters, the refresher's dead letters)", len(queues))
 	}
 	redrives := 0
 	for id, q := range queues {
@@ -199,8 +203,17 @@ func TestDetectorStack(t *testing.T) {
 	if sub["Endpoint"] != "secops@example.org" {
 		t.Errorf("subscription %v", sub)
 	}
-	if key := one(t, tpl, "AWS::KMS::Key"); key["EnableKeyRotation"] != true {
+	key := one(t, tpl, "AWS::KMS::Key")
+	if key["EnableKeyRotation"] != true {
 		t.Error("key rotation off")
+	}
+	if ks := fmt.Sprint(get(key, "KeyPolicy")); !strings.Contains(ks, "cloudwatch.amazonaws.com") || !strings.Contains(ks, "aws:SourceAccount") {
+		t.Errorf("the key's grant to CloudWatch is not limited to this account: %s", ks)
+	}
+	// Alarms reach a person: CloudWatch may publish to the topic, for this account's alarms.
+	tp := fmt.Sprint(one(t, tpl, "AWS::SNS::TopicPolicy"))
+	if !strings.Contains(tp, "cloudwatch.amazonaws.com") || !strings.Contains(tp, "aws:SourceAccount") || !strings.Contains(tp, "sns:Publish") {
+		t.Errorf("topic policy lets no CloudWatch alarm publish: %s", tp)
 	}
 
 	alarms := resources(tpl, "AWS::CloudWatch::Alarm")
@@ -212,8 +225,9 @@ func TestDetectorStack(t *testing.T) {
 		}
 	}
 	slices.Sort(metrics)
-	if !cmp.Equal(metrics, []string{"ApproximateNumberOfMessagesVisible", "Errors", "Throttles"}) {
-		t.Errorf("alarms on %v", metrics)
+	want := []string{"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "FailedMessages", "Throttles"}
+	if !cmp.Equal(metrics, want) {
+		t.Errorf("alarms on %v, want %v", metrics, want)
 	}
 	for id, lg := range resources(tpl, "AWS::Logs::LogGroup") {
 		if lg["RetentionInDays"] != 365.0 {
@@ -227,9 +241,21 @@ func TestDetectorStack(t *testing.T) {
 		get(bucket, "BucketEncryption", "ServerSideEncryptionConfiguration", 0, "ServerSideEncryptionByDefault", "SSEAlgorithm") != "AES256" {
 		t.Errorf("ranges bucket %v", bucket)
 	}
+	for id, b := range tpl["Resources"].(map[string]any) {
+		if b.(map[string]any)["Type"] == "AWS::S3::Bucket" && b.(map[string]any)["DeletionPolicy"] != "Retain" {
+			t.Errorf("bucket %s is deleted by cdk destroy, which fails on a versioned bucket with objects", id)
+		}
+	}
+	bp := fmt.Sprint(one(t, tpl, "AWS::S3::BucketPolicy"))
+	if !strings.Contains(bp, "Deny") || !strings.Contains(bp, "s3:PutObject") || !strings.Contains(bp, "aws:PrincipalArn") || !strings.Contains(bp, "RefresherRole") {
+		t.Errorf("bucket policy does not keep other writers out: %s", bp)
+	}
 	refresher := where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges.json")
 	if get(refresher, "Environment", "Variables", config.EnvRangesKey) != "ip-ranges.json" || !cmp.Equal(refresher["Architectures"], []any{"arm64"}) {
 		t.Errorf("refresher %v", refresher)
+	}
+	if get(refresher, "DeadLetterConfig", "TargetArn") == nil {
+		t.Errorf("refresher has no dead-letter queue: %v", refresher["DeadLetterConfig"])
 	}
 	ipSub := where(t, tpl, "AWS::SNS::Subscription", "Protocol", "lambda")
 	if ipSub["TopicArn"] != ipSpaceChanged || ipSub["Region"] != "us-east-1" {
@@ -348,12 +374,17 @@ func TestRefresherPolicy(t *testing.T) {
 	want := []string{
 		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
 		"lambda:ListFunctions on *",
-		"sts:AssumeRole on map[Fn::Sub:arn:${AWS::Partition}:iam::*:role/outsider-inventory-reader]",
+		"sts:AssumeRole on map[Fn::Sub:arn:${AWS::Partition}:iam::*:role/outsider-inventory-reader-*]",
 		"[dynamodb:PutItem dynamodb:BatchWriteItem] on map[Fn::GetAtt:[State1C20CC9A Arn]]",
 		"[s3:GetObject s3:PutObject] on map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]",
+		"sqs:SendMessage on map[Fn::GetAtt:[RefresherDeadLettersFC354EAE Arn]]",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("refresher policy (-want +got):\n%s", diff)
+	}
+	// It may write its own keys of the table only: the inventories.
+	if p := fmt.Sprint(get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument")); !strings.Contains(p, "dynamodb:LeadingKeys") || !strings.Contains(p, "inv#*") {
+		t.Errorf("the refresher may write any key of the table: %s", p)
 	}
 }
 
@@ -379,7 +410,8 @@ func TestForwarderStack(t *testing.T) {
 	policies := resources(tpl, "AWS::IAM::Policy")
 	var inventory map[string]any
 	for _, r := range roles {
-		if r["RoleName"] == inventoryRoleName {
+		// One role per region: a StackSet deploys the stack to every region of an account.
+		if fmt.Sprint(r["RoleName"]) == "map[Fn::Sub:"+inventoryRolePrefix+"${AWS::Region}]" {
 			inventory = r
 		}
 	}
@@ -393,7 +425,6 @@ func TestForwarderStack(t *testing.T) {
 	slices.Sort(all)
 	want := []string{
 		"events:PutEvents on map[Ref:CentralEventBusArn]",
-		"lambda:GetFunction on map[Fn::Sub:arn:${AWS::Partition}:lambda:*:${AWS::AccountId}:function:*]",
 		"lambda:ListFunctions on *",
 	}
 	if diff := cmp.Diff(want, all); diff != "" {

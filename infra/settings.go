@@ -24,6 +24,7 @@ const (
 	ctxBatchSize      = "batchSize"         // SQS records per invocation
 	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (beyond the card)
 	ctxPresigned      = "presignedFindings" // "true": presigned-URL uses from outside are findings of their own
+	ctxMaxConcurrency = "maxConcurrency"    // containers consuming the queue at once (2 to 1000)
 	ctxInvAccounts    = "inventoryAccounts" // member accounts whose functions are listed hourly (the security account always is)
 	ctxInvRegions     = "inventoryRegions"  // in these regions (default: the stack's)
 )
@@ -41,6 +42,7 @@ type Settings struct {
 	ASNDB          string
 	ASNSources     string
 	BatchSize      int
+	MaxConcurrency int
 	CrossRegion    string
 	Presigned      string
 
@@ -59,7 +61,7 @@ func readSettings(get func(string) string) (Settings, error) {
 	s := Settings{
 		Email: get(ctxEmail), TrustedCIDRs: get(ctxTrustedCIDRs), Activation: orDefault(get(ctxActivation), "14d"),
 		Training: orDefault(get(ctxTraining), "30d"), Dedup: orDefault(get(ctxDedup), "7d"), Severity: get(ctxSeverity),
-		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500, CrossRegion: get(ctxCrossRegion),
+		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500, MaxConcurrency: 10, CrossRegion: get(ctxCrossRegion),
 		ASNSources: get(ctxASNSources), Presigned: get(ctxPresigned),
 	}
 	var errs []error
@@ -91,6 +93,13 @@ func readSettings(get func(string) string) (Settings, error) {
 	if v := get(ctxBatchSize); v != "" {
 		if _, err := fmt.Sscanf(v, "%d", &s.BatchSize); err != nil || s.BatchSize < 1 || s.BatchSize > 10000 {
 			errs = append(errs, fmt.Errorf("%s: %q is not a number from 1 to 10000", ctxBatchSize, v))
+		}
+	}
+	if v := get(ctxMaxConcurrency); v != "" {
+		// The event source mapping's bounds.
+		// https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html
+		if _, err := fmt.Sscanf(v, "%d", &s.MaxConcurrency); err != nil || s.MaxConcurrency < 2 || s.MaxConcurrency > 1000 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a number from 2 to 1000", ctxMaxConcurrency, v))
 		}
 	}
 	// The function validates the same settings at cold start; checking them here fails the

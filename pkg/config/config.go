@@ -14,6 +14,11 @@ import (
 )
 
 // Environment variables of the detector Lambda.
+// InventoryRolePrefix names the read-only role the forwarder stack creates in each member
+// account, one per region ("outsider-inventory-reader-eu-west-1"): a StackSet deploys to
+// every region, and role names are global to an account.
+const InventoryRolePrefix = "outsider-inventory-reader-"
+
 const (
 	EnvTable           = "OUTSIDER_TABLE"              // DynamoDB table of the state (required)
 	EnvTopicARN        = "OUTSIDER_TOPIC_ARN"          // SNS topic for new findings (optional: no email)

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
@@ -41,8 +42,6 @@ func Collect(ctx context.Context, l Lister) ([]detect.InventoryFunction, error) 
 	return out, nil
 }
 
-// ReaderRole is the role the forwarder stack creates in each member account.
-const ReaderRole = "outsider-inventory-reader"
 
 // ClientFor returns a Lambda client for an account and region: directly in the detector's
 // own account, through the member account's read-only role elsewhere.
@@ -51,7 +50,7 @@ func ClientFor(cfg aws.Config, self, partition string) func(account, region stri
 		c := cfg.Copy()
 		c.Region = region
 		if account != self {
-			arn := fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, account, ReaderRole)
+			arn := fmt.Sprintf("arn:%s:iam::%s:role/%s%s", partition, account, config.InventoryRolePrefix, region)
 			c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), arn, func(o *stscreds.AssumeRoleOptions) {
 				o.RoleSessionName = "outsider-inventory"
 			}))

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
+	"time"
 )
 
 func load(t testing.TB, path string) *Ranges {
@@ -144,4 +145,40 @@ func BenchmarkLookup(b *testing.B) {
 		r.Contains(addrs[i&4095])
 		i++
 	}
+}
+
+// FuzzParse: any file the refresher could be served, or find in its bucket, parses or is
+// refused with an error, never a panic; what parses and passes Plausible covers no
+// prefix wider than the bounds. Seeded with the real snapshots.
+//
+//	go test ./pkg/ipranges -run '^$' -fuzz FuzzParse -fuzztime 10m
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"testdata/ip-ranges.2018-12-28.json", "testdata/ip-ranges.2026-08-22T1157.json.gz", "ip-ranges.json.gz"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
+			zr, _ := gzip.NewReader(bytes.NewReader(b))
+			b, _ = io.ReadAll(zr)
+		}
+		f.Add(b[:min(len(b), 4096)])
+	}
+	f.Add([]byte(`{"syncToken":"1","prefixes":[{"ip_prefix":"0.0.0.0/0","region":"GLOBAL","service":"AMAZON"}],"ipv6_prefixes":[{"ipv6_prefix":"::/0","region":"GLOBAL","service":"AMAZON"}]}`))
+	f.Add([]byte(`{"syncToken":"9223372036854775807","prefixes":[{"ip_prefix":"3.4.12.4/32","region":"eu-west-1","service":"AMAZON"}]}`))
+	now := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if r.Plausible(now) != nil {
+			return
+		}
+		for _, a := range []string{"0.0.0.1", "128.0.0.1", "::1", "8000::1"} {
+			if info, ok := r.Lookup(netip.MustParseAddr(a)); ok && (info.Prefix.Addr().Is4() && info.Prefix.Bits() < minBits4 || info.Prefix.Addr().Is6() && info.Prefix.Bits() < minBits6) {
+				t.Fatalf("a plausible file holds %s", info.Prefix)
+			}
+		}
+	})
 }
