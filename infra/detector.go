@@ -348,17 +348,17 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 	})
 	fn := awslambda.NewFunction(stack, jsii.String("Refresher"), &awslambda.FunctionProps{
 		DeadLetterQueue: dlq,
-		Description:   jsii.String("Outsider: keeps AWS's ip-ranges.json current for the detector"),
-		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture:  awslambda.Architecture_ARM_64(),
-		Handler:       jsii.String("bootstrap"),
-		Code:          goFunctionCode("functions/refresher"),
-		MemorySize:    jsii.Number(256),
-		Timeout:       awscdk.Duration_Seconds(jsii.Number(60)),
-		Role:          role,
-		LogGroup:      logs,
-		LoggingFormat: awslambda.LoggingFormat_JSON,
-		Environment:   &env,
+		Description:     jsii.String("Outsider: keeps AWS's ip-ranges.json current for the detector"),
+		Runtime:         awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:    awslambda.Architecture_ARM_64(),
+		Handler:         jsii.String("bootstrap"),
+		Code:            goFunctionCode("functions/refresher"),
+		MemorySize:      jsii.Number(256),
+		Timeout:         awscdk.Duration_Seconds(jsii.Number(60)),
+		Role:            role,
+		LogGroup:        logs,
+		LoggingFormat:   awslambda.LoggingFormat_JSON,
+		Environment:     &env,
 	})
 	awsevents.NewRule(stack, jsii.String("RefreshHourly"), &awsevents.RuleProps{
 		Description: jsii.String("Outsider: check AWS's IP ranges every hour (notifications can be missed)"),

@@ -42,7 +42,6 @@ func Collect(ctx context.Context, l Lister) ([]detect.InventoryFunction, error) 
 	return out, nil
 }
 
-
 // ClientFor returns a Lambda client for an account and region: directly in the detector's
 // own account, through the member account's read-only role elsewhere.
 func ClientFor(cfg aws.Config, self, partition string) func(account, region string) Lister {
