@@ -22,7 +22,7 @@ const (
 	ctxASNDB          = "asnDb"             // s3://bucket/key of a MaxMind-format ASN database
 	ctxASNSources     = "asnSources"        // URLs of keyless ASN tables the refresher converts daily (into asnDb, or the stack's bucket)
 	ctxBatchSize      = "batchSize"         // SQS records per invocation
-	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (beyond the card)
+	ctxCrossRegion    = "crossRegion"       // "true": the cross-region title (off by default)
 	ctxPresigned      = "presignedFindings" // "true": presigned-URL uses from outside are findings of their own
 	ctxMaxConcurrency = "maxConcurrency"    // containers consuming the queue at once (2 to 1000)
 	ctxInvAccounts    = "inventoryAccounts" // member accounts whose functions are listed hourly (the security account always is)

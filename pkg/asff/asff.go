@@ -126,7 +126,7 @@ func Description(f detect.Finding) string {
 	return b.String()
 }
 
-// Recommendation is the detector card's three investigative actions, filled in.
+// Recommendation is the three investigative actions (is the role attached, who assumed it, which calls the key made), filled in.
 func Recommendation(f detect.Finding) string {
 	join := func(steps []string) string {
 		for i := range steps {
@@ -145,7 +145,7 @@ func Recommendation(f detect.Finding) string {
 	return text
 }
 
-// Steps are the detector card's three investigative actions for this case, answered as
+// Steps are the three investigative actions for this case, answered as
 // far as the detector knows: is the role attached to the function, was it assumed by
 // another identity, which calls did the key make.
 func Steps(f detect.Finding) []string {

@@ -20,12 +20,12 @@ const (
 	TitleInside   Title = "Suspicious usage of AWS Lambda's token"
 	TitleRemote   Title = "Remote usage of AWS Lambda's token"
 
-	// TitleCrossRegion is beyond the card, and off by default: a function's token used from
+	// TitleCrossRegion is beyond the five titles, and off by default: a function's token used from
 	// an AWS address in another region than the function's (an attacker's cloud machine).
 	TitleCrossRegion Title = "Usage of AWS Lambda's token from another AWS region"
 )
 
-// Titles lists every title: the card's five in priority order, then the cross-region one,
+// Titles lists every title: the five in priority order, then the cross-region one,
 // which applies to calls from inside AWS only.
 var Titles = []Title{TitleRole, TitleCLI, TitleKnownASN, TitleInside, TitleRemote, TitleCrossRegion}
 

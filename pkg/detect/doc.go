@@ -77,7 +77,7 @@
 //     credential in two places.
 //  5. Remote usage of AWS Lambda's token: none of the above.
 //
-// Failed calls count as usage. Beyond the card, off by default: TitleCrossRegion, a
+// Failed calls count as usage. Beyond the five, off by default: TitleCrossRegion, a
 // function's token used from an AWS address of another region than the function's.
 //
 // # Time

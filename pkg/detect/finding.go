@@ -63,7 +63,7 @@ type Finding struct {
 	UserAgents     []string  `json:"userAgents"`
 	InsideSeen     *Sighting `json:"insideSeen,omitempty"` // the key's use inside AWS, for the token title
 
-	// The detector card's investigative answers, kept current as calls update the finding.
+	// The investigative answers (is the role attached, who assumed it), kept current as calls update the finding.
 	Attached       string       `json:"attached"`                 // is the role attached to the function: Attached* constants
 	AttachedDetail string       `json:"attachedDetail,omitempty"` // e.g. the role the function uses now
 	AssumedBy      []Assumption `json:"assumedBy,omitempty"`      // AssumeRole of the role by identities other than Lambda

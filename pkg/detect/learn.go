@@ -164,7 +164,7 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) er
 	if err != nil || !lambdaRole {
 		return err
 	}
-	// Remember who assumes a Lambda role (the card's second question), newest kept.
+	// Remember who assumes a Lambda role (the second investigative question), newest kept.
 	key := fact{keyAssumers, account, role, ""}.String()
 	var list []Assumption
 	if _, err := d.getJSON(ctx, key, time.Time{}, &list); err != nil {

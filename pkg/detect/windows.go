@@ -285,7 +285,7 @@ func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
 	return nil
 }
 
-// investigate answers the detector card's first two questions for a finding: is the role
+// investigate answers the first two investigative questions for a finding: is the role
 // (still) attached to the function, and who else assumed the role within the training
 // period. It runs when a finding enters a batch, so answers stay current as it is updated.
 func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) error {

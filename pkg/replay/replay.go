@@ -83,7 +83,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.StateDir, "state", ".outsider", "directory of the embedded state store; consecutive replays continue from it")
 	fs.BoolVar(&o.Fresh, "fresh", false, "start from empty state (the local store only)")
 	fs.StringVar(&o.Store, "store", "", "dynamodb://TABLE: keep state in the deployed table instead (a backfill); AWS credentials and region from the environment")
-	fs.BoolVar(&o.Config.CrossRegion, "cross-region", false, "also raise \"Usage of AWS Lambda's token from another AWS region\" (beyond the card; off by default)")
+	fs.BoolVar(&o.Config.CrossRegion, "cross-region", false, "also raise \"Usage of AWS Lambda's token from another AWS region\" (beyond the five titles; off by default)")
 	fs.BoolVar(&o.Config.TrainOnly, "no-findings", false, "only learn baselines: raise no finding (a backfill before going live)")
 	fs.StringVar(&o.ASNDB, "asn-db", "", "ASN database: MaxMind format (GeoLite2-ASN, GeoIP2-ISP), or comma-separated start,end,asn,org range tables (.csv or .csv.gz); without one the known-ASN title never matches")
 	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
