@@ -118,6 +118,14 @@ func TestHostileInput(t *testing.T) {
 			}
 			return []string{dir}
 		}, nil},
+		{"an unreadable file in a folder", func(t *testing.T) []string {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "history.ndjson"), clean, 0o644)
+			if err := os.Symlink(filepath.Join(dir, "gone"), filepath.Join(dir, "a-dangling.json")); err != nil {
+				t.Fatal(err)
+			}
+			return []string{dir}
+		}, map[string]int{"unreadable-file": 1}},
 		{"a FIFO, as process substitution gives", func(t *testing.T) []string {
 			fifo := filepath.Join(t.TempDir(), "fifo")
 			if err := syscall.Mkfifo(fifo, 0o600); err != nil {

@@ -70,9 +70,10 @@ func collect(paths []string) ([]input, error) {
 				return nil
 			}
 			if d.Type()&fs.ModeSymlink != 0 {
-				if st, err := os.Stat(path); err != nil || st.IsDir() {
-					return nil // a dangling link, or a link to a folder: not followed
+				if st, err := os.Stat(path); err == nil && st.IsDir() {
+					return nil // a link to a folder: not followed (no loops)
 				}
+				// A link to a file is read; a dangling one is reported as unreadable.
 			} else if !d.Type().IsRegular() {
 				return nil
 			}
