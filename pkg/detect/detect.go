@@ -236,14 +236,13 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where
 	isNew := d.facts[key] == nil
 	ip := r.SourceIP
 	ts := t.Unix()
-	d.sight(key, t, func(v *factValue) bool {
+	e := d.sight(key, t, func(v *factValue) bool {
 		changed := v.Days.add(ts)
 		if v.IP == "" {
 			v.IP, changed = strings.Clone(ip), true
 		}
 		return changed
 	})
-	e := d.facts[key]
 	if e == nil {
 		return nil // a key no real record carries: not kept
 	}

@@ -176,6 +176,7 @@ func (f fact) String() string {
 // factEntry is a fact as this detector holds it: the stored value merged with what it
 // saw since.
 type factEntry struct {
+	key    fact
 	v      factValue
 	stored []byte    // the bytes last read or written: the condition of the next write
 	read   time.Time // wall time of the last read; zero: never read
@@ -206,8 +207,9 @@ func (d *Detector) entry(ctx context.Context, f fact, holds func(*factValue) boo
 		return e, nil
 	}
 	if e == nil {
-		e = &factEntry{}
-		d.facts[f.clone()] = e
+		f = f.clone()
+		e = &factEntry{key: f}
+		d.facts[f] = e
 	}
 	if err := d.load(ctx, f.String(), e); err != nil {
 		return nil, err
@@ -250,21 +252,22 @@ func (d *Detector) seen(ctx context.Context, f fact, t time.Time) (bool, *factEn
 
 // sight records a sighting of a fact at t. It is written at the next Flush, merged with
 // whatever the store holds by then.
-func (d *Detector) sight(f fact, t time.Time, update func(*factValue) bool) {
+// It returns the fact's entry, nil for a key no real record carries.
+func (d *Detector) sight(f fact, t time.Time, update func(*factValue) bool) *factEntry {
 	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
-		return
+		return nil
 	}
 	e := d.facts[f]
 	if e == nil {
-		e = &factEntry{}
-		d.facts[f.clone()] = e
+		f = f.clone()
+		e = &factEntry{key: f}
+		d.facts[f] = e
 	}
-	if update(&e.v) {
-		if !e.dirty {
-			e.dirty = true
-			d.dirtyFacts = append(d.dirtyFacts, f.clone())
-		}
+	if update(&e.v) && !e.dirty {
+		e.dirty = true
+		d.dirtyFacts = append(d.dirtyFacts, e.key)
 	}
+	return e
 }
 
 // flushFacts writes the facts changed since the last flush. A write is conditional on what

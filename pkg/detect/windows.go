@@ -343,7 +343,14 @@ func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) err
 // the last Flush. A finding's write is conditional on what was read: when another worker
 // updated it meanwhile, the calls folded here are folded again into its value (a call is
 // counted once, by its eventID) and the write is tried again.
-func (d *Detector) Flush(ctx context.Context) ([]Change, error) {
+func (d *Detector) Flush(ctx context.Context) ([]Change, error) { return d.flush(ctx, true) }
+
+// FlushFindings is Flush without the facts: they stay in memory, dirty, until the next
+// Flush. A replay, which reads its own state back, prints findings far more often than it
+// needs its facts on disk.
+func (d *Detector) FlushFindings(ctx context.Context) ([]Change, error) { return d.flush(ctx, false) }
+
+func (d *Detector) flush(ctx context.Context, facts bool) ([]Change, error) {
 	defer func() {
 		clear(d.windows)
 		// Who issued a key never changes once known; that a key is unknown may change
@@ -354,9 +361,11 @@ func (d *Detector) Flush(ctx context.Context) ([]Change, error) {
 			}
 		}
 	}()
-	if err := d.flushFacts(ctx); err != nil {
-		d.dropPending()
-		return nil, err
+	if facts {
+		if err := d.flushFacts(ctx); err != nil {
+			d.dropPending()
+			return nil, err
+		}
 	}
 	out := make([]Change, 0, len(d.order))
 	for _, key := range d.order {

@@ -358,6 +358,7 @@ type runner struct {
 	current     string
 	sinceFlush  int
 	flushedAt   time.Time // event time of the last flush
+	flushes     int
 }
 
 func (r *runner) input(ctx context.Context, in input, stdin io.Reader) error {
@@ -426,7 +427,12 @@ func (r *runner) process(ctx context.Context, rec *cloudtrail.Record) error {
 }
 
 func (r *runner) flush(ctx context.Context, t time.Time) error {
-	changes, err := r.det.Flush(ctx)
+	// Facts go to the store every 64 flushes (and at the end); findings every flush.
+	flush := r.det.FlushFindings
+	if r.flushes++; r.flushes%64 == 0 || t.IsZero() {
+		flush = r.det.Flush
+	}
+	changes, err := flush(ctx)
 	if err != nil {
 		return err
 	}
