@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -31,7 +32,9 @@ func TestHandler(t *testing.T) {
 	body := []byte(`{"syncToken":"1900000000","createDate":"2030-03-17-12-00-00","prefixes":[` + prefixes(12000) + `],"ipv6_prefixes":[]}`)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
 	defer srv.Close()
-	r := &refresh.Refresher{HTTP: srv.Client(), URL: srv.URL, S3: client, Bucket: "refresher-test", Key: "ip-ranges.json"}
+	// The wall clock of the publication: a syncToken ahead of it is refused.
+	r := &refresh.Refresher{HTTP: srv.Client(), URL: srv.URL, S3: client, Bucket: "refresher-test", Key: "ip-ranges.json",
+		Now: func() time.Time { return time.Date(2030, 3, 17, 12, 5, 0, 0, time.UTC) }}
 	var logs bytes.Buffer
 	h := handler(r, nil, slog.New(slog.NewJSONHandler(&logs, nil)))
 
