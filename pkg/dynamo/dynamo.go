@@ -209,18 +209,11 @@ func (s *Store) Swap(ctx context.Context, key string, old, value []byte, expires
 	s.Calls++
 	s.Written++
 	s.mu.Unlock()
-	in := &dynamodb.PutItemInput{
-		TableName:                aws.String(s.table),
-		Item:                     encode(key, item{value: value, exp: unix(expires)}),
-		ExpressionAttributeNames: map[string]string{"#k": AttrKey},
-		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
-	}
-	if old != nil {
-		in.ExpressionAttributeNames = map[string]string{"#v": AttrValue}
-		in.ConditionExpression = aws.String("#v = :old")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":old": &types.AttributeValueMemberB{Value: old}}
-	}
-	_, err := s.api.PutItem(ctx, in)
+	cond, names, values := swapCondition(old)
+	_, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: encode(key, item{value: value, exp: unix(expires)}),
+		ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
@@ -258,18 +251,11 @@ func (s *Store) SwapAll(ctx context.Context, swaps []detect.Swap) ([]bool, error
 					return nil, err
 				}
 			}
-			put := &types.Put{
-				TableName:                aws.String(s.table),
-				Item:                     encode(sw.Key, item{value: sw.Value, exp: unix(sw.Expires)}),
-				ExpressionAttributeNames: map[string]string{"#k": AttrKey},
-				ConditionExpression:      aws.String("attribute_not_exists(#k)"),
-			}
-			if sw.Old != nil {
-				put.ExpressionAttributeNames = map[string]string{"#v": AttrValue}
-				put.ConditionExpression = aws.String("#v = :old")
-				put.ExpressionAttributeValues = map[string]types.AttributeValue{":old": &types.AttributeValueMemberB{Value: sw.Old}}
-			}
-			items[i] = types.TransactWriteItem{Put: put}
+			cond, names, values := swapCondition(sw.Old)
+			items[i] = types.TransactWriteItem{Put: &types.Put{
+				TableName: aws.String(s.table), Item: encode(sw.Key, item{value: sw.Value, exp: unix(sw.Expires)}),
+				ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+			}}
 		}
 		s.mu.Lock()
 		s.Calls++
@@ -291,6 +277,15 @@ func (s *Store) SwapAll(ctx context.Context, swaps []detect.Swap) ([]bool, error
 		}
 	}
 	return ok, nil
+}
+
+// swapCondition is the condition of a conditional put: the key absent (old nil), or
+// holding exactly old (binary values compare byte by byte).
+func swapCondition(old []byte) (string, map[string]string, map[string]types.AttributeValue) {
+	if old == nil {
+		return "attribute_not_exists(#k)", map[string]string{"#k": AttrKey}, nil
+	}
+	return "#v = :old", map[string]string{"#v": AttrValue}, map[string]types.AttributeValue{":old": &types.AttributeValueMemberB{Value: old}}
 }
 
 // writeOne writes a gathered Put at once and forgets it.
