@@ -3,17 +3,18 @@ package cloudtrail
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
+	"github.com/klauspost/compress/gzip"
 )
 
 // Reasons a value is skipped. They are stable words: the replay summary and the Lambda's
@@ -412,20 +413,29 @@ func ParseTime(s string) (time.Time, error) {
 // one JSON document otherwise. emit is called for each record, bad for each skipped value.
 // Only I/O errors are returned.
 func Read(r io.Reader, emit func(*Record), bad func(error)) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	// A trail folder is tens of thousands of small gzipped files: their readers and
+	// buffers are reused from one file to the next, not allocated for each.
+	rs := readers.Get().(*readerSet)
+	defer readers.Put(rs)
+	rs.raw.Reset(r)
+	br := rs.raw
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
+		if err := rs.zr.Reset(br); err != nil {
 			return fmt.Errorf("cloudtrail: gzip: %w", err)
 		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, 64<<10)
+		defer rs.zr.Close()
+		rs.unzipped.Reset(&rs.zr)
+		br = rs.unzipped
 	}
 	// A UTF-8 byte order mark, as some editors and exporters write, is not an error.
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte{0xef, 0xbb, 0xbf}) {
 		br.Discard(3)
 	}
-	lr := &lineReader{br: br, max: maxLine}
+	lr := &rs.lines
+	*lr = lineReader{br: br, max: maxLine, buf: lr.buf[:0]}
+	if cap(lr.buf) > 1<<20 {
+		lr.buf = nil // a huge line's buffer is not kept for the next file
+	}
 	garbage := 0 // non-JSON lines before the first JSON one
 	for seen := false; ; {
 		line, err := lr.next()
@@ -455,7 +465,8 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 			}
 			if !json.Valid(line) && incomplete(line) {
 				// The first line of a pretty-printed document, or a truncated first record
-				// of NDJSON: the next line tells which.
+				// of NDJSON: the next line tells which. (The reader reuses its buffer.)
+				line = bytes.Clone(line)
 				next, err := lr.nextNonEmpty()
 				if err != nil && err != io.EOF && !errors.Is(err, errLineTooLong) {
 					return scanErr(err)
@@ -517,6 +528,17 @@ func readDocument(lr *lineReader, first, second []byte, emit func(*Record), bad 
 	bad(malformed(ReasonNotJSON, "a document that is not valid JSON (%d whole lines read from it)", salvaged))
 	return nil
 }
+
+// readerSet is what reading one file needs, kept across files.
+type readerSet struct {
+	raw, unzipped *bufio.Reader
+	zr            gzip.Reader
+	lines         lineReader
+}
+
+var readers = sync.Pool{New: func() any {
+	return &readerSet{raw: bufio.NewReaderSize(nil, 64<<10), unzipped: bufio.NewReaderSize(nil, 64<<10)}
+}}
 
 // errLineTooLong: a line longer than the reader's bound, skipped.
 var errLineTooLong = errors.New("line too long")
