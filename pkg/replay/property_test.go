@@ -201,3 +201,30 @@ func TestTrailFolderForms(t *testing.T) {
 		sameOutcome(t, form.name, want, replayRuns(t, []string{in}))
 	}
 }
+
+// TestParallelSameFindings: reading beside deciding (--parallel 2) gives the findings of
+// reading and deciding in turn (--parallel 1), on NDJSON and on a trail folder.
+func TestParallelSameFindings(t *testing.T) {
+	lines := history(t, 11, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	var recs [][]byte
+	for _, l := range lines {
+		recs = append(recs, bytes.TrimRight(l, "\n"))
+	}
+	for _, in := range []string{writeNDJSON(t, recs, t.TempDir()), writeLogFiles(t, recs, t.TempDir())} {
+		out := map[int]string{}
+		for _, p := range []int{1, 2} {
+			var stdout, stderr bytes.Buffer
+			args := []string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", fmt.Sprint(p), in}
+			if code := Main(args, nil, &stdout, &stderr); code != ExitOK {
+				t.Fatalf("--parallel %d: exit %d: %s", p, code, stderr.String())
+			}
+			out[p] = stdout.String()
+		}
+		if out[1] == "" {
+			t.Fatal("no finding")
+		}
+		if diff := cmp.Diff(out[1], out[2]); diff != "" {
+			t.Errorf("%s: --parallel 2 differs from --parallel 1:\n%s", in, diff)
+		}
+	}
+}

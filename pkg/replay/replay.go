@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -53,6 +54,7 @@ type Options struct {
 	Region     string
 	Progress   time.Duration
 	Window     time.Duration // reorder window, event time
+	Parallel   int           // goroutines: 1 reads and decides in turn; 2 or more read beside deciding
 	CPUProfile string
 	Config     detect.Config
 	Paths      []string
@@ -98,6 +100,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Region, "region", "", "Security Hub region of the findings; default: the function's region")
 	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
 	fs.DurationVar(&o.Window, "reorder-window", 30*time.Minute, "event time over which records are put back in order (log files hold a few minutes each, and regions interleave)")
+	fs.IntVar(&o.Parallel, "parallel", runtime.NumCPU(), "1: read and decide in turn; 2 or more: read, decompress and parse beside the decisions (the same findings)")
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
 	fs.Usage = func() {
@@ -283,9 +286,15 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return exitFor(err), err
 	}
-	for _, in := range inputs {
-		if err := run.input(ctx, in, stdin); err != nil {
+	if o.Parallel > 1 {
+		if err := run.readParallel(ctx, inputs, stdin); err != nil {
 			return exitFor(err), err
+		}
+	} else {
+		for _, in := range inputs {
+			if err := run.input(ctx, in, stdin); err != nil {
+				return exitFor(err), err
+			}
 		}
 	}
 	if err := run.drain(ctx); err != nil {
