@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/gen"
 	"github.com/outsider-sec/outsider/pkg/mototest"
 )
 
@@ -76,6 +77,7 @@ type runtimeAPI struct {
 	payloads [][]byte // several, in turn
 	mu       sync.Mutex
 	served   int
+	asked    []time.Time // when each invocation was asked for
 	answer   chan string // "response: BODY" or "error: BODY"
 }
 
@@ -89,6 +91,7 @@ func (f *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		n := f.served
 		f.served++
+		f.asked = append(f.asked, time.Now())
 		f.mu.Unlock()
 		if n >= len(payloads) {
 			<-r.Context().Done() // no more invocations: wait to be stopped
@@ -260,6 +263,18 @@ func TestBootstrapOrderAndDelivery(t *testing.T) {
 		t.Fatalf("found %d calls of the day-16 theft, want 3", len(theft))
 	}
 	late := invokeBootstrap(t, "210000000005", append(batchesOf(rest, 50, "m"), batchesOf(theft, 50, "late")...))
+
+	// The cost of a full batch: 500 generated records (envelopes) an invocation.
+	var buf bytes.Buffer
+	if _, err := gen.Write(gen.Default(2500), &buf); err != nil {
+		t.Fatal(err)
+	}
+	var envs [][]byte
+	for _, l := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		e, _ := gen.Envelope(l)
+		envs = append(envs, e)
+	}
+	invokeBootstrap(t, "210000000006", batchesOf(envs, 500, "g"))
 	own := ""
 	for id, f := range late.findings {
 		if strings.HasSuffix(id, "/20260520T140000Z") && strings.HasPrefix(f, "Remote command line usage of AWS Lambda's token count=3 ") {
@@ -318,6 +333,7 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte) bootstrapR
 	}
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +348,14 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte) bootstrapR
 			t.Fatalf("no answer from the function; its output:\n%s", logs.String())
 		}
 	}
+	api.mu.Lock()
+	if len(api.asked) > 1 {
+		// The deploy artifact's cost: its cold start (config, clients, the embedded ranges)
+		// to its first request for work, and the mean time of an invocation.
+		t.Logf("init %s; %d invocations, %s each on average (moto on loopback)", api.asked[0].Sub(started).Round(time.Millisecond),
+			len(api.asked)-1, (api.asked[len(api.asked)-1].Sub(api.asked[0]) / time.Duration(len(api.asked)-1)).Round(time.Millisecond))
+	}
+	api.mu.Unlock()
 	run := bootstrapRun{findings: map[string]string{}}
 	p := securityhub.NewGetFindingsPaginator(securityhub.NewFromConfig(cfg), &securityhub.GetFindingsInput{})
 	for p.HasMorePages() {
