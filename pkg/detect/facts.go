@@ -153,6 +153,35 @@ func (v *factValue) newest() int64 {
 	return n
 }
 
+// stored is the value as it is written: the days of the last two training periods (and a
+// day), which answer exactly for any time from a training period before the newest
+// sighting on — a delivery up to a month late, after any restart — so that an item stays
+// near a kilobyte whatever its age. Memory keeps every day it saw: a backfill of older
+// logs decides on the older days it learns as it goes.
+func (v *factValue) stored(training int64) factValue {
+	from := floorDay(v.newest()-2*training) - daySeconds
+	out := *v
+	out.Days = v.Days.since(from)
+	if v.Regions != nil {
+		out.Regions = make(map[string]sightings, len(v.Regions))
+		for r, s := range v.Regions {
+			if s = s.since(from); len(s) > 0 {
+				out.Regions[r] = s
+			}
+		}
+	}
+	return out
+}
+
+// since returns the days whose last sighting is at or after from.
+func (s sightings) since(from int64) sightings {
+	i := 0
+	for i < len(s) && s[i][1] < from {
+		i++
+	}
+	return s[i:]
+}
+
 // fact names a baseline key without building its string: the hot path looks facts up in
 // memory far more often than it writes them.
 type fact struct{ prefix, a, b, c string }
@@ -288,7 +317,8 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		swaps := make([]Swap, len(todo))
 		for i, f := range todo {
 			e := d.facts[f]
-			b, err := json.Marshal(&e.v)
+			v := e.v.stored(int64(d.cfg.Training / time.Second))
+			b, err := json.Marshal(&v)
 			if err != nil {
 				return fmt.Errorf("detect: encode %s: %w", f, err)
 			}

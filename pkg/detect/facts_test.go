@@ -47,3 +47,26 @@ func TestSightingsExact(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredFactStaysSmall: a role seen every day for more than a year is written as its
+// last two training periods of days, not all of them, and still answers exactly as the
+// whole history would for every time from a training period before its newest sighting.
+func TestStoredFactStaysSmall(t *testing.T) {
+	training := int64(30 * daySeconds)
+	var v factValue
+	base := int64(1_750_000_000)
+	for d := range int64(420) {
+		v.Days.add(base + d*daySeconds + 3600)
+		v.Days.add(base + d*daySeconds + 80000)
+	}
+	st := v.stored(training)
+	if len(st.Days) > 62 {
+		t.Errorf("%d days written, want at most 62", len(st.Days))
+	}
+	newest := v.newest()
+	for q := newest - training; q < newest+training+2*daySeconds; q += 997 {
+		if st.Days.seen(q, training) != v.Days.seen(q, training) {
+			t.Fatalf("at %d the written fact says %v, the whole history %v", q, st.Days.seen(q, training), v.Days.seen(q, training))
+		}
+	}
+}
