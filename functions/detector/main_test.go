@@ -73,8 +73,7 @@ var (
 // keeps what the function answers.
 // https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html
 type runtimeAPI struct {
-	payload  []byte   // one invocation, or
-	payloads [][]byte // several, in turn
+	payloads [][]byte // the invocations, in turn
 	mu       sync.Mutex
 	served   int
 	asked    []time.Time // when each invocation was asked for
@@ -86,9 +85,6 @@ func (f *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/2018-06-01/runtime/invocation/next":
 		f.mu.Lock()
 		payloads := f.payloads
-		if payloads == nil {
-			payloads = [][]byte{f.payload}
-		}
 		n := f.served
 		f.served++
 		f.asked = append(f.asked, time.Now())
@@ -146,21 +142,10 @@ func TestBootstrapWithASN(t *testing.T) {
 	}
 }
 
-// runBootstrap runs the bootstrap on the demo history and returns the titles of the
-// findings it imported for account.
+// runBootstrap runs the bootstrap on the demo history, in one invocation, and returns the
+// titles of the findings it imported for account.
 func runBootstrap(t *testing.T, account string, env []string) []string {
 	t.Helper()
-	endpoint := mototest.Endpoint(t)
-	bin := build(t)
-	cfg := mototest.Config(t, nil)
-	table := mototest.Table(t, cfg)
-	ctx := context.Background()
-	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("bootstrap-findings")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	securityhub.NewFromConfig(cfg).EnableSecurityHub(ctx, &securityhub.EnableSecurityHubInput{})
-
 	lines, err := os.ReadFile("../../events/demo/history.ndjson")
 	if err != nil {
 		t.Fatal(err)
@@ -170,48 +155,17 @@ func runBootstrap(t *testing.T, account string, env []string) []string {
 		batch.Records = append(batch.Records, events.SQSMessage{MessageId: fmt.Sprintf("m-%d", i), Body: string(l), EventSource: "aws:sqs"})
 	}
 	payload, _ := json.Marshal(batch)
-	api := &runtimeAPI{payload: payload, answer: make(chan string, 1)}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-
-	cmd := exec.Command(bin)
-	cmd.Env = append([]string{
-		"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(srv.URL, "http://"),
-		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
-		config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
-	}, env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	var answer string
-	select {
-	case answer = <-api.answer:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("no answer from the function; its output:\n%s", logs.String())
-	}
-	if answer != `response: {"batchItemFailures":null}` && answer != `response: {"batchItemFailures":[]}` {
-		t.Fatalf("answer %s\nlogs:\n%s", answer, logs.String())
-	}
-	out, err := securityhub.NewFromConfig(cfg).GetFindings(ctx, &securityhub.GetFindingsInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := invokeBootstrap(t, account, [][]byte{payload}, env...)
 	var titles []string
-	for _, f := range out.Findings {
-		if *f.AwsAccountId == account {
-			titles = append(titles, *f.Title)
-		}
+	for _, f := range run.findings {
+		titles = append(titles, strings.SplitN(f, " count=", 2)[0])
 	}
 	slices.Sort(titles)
-	if strings.Contains(logs.String(), "IQoJb3JpZ2lu") {
+	if strings.Contains(run.logs, "IQoJb3JpZ2lu") {
 		t.Error("a session token reached the function's logs")
 	}
-	if !strings.Contains(logs.String(), `"message":"batch done"`) {
-		t.Errorf("no summary line in the logs:\n%s", logs.String())
+	if !strings.Contains(run.logs, `"message":"batch done"`) {
+		t.Errorf("no summary line in the logs:\n%s", run.logs)
 	}
 	return titles
 }
@@ -292,11 +246,12 @@ func TestBootstrapOrderAndDelivery(t *testing.T) {
 type bootstrapRun struct {
 	findings map[string]string // id -> title, count, addresses, calls
 	emails   int
+	logs     string
 }
 
 // invokeBootstrap runs one container of the deploy artifact over a fresh table, hands it
 // the payloads one invocation at a time, and returns what reached Security Hub and SNS.
-func invokeBootstrap(t *testing.T, account string, payloads [][]byte) bootstrapRun {
+func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...string) bootstrapRun {
 	t.Helper()
 	endpoint := mototest.Endpoint(t)
 	bin := build(t)
@@ -331,6 +286,7 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte) bootstrapR
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
 		config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
 	}
+	cmd.Env = append(cmd.Env, env...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	started := time.Now()
@@ -356,7 +312,7 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte) bootstrapR
 			len(api.asked)-1, (api.asked[len(api.asked)-1].Sub(api.asked[0]) / time.Duration(len(api.asked)-1)).Round(time.Millisecond))
 	}
 	api.mu.Unlock()
-	run := bootstrapRun{findings: map[string]string{}}
+	run := bootstrapRun{findings: map[string]string{}, logs: logs.String()}
 	p := securityhub.NewGetFindingsPaginator(securityhub.NewFromConfig(cfg), &securityhub.GetFindingsInput{})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)

@@ -157,16 +157,18 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 		return nil
 	}
 	f := fact{prefix: keyAccount, a: account}
-	if d.facts[f] == nil {
+	e := d.facts[f]
+	if e == nil {
 		if err := d.loadInventory(ctx, account); err != nil {
 			return err
 		}
-		if _, err := d.entry(ctx, f, func(*factValue) bool { return false }); err != nil {
+		var err error
+		if e, err = d.entry(ctx, f, func(*factValue) bool { return false }); err != nil {
 			return err
 		}
 	}
 	ts := t.Unix()
-	d.sight(f, t, func(v *factValue) bool {
+	d.update(e, func(v *factValue) bool {
 		if v.First == 0 || ts < v.First {
 			v.First = ts
 			return true
@@ -232,11 +234,9 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where
 	if !lambdaRole {
 		return nil
 	}
-	key := fact{prefix: keyInside, a: id.AccessKeyID}
-	isNew := d.facts[key] == nil
 	ip := r.SourceIP
 	ts := t.Unix()
-	e := d.sight(key, t, func(v *factValue) bool {
+	e, isNew := d.sight(fact{prefix: keyInside, a: id.AccessKeyID}, func(v *factValue) bool {
 		changed := v.Days.add(ts)
 		if v.IP == "" {
 			v.IP, changed = strings.Clone(ip), true
@@ -303,7 +303,7 @@ func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, account s
 		return nil
 	}
 	ts := r.Time.Unix()
-	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(info.Number), 10)}, r.Time, func(v *factValue) bool {
+	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(info.Number), 10)}, func(v *factValue) bool {
 		return v.Days.add(ts)
 	})
 	return nil

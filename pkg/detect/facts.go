@@ -144,6 +144,16 @@ func (v *factValue) merge(o factValue) bool {
 	return changed
 }
 
+// anyRegion reports whether a function fact was seen, in any region, in [t − training, t].
+func (v *factValue) anyRegion(t, training int64) bool {
+	for _, s := range v.Regions {
+		if s.seen(t, training) {
+			return true
+		}
+	}
+	return false
+}
+
 // newest is the latest sighting of any kind: the fact lapses a training period later.
 func (v *factValue) newest() int64 {
 	n := max(v.Days.newest(), v.First)
@@ -279,24 +289,28 @@ func (d *Detector) seen(ctx context.Context, f fact, t time.Time) (bool, *factEn
 	return e.v.Days.seen(ts, tr), e, nil
 }
 
-// sight records a sighting of a fact at t. It is written at the next Flush, merged with
+// sight records a sighting of a fact. It is written at the next Flush, merged with
 // whatever the store holds by then.
 // It returns the fact's entry, nil for a key no real record carries.
-func (d *Detector) sight(f fact, t time.Time, update func(*factValue) bool) *factEntry {
+func (d *Detector) sight(f fact, update func(*factValue) bool) (e *factEntry, created bool) {
 	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
-		return nil
+		return nil, false
 	}
-	e := d.facts[f]
-	if e == nil {
+	if e = d.facts[f]; e == nil {
 		f = f.clone()
-		e = &factEntry{key: f}
+		e, created = &factEntry{key: f}, true
 		d.facts[f] = e
 	}
+	d.update(e, update)
+	return e, created
+}
+
+// update applies a sighting to an entry held, and marks it to be written if it changed.
+func (d *Detector) update(e *factEntry, update func(*factValue) bool) {
 	if update(&e.v) && !e.dirty {
 		e.dirty = true
 		d.dirtyFacts = append(d.dirtyFacts, e.key)
 	}
-	return e
 }
 
 // flushFacts writes the facts changed since the last flush. A write is conditional on what

@@ -218,7 +218,7 @@ func (d *Detector) learnRole(account, role string, t time.Time) {
 		return
 	}
 	ts := t.Unix()
-	d.sight(fact{prefix: keyRole, a: account, b: role}, t, func(v *factValue) bool { return v.Days.add(ts) })
+	d.sight(fact{prefix: keyRole, a: account, b: role}, func(v *factValue) bool { return v.Days.add(ts) })
 }
 
 func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) {
@@ -227,7 +227,7 @@ func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) 
 	}
 	d.learnRole(account, role, t)
 	ts := t.Unix()
-	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, t, func(v *factValue) bool {
+	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, func(v *factValue) bool {
 		if v.Regions == nil {
 			v.Regions = map[string]sightings{}
 		}
@@ -260,13 +260,7 @@ func (d *Detector) knownFunctionInMemory(account, role, fn string, t time.Time) 
 	if e == nil {
 		return false
 	}
-	tr, ts := int64(d.cfg.Training/time.Second), t.Unix()
-	for _, s := range e.v.Regions {
-		if s.seen(ts, tr) {
-			return true
-		}
-	}
-	return false
+	return e.v.anyRegion(t.Unix(), int64(d.cfg.Training/time.Second))
 }
 
 // functionAt reports whether fn was a function of the role within the training period
@@ -277,14 +271,7 @@ func (d *Detector) functionAt(ctx context.Context, account, role, fn string, t t
 		return true, f.Region, nil
 	}
 	tr, ts := int64(d.cfg.Training/time.Second), t.Unix()
-	holds := func(v *factValue) bool {
-		for _, s := range v.Regions {
-			if s.seen(ts, tr) {
-				return true
-			}
-		}
-		return false
-	}
+	holds := func(v *factValue) bool { return v.anyRegion(ts, tr) }
 	e, err := d.entry(ctx, fact{prefix: keyFunction, a: account, b: role, c: fn}, holds)
 	if err != nil || !holds(&e.v) {
 		return false, "", err

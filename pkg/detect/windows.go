@@ -85,6 +85,30 @@ func (d *Detector) windowsOf(ctx context.Context, fk string) (*windowIndex, erro
 	return w, nil
 }
 
+// readFinding reads the finding stored under key, with the bytes it was read as.
+func (d *Detector) readFinding(ctx context.Context, key string) (Finding, []byte, bool, error) {
+	var f Finding
+	d.Stats.StoreReads++
+	b, found, err := d.store.Get(ctx, key, time.Time{})
+	if err != nil {
+		return f, nil, false, fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+	}
+	if !found {
+		return f, nil, false, nil
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, nil, false, fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
+	}
+	return f, b, true, nil
+}
+
+// enqueue holds a finding until the next flush.
+func (d *Detector) enqueue(p *pending) *pending {
+	d.pending[p.key] = p
+	d.order = append(d.order, p.key)
+	return p
+}
+
 // countedIn returns the store key of the finding a call was counted in already (a
 // redelivery, maybe decided otherwise the first time), or "".
 func (d *Detector) countedIn(ctx context.Context, eventID string) (string, error) {
@@ -108,28 +132,17 @@ func (d *Detector) countedIn(ctx context.Context, eventID string) (string, error
 
 // again hands on, unchanged, the finding a redelivered call was counted in: its import
 // and email may be what failed the first time.
-func (d *Detector) again(ctx context.Context, key string, t time.Time) error {
+func (d *Detector) again(ctx context.Context, key string) error {
 	d.Stats.Redelivered++
-	if p, ok := d.pending[key]; ok {
-		d.touched = p.f.ID
-		return nil
-	}
-	d.Stats.StoreReads++
-	b, found, err := d.store.Get(ctx, key, time.Time{})
-	if err != nil || !found {
-		if err != nil {
-			return fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+	p, ok := d.pending[key]
+	if !ok {
+		cur, b, found, err := d.readFinding(ctx, key)
+		if err != nil || !found {
+			return err
 		}
-		return nil
+		p = d.enqueue(&pending{key: key, f: cur, stored: b})
 	}
-	var cur Finding
-	if err := json.Unmarshal(b, &cur); err != nil {
-		return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
-	}
-	p := &pending{key: key, f: cur, stored: b}
-	d.pending[key] = p
-	d.order = append(d.order, key)
-	d.touched = cur.ID
+	d.touched = p.f.ID
 	return nil
 }
 
@@ -142,7 +155,7 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 		if err != nil {
 			return err
 		}
-		return d.again(ctx, key, u.at)
+		return d.again(ctx, key)
 	}
 	fk := findingKey(f)
 	for attempt := 0; attempt < 5; attempt++ {
@@ -150,32 +163,28 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 		if err != nil {
 			return err
 		}
-		if start, ok := w.containing(u.at, d.cfg.Dedup); ok {
-			p, err := d.findingAt(ctx, f, fk, start, u)
-			if err != nil {
-				return err
-			}
-			d.fold(p, u)
-			return nil
-		}
-		// Open a window at the call's time. The index is the point where workers agree:
-		// a conditional write, read again when another worker wrote first.
-		starts := append(slices.Clone(w.starts), u.at.Unix())
-		if len(starts) > maxWindows {
-			starts = starts[len(starts)-maxWindows:]
-		}
-		b, _ := json.Marshal(starts)
-		d.Stats.StoreClaims++
-		ok, err := d.store.Swap(ctx, windowKey(fk), w.stored, b, time.Unix(slices.Max(starts), 0).Add(d.cfg.Dedup+d.cfg.Training))
-		if err != nil {
-			return fmt.Errorf("%w: open a window of %s: %w", ErrStore, fk, err)
-		}
+		start, ok := w.containing(u.at, d.cfg.Dedup)
 		if !ok {
-			delete(d.windows, fk)
-			continue
+			// Open a window at the call's time. The index is the point where workers
+			// agree: a conditional write, read again when another worker wrote first.
+			start = u.at.Unix()
+			starts := append(slices.Clone(w.starts), start)
+			if len(starts) > maxWindows {
+				starts = starts[len(starts)-maxWindows:]
+			}
+			b, _ := json.Marshal(starts)
+			d.Stats.StoreClaims++
+			won, err := d.store.Swap(ctx, windowKey(fk), w.stored, b, time.Unix(slices.Max(starts), 0).Add(d.cfg.Dedup+d.cfg.Training))
+			if err != nil {
+				return fmt.Errorf("%w: open a window of %s: %w", ErrStore, fk, err)
+			}
+			if !won {
+				delete(d.windows, fk)
+				continue
+			}
+			w.starts, w.stored = starts, b
 		}
-		w.starts, w.stored = starts, b
-		p, err := d.findingAt(ctx, f, fk, u.at.Unix(), u)
+		p, err := d.findingAt(ctx, f, fk, start, u.at)
 		if err != nil {
 			return err
 		}
@@ -187,36 +196,28 @@ func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 
 // findingAt returns the finding of the window at start, read from the store, or created
 // (with the call that opens it) when its window is new or its first write was lost.
-func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start int64, u use) (*pending, error) {
+func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start int64, t time.Time) (*pending, error) {
 	key := findingStoreKey(fk, start)
 	if p, ok := d.pending[key]; ok {
 		return p, nil
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		d.Stats.StoreReads++
-		b, found, err := d.store.Get(ctx, key, time.Time{})
+		cur, b, found, err := d.readFinding(ctx, key)
 		if err != nil {
-			return nil, fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+			return nil, err
 		}
 		if found {
-			var cur Finding
-			if err := json.Unmarshal(b, &cur); err != nil {
-				return nil, fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
-			}
-			if err := d.investigate(ctx, &cur, u.at); err != nil {
+			if err := d.investigate(ctx, &cur, t); err != nil {
 				return nil, err
 			}
 			// A finding with no call yet was opened by a worker that died before its
 			// first write: it was never announced, so it is still new.
-			p := &pending{key: key, f: cur, stored: b, new: cur.Count == 0}
-			d.pending[key] = p
-			d.order = append(d.order, key)
-			return p, nil
+			return d.enqueue(&pending{key: key, f: cur, stored: b, new: cur.Count == 0}), nil
 		}
 		n := f
 		n.WindowStart = time.Unix(start, 0).UTC()
 		n.ID = findingID(n.Account, n.SubjectKind, n.Subject, n.Title, n.WindowStart)
-		if err := d.investigate(ctx, &n, u.at); err != nil {
+		if err := d.investigate(ctx, &n, t); err != nil {
 			return nil, err
 		}
 		b, err = json.Marshal(n)
@@ -229,10 +230,7 @@ func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start in
 			return nil, fmt.Errorf("%w: open %s: %w", ErrStore, key, err)
 		}
 		if won {
-			p := &pending{key: key, f: n, stored: b, new: true}
-			d.pending[key] = p
-			d.order = append(d.order, key)
-			return p, nil
+			return d.enqueue(&pending{key: key, f: n, stored: b, new: true}), nil
 		}
 		// Another worker opened it between our read and our write: read it again.
 	}
@@ -263,21 +261,11 @@ func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
 	key := findingStoreKey(fk, start)
 	p, ok := d.pending[key]
 	if !ok {
-		d.Stats.StoreReads++
-		b, found, err := d.store.Get(ctx, key, time.Time{})
+		cur, b, found, err := d.readFinding(ctx, key)
 		if err != nil || !found {
 			return err
 		}
-		var cur Finding
-		if err := json.Unmarshal(b, &cur); err != nil {
-			return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
-		}
-		if slices.Contains(cur.Signals, SignalPresigned) {
-			return nil
-		}
-		p = &pending{key: key, f: cur, stored: b}
-		d.pending[key] = p
-		d.order = append(d.order, key)
+		p = d.enqueue(&pending{key: key, f: cur, stored: b})
 	}
 	u.presigned = true
 	d.touched = p.f.ID
@@ -424,18 +412,11 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 			return nil
 		}
 		// Another worker updated it: fold our calls into its value.
-		d.Stats.StoreReads++
-		cur, found, err := d.store.Get(ctx, p.key, time.Time{})
+		f, cur, found, err := d.readFinding(ctx, p.key)
 		if err != nil {
-			return fmt.Errorf("%w: get %s: %w", ErrStore, p.key, err)
+			return err
 		}
-		var f Finding
-		if found {
-			if err := json.Unmarshal(cur, &f); err != nil {
-				return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, p.key, err)
-			}
-		} else {
-			cur = nil
+		if !found {
 			f = p.f
 			f.resetCounts()
 		}

@@ -59,30 +59,35 @@ func (e *env) outcomes(t *testing.T) map[string]string {
 	return out
 }
 
-// stored reads every finding the table holds.
-func (e *env) stored(t *testing.T) []detect.Finding {
+// scan hands each item of the table whose key begins with prefix to each.
+func (e *env) scan(t *testing.T, prefix string, each func(key string, item map[string]ddbtypes.AttributeValue)) {
 	t.Helper()
-	db := dynamodb.NewFromConfig(e.clean)
-	var out []detect.Finding
-	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(e.table)})
+	p := dynamodb.NewScanPaginator(dynamodb.NewFromConfig(e.clean), &dynamodb.ScanInput{TableName: aws.String(e.table)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, it := range page.Items {
-			k, _ := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS)
-			v, _ := it[dynamo.AttrValue].(*ddbtypes.AttributeValueMemberB)
-			if k == nil || v == nil || !strings.HasPrefix(k.Value, "find#") {
-				continue
+			if k, ok := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS); ok && strings.HasPrefix(k.Value, prefix) {
+				each(k.Value, it)
 			}
-			var f detect.Finding
-			if err := json.Unmarshal(v.Value, &f); err != nil {
-				t.Fatalf("%s: %v", k.Value, err)
-			}
-			out = append(out, f)
 		}
 	}
+}
+
+// stored reads every finding the table holds.
+func (e *env) stored(t *testing.T) []detect.Finding {
+	t.Helper()
+	var out []detect.Finding
+	e.scan(t, "find#", func(key string, it map[string]ddbtypes.AttributeValue) {
+		var f detect.Finding
+		v, _ := it[dynamo.AttrValue].(*ddbtypes.AttributeValueMemberB)
+		if v == nil || json.Unmarshal(v.Value, &f) != nil {
+			t.Fatalf("%s: not a finding", key)
+		}
+		out = append(out, f)
+	})
 	return out
 }
 
@@ -255,22 +260,13 @@ func TestEmailLease(t *testing.T) {
 	db := dynamodb.NewFromConfig(e.clean)
 	claims := func(at time.Time) int {
 		n := 0
-		p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(e.table)})
-		for p.HasMorePages() {
-			page, err := p.NextPage(context.Background())
-			if err != nil {
+		e.scan(t, "notify#", func(_ string, it map[string]ddbtypes.AttributeValue) {
+			it[dynamo.AttrValue] = &ddbtypes.AttributeValueMemberB{Value: []byte(fmt.Sprintf(`{"claimedBy":"dead","at":%d}`, at.Unix()))}
+			if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(e.table), Item: it}); err != nil {
 				t.Fatal(err)
 			}
-			for _, it := range page.Items {
-				if k := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS).Value; strings.HasPrefix(k, "notify#") {
-					it[dynamo.AttrValue] = &ddbtypes.AttributeValueMemberB{Value: []byte(fmt.Sprintf(`{"claimedBy":"dead","at":%d}`, at.Unix()))}
-					if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(e.table), Item: it}); err != nil {
-						t.Fatal(err)
-					}
-					n++
-				}
-			}
-		}
+			n++
+		})
 		return n
 	}
 	// Claimed a minute ago by a container that is still (perhaps) sending: nothing.

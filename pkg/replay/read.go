@@ -9,8 +9,9 @@ import (
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
-// With --parallel above 1, one goroutine reads, decompresses and parses the inputs while
-// the caller's decides, in the same order: the findings are those of the sequential run.
+// Inputs are read in chunks of records, and decided chunk by chunk: in turn, in one
+// goroutine, or (--parallel above 1) read, decompressed and parsed in one goroutine while
+// the caller's decides, in the same order: the same findings either way.
 
 // chunk is a part of one input, as the reading goroutine hands it on.
 type chunk struct {
@@ -73,7 +74,7 @@ func produceOne(in input, stdin io.Reader, send func(chunk) bool) bool {
 	return send(c)
 }
 
-// consume decides on a chunk as file does on the records it reads.
+// consume counts a chunk and decides on its records.
 func (r *runner) consume(ctx context.Context, c chunk) error {
 	if c.start {
 		if c.unreadable != nil {
@@ -103,6 +104,21 @@ func (r *runner) consume(ctx context.Context, c chunk) error {
 	if c.readErr != nil {
 		r.sum.malformed["unreadable-file"]++
 		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", c.file, c.readErr)
+	}
+	return nil
+}
+
+// readInTurn reads and decides in this goroutine.
+func (r *runner) readInTurn(ctx context.Context, inputs []input, stdin io.Reader) error {
+	var err error
+	for _, in := range inputs {
+		produceOne(in, stdin, func(c chunk) bool {
+			err = r.consume(ctx, c)
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

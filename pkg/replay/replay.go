@@ -286,16 +286,12 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return exitFor(err), err
 	}
+	read := run.readInTurn
 	if o.Parallel > 1 {
-		if err := run.readParallel(ctx, inputs, stdin); err != nil {
-			return exitFor(err), err
-		}
-	} else {
-		for _, in := range inputs {
-			if err := run.input(ctx, in, stdin); err != nil {
-				return exitFor(err), err
-			}
-		}
+		read = run.readParallel
+	}
+	if err := read(ctx, inputs, stdin); err != nil {
+		return exitFor(err), err
 	}
 	if err := run.drain(ctx); err != nil {
 		return ExitError, err
@@ -368,52 +364,6 @@ type runner struct {
 	sinceFlush  int
 	flushedAt   time.Time // event time of the last flush
 	flushes     int
-}
-
-func (r *runner) input(ctx context.Context, in input, stdin io.Reader) error {
-	if in.path == "-" {
-		return r.file(ctx, "-", stdin)
-	}
-	f, err := os.Open(in.path)
-	if err != nil {
-		// Counted, reported and skipped: one unreadable log file does not stop a backfill.
-		r.sum.malformed["unreadable-file"]++
-		fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", in.path, unwrapPath(err))
-		return nil
-	}
-	defer f.Close()
-	return r.file(ctx, in.path, f)
-}
-
-func (r *runner) file(ctx context.Context, name string, in io.Reader) error {
-	r.sum.files++
-	r.current = name
-	var procErr error
-	err := cloudtrail.Read(in, func(rec *cloudtrail.Record) {
-		if procErr != nil {
-			return
-		}
-		r.sum.records++
-		r.ro.push(rec)
-		for procErr == nil {
-			old, ok := r.ro.ready()
-			if !ok {
-				break
-			}
-			procErr = r.process(ctx, old)
-		}
-	}, func(err error) {
-		r.sum.malformed[cloudtrail.Reason(err)]++
-	})
-	if procErr != nil {
-		return procErr
-	}
-	if err != nil {
-		// A damaged file: what was read of it stands; say so and go on with the next.
-		r.sum.malformed["unreadable-file"]++
-		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", name, err)
-	}
-	return nil
 }
 
 func (r *runner) process(ctx context.Context, rec *cloudtrail.Record) error {

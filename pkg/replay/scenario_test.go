@@ -3,7 +3,6 @@ package replay
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -212,51 +210,19 @@ func writeEnvelopes(t *testing.T, records [][]byte, dir string) string {
 	return p
 }
 
-// writeLogFiles writes a trail folder as CloudTrail does: AWSLogs/<account>/CloudTrail/
-// <region>/<yyyy>/<mm>/<dd>/, one gzipped {"Records":[...]} file per account, region and
-// five minutes, named for the end of its five minutes. Walked by name, us-east-1 comes
-// before us-west-2 whatever the time: the replay must merge the files by time.
+// writeLogFiles writes a trail folder as CloudTrail does (gen.TrailWriter):
+// AWSLogs/<account>/CloudTrail/<region>/<yyyy>/<mm>/<dd>/, one gzipped file per account,
+// region and five minutes. Walked by name, us-east-1 comes before us-west-2 whatever the
+// time: the replay must merge the files by time.
 func writeLogFiles(t *testing.T, records [][]byte, dir string) string {
-	type slot struct {
-		account, region string
-		end             time.Time
+	w := gen.NewTrailWriter(dir)
+	for _, r := range records {
+		if err := w.Add(r); err != nil {
+			t.Fatal(err)
+		}
 	}
-	files := map[slot][][]byte{}
-	var order []slot
-	for _, rec := range records {
-		var r struct {
-			EventTime string `json:"eventTime"`
-			Account   string `json:"recipientAccountId"`
-			Region    string `json:"awsRegion"`
-		}
-		if err := json.Unmarshal(rec, &r); err != nil {
-			t.Fatal(err)
-		}
-		at, err := time.Parse(time.RFC3339, r.EventTime)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := slot{r.Account, r.Region, at.Truncate(5 * time.Minute).Add(5 * time.Minute)}
-		if _, ok := files[k]; !ok {
-			order = append(order, k)
-		}
-		files[k] = append(files[k], rec)
-	}
-	for i, k := range order {
-		folder := filepath.Join(dir, "AWSLogs", k.account, "CloudTrail", k.region, k.end.Format("2006/01/02"))
-		if err := os.MkdirAll(folder, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		name := fmt.Sprintf("%s_CloudTrail_%s_%s_%08X.json.gz", k.account, k.region, k.end.Format("20060102T1504Z"), i)
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		zw.Write([]byte(`{"Records":[`))
-		zw.Write(bytes.Join(files[k], []byte(",")))
-		zw.Write([]byte(`]}`))
-		zw.Close()
-		if err := os.WriteFile(filepath.Join(folder, name), buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
