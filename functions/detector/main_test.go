@@ -293,7 +293,9 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...str
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	defer stop()
 	for range payloads {
 		select {
 		case answer := <-api.answer:
@@ -312,7 +314,7 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...str
 			len(api.asked)-1, (api.asked[len(api.asked)-1].Sub(api.asked[0]) / time.Duration(len(api.asked)-1)).Round(time.Millisecond))
 	}
 	api.mu.Unlock()
-	run := bootstrapRun{findings: map[string]string{}, logs: logs.String()}
+	run := bootstrapRun{findings: map[string]string{}}
 	p := securityhub.NewGetFindingsPaginator(securityhub.NewFromConfig(cfg), &securityhub.GetFindingsInput{})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -339,6 +341,8 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...str
 			q.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle})
 		}
 	}
+	stop() // its output is all copied once it has exited
+	run.logs = logs.String()
 	return run
 }
 
