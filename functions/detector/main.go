@@ -23,6 +23,7 @@ import (
 
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/asn"
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
@@ -101,7 +102,7 @@ func coldStart(ctx context.Context, log *slog.Logger) (*pipeline.Handler, error)
 		Store:    st,
 		Hub:      hub.New(securityhub.NewFromConfig(awsCfg)),
 		Notify:   notify.New(sns.NewFromConfig(awsCfg), cfg.TopicARN, cfg.Region),
-		Product:  asff.Product{Partition: partition(cfg.Region), Region: cfg.Region, Account: cfg.SecurityAccount},
+		Product:  asff.Product{Partition: awsid.Partition(cfg.Region), Region: cfg.Region, Account: cfg.SecurityAccount},
 		Log:      log,
 		Metrics:  os.Stdout,
 	}
@@ -122,14 +123,4 @@ func get(ctx context.Context, c *s3.Client, loc config.S3Location) ([]byte, erro
 		return nil, fmt.Errorf("read %s: %w", loc, err)
 	}
 	return buf.Bytes(), nil
-}
-
-func partition(region string) string {
-	switch {
-	case len(region) > 3 && region[:3] == "cn-":
-		return "aws-cn"
-	case len(region) > 7 && region[:7] == "us-gov-":
-		return "aws-us-gov"
-	}
-	return "aws"
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/inventory"
@@ -44,7 +45,7 @@ func main() {
 	var inv func(context.Context) error
 	if len(cfg.Accounts) > 0 {
 		st := dynamo.New(dynamodb.NewFromConfig(awsCfg), cfg.Table)
-		client := inventory.ClientFor(awsCfg, cfg.SecurityAccount, "aws")
+		client := inventory.ClientFor(awsCfg, cfg.SecurityAccount, awsid.Partition(awsCfg.Region))
 		inv = func(ctx context.Context) error {
 			var errs []error
 			for _, a := range cfg.Accounts {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
 
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
@@ -32,14 +33,7 @@ type Product struct {
 
 // ARN is the product ARN of the account's default product.
 func (p Product) ARN() string {
-	return fmt.Sprintf("arn:%s:securityhub:%s:%s:product/%s/default", p.partition(), p.Region, p.Account, p.Account)
-}
-
-func (p Product) partition() string {
-	if p.Partition == "" {
-		return "aws"
-	}
-	return p.Partition
+	return awsid.ProductARN(p.Partition, p.Region, p.Account)
 }
 
 // Security Hub's limits on the fields we fill.
@@ -198,7 +192,7 @@ func LookupCommand(f detect.Finding) string {
 
 func resources(f detect.Finding) []types.Resource {
 	var rs []types.Resource
-	part := aws.String(partitionOr(f.Partition))
+	part := aws.String(awsid.Or(f.Partition))
 	if f.FunctionARN != "" {
 		rs = append(rs, types.Resource{
 			Type: aws.String("AwsLambdaFunction"), Id: aws.String(f.FunctionARN), Partition: types.Partition(*part), Region: aws.String(f.Region),
@@ -224,13 +218,6 @@ func resources(f detect.Finding) []types.Resource {
 		}
 	}
 	return rs
-}
-
-func partitionOr(p string) string {
-	if p == "" {
-		return "aws"
-	}
-	return p
 }
 
 func action(f detect.Finding) *types.Action {

@@ -164,9 +164,6 @@ func TestIdentity(t *testing.T) {
 	if !id.Temporary() {
 		t.Error("ASIA key not temporary")
 	}
-	if got := RoleNameFromARN("arn:aws:iam::1:role/service-role/path/my-role"); got != "my-role" {
-		t.Errorf("RoleNameFromARN = %q", got)
-	}
 }
 
 // TestDatasets reads every real record we carry: every record parses or is skipped with a

@@ -8,6 +8,7 @@
 package cloudtrail
 
 import (
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"net/netip"
 	"strings"
 	"time"
@@ -136,14 +137,10 @@ func (id Identity) RoleName() string {
 		return id.IssuerName
 	}
 	if id.IssuerARN != "" {
-		return RoleNameFromARN(id.IssuerARN)
+		return awsid.RoleName(id.IssuerARN)
 	}
 	// arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION
-	if _, rest, ok := strings.Cut(id.ARN, ":assumed-role/"); ok {
-		role, _, _ := strings.Cut(rest, "/")
-		return role
-	}
-	return ""
+	return awsid.AssumedRoleName(id.ARN)
 }
 
 // Account is the account the identity belongs to: userIdentity.accountId, else the
@@ -155,7 +152,7 @@ func (id Identity) Account() string {
 	case id.IssuerAccount != "":
 		return id.IssuerAccount
 	}
-	return AccountFromARN(id.ARN)
+	return awsid.Account(id.ARN)
 }
 
 // Temporary reports whether the access key is a temporary STS key ("ASIA…").
@@ -168,23 +165,4 @@ func (r *Record) Account() string {
 		return r.RecipientAccount
 	}
 	return r.Identity.Account()
-}
-
-// RoleNameFromARN returns the role name of "arn:aws:iam::ACCOUNT:role/PATH/NAME" (the path
-// is dropped: a role's name is unique in its account whatever its path).
-func RoleNameFromARN(arn string) string {
-	if !strings.Contains(arn, ":role/") {
-		return ""
-	}
-	return arn[strings.LastIndexByte(arn, '/')+1:]
-}
-
-// AccountFromARN returns the account field of an ARN, or "".
-func AccountFromARN(arn string) string {
-	// arn:partition:service:region:account:resource
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) < 6 || parts[0] != "arn" {
-		return ""
-	}
-	return parts[4]
 }

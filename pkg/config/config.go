@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
@@ -82,7 +83,7 @@ func LoadRefresher(getenv func(string) string) (Refresher, error) {
 	}
 	r.Accounts = list(getenv(EnvInventoryAccounts))
 	for _, a := range r.Accounts {
-		if !accountRE.MatchString(a) {
+		if !awsid.IsAccountID(a) {
 			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", EnvInventoryAccounts, a))
 		}
 	}
@@ -93,7 +94,7 @@ func LoadRefresher(getenv func(string) string) (Refresher, error) {
 		if r.Table = getenv(EnvTable); r.Table == "" {
 			errs = append(errs, fmt.Errorf("%s: not set (the inventory is kept there)", EnvTable))
 		}
-		if r.SecurityAccount = getenv(EnvSecurityAccount); !accountRE.MatchString(r.SecurityAccount) {
+		if r.SecurityAccount = getenv(EnvSecurityAccount); !awsid.IsAccountID(r.SecurityAccount) {
 			errs = append(errs, fmt.Errorf("%s: %q is not a 12-digit account id", EnvSecurityAccount, r.SecurityAccount))
 		}
 	}
@@ -143,7 +144,6 @@ func ParseS3(s string) (S3Location, error) {
 }
 
 var (
-	accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 	// arn:aws:sns:REGION:ACCOUNT:NAME, any partition.
 	topicRE = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
 )
@@ -162,7 +162,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.TopicARN != "" && !topicRE.MatchString(c.TopicARN) {
 		fail(EnvTopicARN, fmt.Errorf("%q is not an SNS topic ARN", c.TopicARN))
 	}
-	if c.SecurityAccount = getenv(EnvSecurityAccount); !accountRE.MatchString(c.SecurityAccount) {
+	if c.SecurityAccount = getenv(EnvSecurityAccount); !awsid.IsAccountID(c.SecurityAccount) {
 		fail(EnvSecurityAccount, fmt.Errorf("%q is not a 12-digit account id", c.SecurityAccount))
 	}
 	if c.Region = getenv(EnvRegion); c.Region == "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/gaissmai/bart"
 
 	"github.com/outsider-sec/outsider/pkg/asn"
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
@@ -145,7 +146,7 @@ func roleAccount(id *cloudtrail.Identity) string {
 	if id.IssuerAccount != "" {
 		return id.IssuerAccount
 	}
-	if a := cloudtrail.AccountFromARN(id.IssuerARN); a != "" {
+	if a := awsid.Account(id.IssuerARN); a != "" {
 		return a
 	}
 	return id.Account()

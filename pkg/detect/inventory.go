@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/awsid"
 )
 
 // InventoryFunction is one function of the inventory: what `aws lambda list-functions`
@@ -129,8 +129,8 @@ func (d *Detector) addInventory(fns []InventoryFunction) {
 	inv := d.inv
 	for _, f := range fns {
 		name, account, region := functionRef(f.FunctionArn, "", "")
-		role := cloudtrail.RoleNameFromARN(f.Role)
-		if roleAcct := cloudtrail.AccountFromARN(f.Role); roleAcct != "" {
+		role := awsid.RoleName(f.Role)
+		if roleAcct := awsid.Account(f.Role); roleAcct != "" {
 			account = roleAcct
 		}
 		k := account + "#" + role

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
@@ -73,11 +74,11 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record) error {
 			return nil // a configuration change without a role changes no role
 		}
 		fn, account, region := functionRef(r.Request.FunctionName, r.Account(), r.Region)
-		roleAcct := cloudtrail.AccountFromARN(r.Request.Role)
+		roleAcct := awsid.Account(r.Request.Role)
 		if roleAcct == "" {
 			roleAcct = account
 		}
-		role := cloudtrail.RoleNameFromARN(r.Request.Role)
+		role := awsid.RoleName(r.Request.Role)
 		if role == "" {
 			return nil
 		}
@@ -91,7 +92,7 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record) error {
 		if r.Request.RoleName == "" || !trustsLambda(r.Request.TrustPolicy) {
 			return nil
 		}
-		account := cloudtrail.AccountFromARN(r.ResponseRoleARN)
+		account := awsid.Account(r.ResponseRoleARN)
 		if account == "" {
 			account = r.Account()
 		}
@@ -102,8 +103,8 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record) error {
 
 func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) error {
 	roleARN := r.Request.RoleARN
-	role := cloudtrail.RoleNameFromARN(roleARN)
-	account := cloudtrail.AccountFromARN(roleARN)
+	role := awsid.RoleName(roleARN)
+	account := awsid.Account(roleARN)
 	if role == "" || account == "" {
 		return nil
 	}

@@ -2,13 +2,13 @@ package detect
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
 	"time"
 
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
@@ -216,19 +216,19 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, s *session
 	}
 
 	kind, subject := SubjectFunction, ""
-	partition := partitionOf(r.Identity.IssuerARN)
+	partition := awsid.PartitionOf(r.Identity.IssuerARN)
 	f := Finding{
 		Title: title, Severity: d.cfg.Severity[title], Account: account, Partition: partition,
 		Role: s.fnRole, Session: s.name, IssuedBy: s.issuedBy,
 	}
-	f.RoleARN = fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, account, s.fnRole)
+	f.RoleARN = awsid.RoleARN(partition, account, s.fnRole)
 	if s.kind != sessChained && r.Identity.IssuerARN != "" {
 		f.RoleARN = r.Identity.IssuerARN
 	}
 	if s.kind == sessChained {
 		f.ChainedRoleARN = r.Identity.IssuerARN
 		if f.ChainedRoleARN == "" {
-			f.ChainedRoleARN = fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, s.account, s.role)
+			f.ChainedRoleARN = awsid.RoleARN(partition, s.account, s.role)
 		}
 	}
 	region := s.region
@@ -238,7 +238,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, s *session
 			region = r.Region
 			u.signals = append(u.signals, SignalUnknownRegion)
 		}
-		f.FunctionARN = fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", partition, region, account, s.fn)
+		f.FunctionARN = awsid.FunctionARN(partition, region, account, s.fn)
 		subject = region + ":" + s.fn
 	} else {
 		kind, subject = SubjectRole, s.fnRole
@@ -293,11 +293,11 @@ func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record) error 
 	if active, err := d.active(ctx, account, r.Time); err != nil || !active || d.cfg.TrainOnly {
 		return err
 	}
-	partition := partitionOf(id.IssuerARN)
+	partition := awsid.PartitionOf(id.IssuerARN)
 	f := Finding{
 		Title: TitleCrossRegion, Severity: d.cfg.Severity[TitleCrossRegion], Account: account, Partition: partition, Region: fnRegion,
 		SubjectKind: SubjectFunction, Subject: fnRegion + ":" + fn, Function: fn, Role: role, RoleARN: id.IssuerARN, Session: id.SessionName(),
-		FunctionARN: fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", partition, fnRegion, account, fn),
+		FunctionARN: awsid.FunctionARN(partition, fnRegion, account, fn),
 	}
 	u := use{
 		at: r.Time, eventID: r.EventID, ip: r.Addr.String(), service: r.Source, name: r.Name, region: r.Region,
@@ -307,11 +307,4 @@ func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record) error 
 		u.signals = append(u.signals, SignalCLI)
 	}
 	return d.record(ctx, f, u)
-}
-
-func partitionOf(arn string) string {
-	if p := strings.SplitN(arn, ":", 3); len(p) == 3 && p[0] == "arn" && p[1] != "" {
-		return p[1]
-	}
-	return "aws"
 }

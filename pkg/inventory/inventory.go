@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
@@ -49,7 +50,7 @@ func ClientFor(cfg aws.Config, self, partition string) func(account, region stri
 		c := cfg.Copy()
 		c.Region = region
 		if account != self {
-			arn := fmt.Sprintf("arn:%s:iam::%s:role/%s%s", partition, account, config.InventoryRolePrefix, region)
+			arn := awsid.RoleARN(partition, account, config.InventoryRolePrefix+region)
 			c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), arn, func(o *stscreds.AssumeRoleOptions) {
 				o.RoleSessionName = "outsider-inventory"
 			}))

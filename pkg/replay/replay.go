@@ -26,6 +26,7 @@ import (
 
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/asn"
+	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
@@ -142,7 +143,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	default:
 		errs = append(errs, fmt.Errorf("--format: %q is not json, text or email", o.Format))
 	}
-	if o.Account != "" && !isAccountID(o.Account) {
+	if o.Account != "" && !awsid.IsAccountID(o.Account) {
 		errs = append(errs, fmt.Errorf("--security-account: %q is not a 12-digit account id", o.Account))
 	}
 	if o.Store != "" {
@@ -179,18 +180,6 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 		}
 	}
 	return o, errors.Join(errs...)
-}
-
-func isAccountID(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 func unwrapPath(err error) error {
