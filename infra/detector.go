@@ -24,7 +24,6 @@ import (
 
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
-	"github.com/outsider-sec/outsider/pkg/dynamo"
 )
 
 // Names other stacks and the documentation refer to.
@@ -76,9 +75,9 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	}
 
 	table := awsdynamodb.NewTable(stack, jsii.String("State"), &awsdynamodb.TableProps{
-		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String(dynamo.AttrKey), Type: awsdynamodb.AttributeType_STRING},
+		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String(config.TableKey), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
-		TimeToLiveAttribute: jsii.String(dynamo.AttrExpires),
+		TimeToLiveAttribute: jsii.String(config.TableExpires),
 		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
 			PointInTimeRecoveryEnabled: jsii.Bool(true),
 		},

@@ -72,3 +72,9 @@ func (d *DB) Lookup(a netip.Addr) (Info, bool) {
 	}
 	return Info(rec), true
 }
+
+// ASN is Lookup in the shape the detector asks for (detect.ASNLookup).
+func (d *DB) ASN(a netip.Addr) (number uint32, org string, ok bool) {
+	info, ok := d.Lookup(a)
+	return info.Number, info.Org, ok
+}

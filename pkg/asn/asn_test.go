@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
 func TestLookup(t *testing.T) {
@@ -102,3 +104,6 @@ func TestCSVAndConversion(t *testing.T) {
 		}
 	}
 }
+
+// A database answers the detector's question as it asks it.
+var _ detect.ASNLookup = (*DB)(nil)

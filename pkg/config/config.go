@@ -14,6 +14,14 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
+// The state table's attribute names: the stack creates the table with them, and the
+// function reads and writes them (pkg/dynamo).
+const (
+	TableKey     = "pk"  // partition key, a string: the detector's key
+	TableValue   = "v"   // the value, binary
+	TableExpires = "exp" // Unix seconds; the TTL attribute the stack enables
+)
+
 // Environment variables of the detector Lambda.
 // InventoryRolePrefix names the read-only role the forwarder stack creates in each member
 // account, one per region ("outsider-inventory-reader-eu-west-1"): a StackSet deploys to

@@ -11,15 +11,22 @@ import (
 
 	"github.com/gaissmai/bart"
 
-	"github.com/outsider-sec/outsider/pkg/asn"
 	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
-// ASNLookup tells the autonomous system of an address. A nil *asn.DB answers nothing.
+// ASNLookup tells the autonomous system that announces an address: its number and
+// organisation, ok false when unknown. pkg/asn answers it from a MaxMind database.
 type ASNLookup interface {
-	Lookup(netip.Addr) (asn.Info, bool)
+	ASN(netip.Addr) (number uint32, org string, ok bool)
 }
+
+// NoASN answers nothing: without ASN data the known-ASN title never matches, and findings
+// carry no organisation.
+type NoASN struct{}
+
+// ASN implements ASNLookup.
+func (NoASN) ASN(netip.Addr) (uint32, string, bool) { return 0, "", false }
 
 // Stats counts what the detector saw and did.
 type Stats struct {
@@ -73,7 +80,7 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 		return nil, fmt.Errorf("detect: %w", err)
 	}
 	if asns == nil {
-		asns = (*asn.DB)(nil)
+		asns = NoASN{}
 	}
 	t := new(bart.Lite)
 	for _, p := range cfg.Trusted {
@@ -299,12 +306,12 @@ func personType(t string) bool {
 // knownASN records the ASN of a successful call by one of an account's people from a
 // public address outside AWS: it makes that ASN "known" for the account (title 3).
 func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, account string) error {
-	info, ok := d.asns.Lookup(r.Addr)
+	number, _, ok := d.asns.ASN(r.Addr)
 	if !ok || account == "" {
 		return nil
 	}
 	ts := r.Time.Unix()
-	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(info.Number), 10)}, func(v *factValue) bool {
+	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(number), 10)}, func(v *factValue) bool {
 		return v.Days.add(ts)
 	})
 	return nil

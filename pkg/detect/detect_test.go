@@ -419,15 +419,34 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-// TestNoAWSSDK: the decision and the record never depend on the AWS SDK or Lambda runtime.
-func TestNoAWSSDK(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".", "../cloudtrail").CombinedOutput()
+// TestDependencies: the decision depends on the standard library, its record, the
+// identifiers' shapes and the two libraries it needs (the prefix table, the JSON decoder;
+// the record's parser brings its gzip reader). Nothing of AWS's SDK, Lambda's runtime, a
+// database or an ASN file format.
+func TestDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "github.com/aws/") {
-			t.Errorf("pkg/detect or pkg/cloudtrail depends on %s", dep)
+	allowed := []string{
+		"github.com/outsider-sec/outsider/pkg/detect",
+		"github.com/outsider-sec/outsider/pkg/cloudtrail",
+		"github.com/outsider-sec/outsider/pkg/awsid",
+		"github.com/gaissmai/bart",
+		"github.com/goccy/go-json",
+		"github.com/klauspost/compress",
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 3 {
+		t.Fatalf("go list gave %q", deps)
+	}
+	for _, dep := range deps {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || dep == a || strings.HasPrefix(dep, a+"/")
+		}
+		if !ok {
+			t.Errorf("pkg/detect depends on %s, which is not on its list", dep)
 		}
 	}
 }

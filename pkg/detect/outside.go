@@ -181,9 +181,9 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, s *session
 		u.signals = append(u.signals, SignalCLI)
 	}
 	account := s.fnAccount
-	if info, ok := d.asns.Lookup(r.Addr); ok {
-		u.asn, u.org = info.Number, info.Org
-		known, _, err := d.seen(ctx, fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(info.Number), 10)}, t)
+	if number, org, ok := d.asns.ASN(r.Addr); ok {
+		u.asn, u.org = number, org
+		known, _, err := d.seen(ctx, fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(number), 10)}, t)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -44,6 +45,11 @@ type SwapAller interface {
 // failed and redelivered). Retrying is safe: claims are conditional and finding ids are
 // deterministic.
 var ErrStore = errors.New("detect: store")
+
+// Immutable reports whether the value under key never changes once written (who issued an
+// access key): a store may keep such values in memory and skip reading them again. Stores
+// ask this instead of reading the keys' layout, which is the detector's own.
+func Immutable(key string) bool { return strings.HasPrefix(key, keyIssued) }
 
 // Keys of the store. Account ids, role and function names cannot contain '#'.
 const (

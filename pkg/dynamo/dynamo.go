@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
@@ -42,11 +42,11 @@ var (
 	_ detect.SwapAller = (*Store)(nil)
 )
 
-// Attribute names of the table. AttrExpires is the TTL attribute the stack enables.
+// Attribute names of the table, as the stack creates it.
 const (
-	AttrKey     = "pk"
-	AttrValue   = "v"
-	AttrExpires = "exp"
+	AttrKey     = config.TableKey
+	AttrValue   = config.TableValue
+	AttrExpires = config.TableExpires
 )
 
 // Store is a detect.Store on DynamoDB. Safe for concurrent use.
@@ -74,8 +74,8 @@ func New(api API, table string) *Store {
 	return &Store{api: api, table: table, pending: map[string]item{}, cache: map[string]item{}}
 }
 
-// cacheable keys never change once written: who issued an access key.
-func cacheable(key string) bool { return strings.HasPrefix(key, "key#") }
+// cacheable keys never change once written.
+func cacheable(key string) bool { return detect.Immutable(key) }
 
 const maxCache = 50_000
 
