@@ -20,8 +20,8 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/pkg/config"
-	"github.com/outsider-sec/outsider/pkg/mototest"
 )
 
 func TestMain(m *testing.M) {

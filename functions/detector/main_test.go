@@ -27,9 +27,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outsider-sec/outsider/internal/gen"
+	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/pkg/config"
-	"github.com/outsider-sec/outsider/pkg/gen"
-	"github.com/outsider-sec/outsider/pkg/mototest"
 )
 
 func TestMain(m *testing.M) {

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/outsider-sec/outsider/pkg/mototest"
+	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/pkg/refresh"
 )
 

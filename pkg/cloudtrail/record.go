@@ -8,10 +8,11 @@
 package cloudtrail
 
 import (
-	"github.com/outsider-sec/outsider/pkg/awsid"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/outsider-sec/outsider/pkg/awsid"
 )
 
 // Identity types of userIdentity.type that the detector tells apart.

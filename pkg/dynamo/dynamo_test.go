@@ -9,10 +9,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outsider-sec/outsider/internal/mototest"
+	"github.com/outsider-sec/outsider/internal/storetest"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
-	"github.com/outsider-sec/outsider/pkg/mototest"
 	"github.com/outsider-sec/outsider/pkg/store"
-	"github.com/outsider-sec/outsider/pkg/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }

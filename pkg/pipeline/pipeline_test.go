@@ -23,14 +23,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/outsider-sec/outsider/internal/faults"
+	"github.com/outsider-sec/outsider/internal/gen"
+	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
-	"github.com/outsider-sec/outsider/pkg/faults"
-	"github.com/outsider-sec/outsider/pkg/gen"
 	"github.com/outsider-sec/outsider/pkg/hub"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
-	"github.com/outsider-sec/outsider/pkg/mototest"
 	"github.com/outsider-sec/outsider/pkg/notify"
 	"github.com/outsider-sec/outsider/pkg/pipeline"
 )
@@ -329,7 +329,7 @@ func TestConcurrentWorkers(t *testing.T) {
 func TestFaults(t *testing.T) {
 	for _, svc := range []string{"dynamodb", "securityhub", "sns"} {
 		for _, kind := range []faults.Kind{faults.Throttle, faults.ServerError, faults.Timeout, faults.LostResponse} {
-			t.Run(fmt.Sprintf("%s/%d", svc, kind), func(t *testing.T) {
+			t.Run(svc+"/"+kind.String(), func(t *testing.T) {
 				e := setup(t)
 				every := map[string]int{"dynamodb": 7, "securityhub": 2, "sns": 2}[svc]
 				// Bursts of 3 exhaust the SDK's 3 attempts: the failure reaches the handler.

@@ -18,9 +18,9 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
-	"github.com/outsider-sec/outsider/pkg/gen"
 	"github.com/outsider-sec/outsider/pkg/pipeline"
 )
 

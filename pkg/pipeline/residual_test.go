@@ -15,9 +15,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
 
+	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/detect"
-	"github.com/outsider-sec/outsider/pkg/gen"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/pipeline"
 	"github.com/outsider-sec/outsider/pkg/store"

@@ -20,9 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/pkg/asn"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
-	"github.com/outsider-sec/outsider/pkg/mototest"
 )
 
 func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outsider-sec/outsider/pkg/mototest"
+	"github.com/outsider-sec/outsider/internal/mototest"
 )
 
 func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }

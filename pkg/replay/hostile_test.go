@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outsider-sec/outsider/pkg/gen"
+	"github.com/outsider-sec/outsider/internal/gen"
 )
 
 // TestHostileInput: files a team may be handed — or an attacker may plant — give the

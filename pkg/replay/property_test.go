@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outsider-sec/outsider/pkg/gen"
+	"github.com/outsider-sec/outsider/internal/gen"
 )
 
 // The properties of order and delivery, on seeded generated histories, through the same

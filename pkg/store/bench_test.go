@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
-	"github.com/outsider-sec/outsider/pkg/gen"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 )
 
 // BenchmarkEndToEnd: parse, decide and keep state with bbolt, per generated record (the
-// mix of pkg/gen: mostly AWS-internal traffic, functions inside AWS, people from outside).
+// mix of internal/gen: mostly AWS-internal traffic, functions inside AWS, people from outside).
 func BenchmarkEndToEnd(b *testing.B) {
 	var buf bytes.Buffer
 	if _, err := gen.Write(gen.Default(200_000), &buf); err != nil {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/outsider-sec/outsider/pkg/store/storetest"
+	"github.com/outsider-sec/outsider/internal/storetest"
 )
 
 var ctx = context.Background()

@@ -2,8 +2,8 @@
 // records, NDJSON of EventBridge envelopes, or a CloudTrail S3 folder of small gzipped log
 // files (every account and region in its own folder):
 //
-//	go run ./pkg/gen/cmd/gentrail -records 1000000 > /tmp/history.ndjson
-//	go run ./pkg/gen/cmd/gentrail -records 1000000 -form trail -out /tmp/trail
+//	go run ./internal/gen/cmd/gentrail -records 1000000 > /tmp/history.ndjson
+//	go run ./internal/gen/cmd/gentrail -records 1000000 -form trail -out /tmp/trail
 package main
 
 import (
@@ -14,7 +14,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/outsider-sec/outsider/pkg/gen"
+	"github.com/outsider-sec/outsider/internal/gen"
 )
 
 func main() {

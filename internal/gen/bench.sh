@@ -4,8 +4,8 @@
 # EventBridge envelopes, and a CloudTrail S3 folder of small gzipped log files. Then the
 # replay on every core. Prints the medians, the ratios and peak RSS.
 #
-#   bash pkg/gen/bench.sh            # 300,000 records
-#   RECORDS=1000000 bash pkg/gen/bench.sh
+#   bash internal/gen/bench.sh            # 300,000 records
+#   RECORDS=1000000 bash internal/gen/bench.sh
 #
 # Needs: Go, python3, taskset (util-linux) and GNU time (/usr/bin/time).
 set -euo pipefail
@@ -17,9 +17,9 @@ trap 'rm -rf "$work"' EXIT
 
 echo "--- building and generating $records records ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 go build -o "$work/detector" ./functions/detector
-go run ./pkg/gen/cmd/gentrail -records "$records" -form ndjson >"$work/records.ndjson" 2>/dev/null
-go run ./pkg/gen/cmd/gentrail -records "$records" -form envelopes >"$work/envelopes.ndjson" 2>/dev/null
-go run ./pkg/gen/cmd/gentrail -records "$records" -form trail -out "$work/trail" 2>/dev/null
+go run ./internal/gen/cmd/gentrail -records "$records" -form ndjson >"$work/records.ndjson" 2>/dev/null
+go run ./internal/gen/cmd/gentrail -records "$records" -form envelopes >"$work/envelopes.ndjson" 2>/dev/null
+go run ./internal/gen/cmd/gentrail -records "$records" -form trail -out "$work/trail" 2>/dev/null
 cat >"$work/floor.py" <<'PY'
 import gzip, json, os, sys
 path, n = sys.argv[1], 0

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -146,13 +148,20 @@ func Transport() http.RoundTripper {
 }
 
 // Config is an SDK configuration that talks to moto with test credentials. rt, when not
-// nil, carries the requests (a counting or fault-injecting transport).
+// nil, carries the requests (a counting or fault-injecting transport). Its retryer is the
+// SDK's standard one (3 attempts, the same retry quota) without the waits between attempts:
+// injected failures are retried as in production, in milliseconds instead of seconds.
 func Config(t testing.TB, rt http.RoundTripper) aws.Config {
 	cfg := aws.Config{
-		Region:           "us-east-1",
-		Credentials:      credentials.NewStaticCredentialsProvider("test", "test", ""),
-		BaseEndpoint:     aws.String(Endpoint(t)),
-		RetryMaxAttempts: 3,
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(Endpoint(t)),
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = 3
+				o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+			})
+		},
 	}
 	if rt == nil {
 		rt = Transport()

@@ -5,6 +5,7 @@ package faults
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -20,6 +21,21 @@ const (
 	Timeout                  // a network timeout, before the service sees it
 	LostResponse             // the service carries the request out; the answer is a 500
 )
+
+// String names the failure, as test cases say it.
+func (k Kind) String() string {
+	switch k {
+	case Throttle:
+		return "throttled"
+	case ServerError:
+		return "server-error"
+	case Timeout:
+		return "timeout"
+	case LostResponse:
+		return "done-answer-lost"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
 
 // Transport wraps next and fails the requests a plan chooses.
 type Transport struct {

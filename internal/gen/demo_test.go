@@ -25,9 +25,9 @@ func TestDemoIsCurrent(t *testing.T) {
 	}
 	got, err := os.ReadFile(demoPath)
 	if err != nil {
-		t.Fatalf("%v (go test ./pkg/gen -update writes it)", err)
+		t.Fatalf("%v (go test ./internal/gen -update writes it)", err)
 	}
 	if !bytes.Equal(got, buf.Bytes()) {
-		t.Error("events/demo/history.ndjson is not what Demo writes: go test ./pkg/gen -update")
+		t.Error("events/demo/history.ndjson is not what Demo writes: go test ./internal/gen -update")
 	}
 }
