@@ -16,7 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "--- building and generating $records records ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-go build -o "$work/detector" ./functions/detector
+go build -o "$work/replay" ./pkg/replay/cmd/replay
 go run ./internal/gen/cmd/gentrail -records "$records" -form ndjson >"$work/records.ndjson" 2>/dev/null
 go run ./internal/gen/cmd/gentrail -records "$records" -form envelopes >"$work/envelopes.ndjson" 2>/dev/null
 go run ./internal/gen/cmd/gentrail -records "$records" -form trail -out "$work/trail" 2>/dev/null
@@ -41,7 +41,7 @@ timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>&1; cat "$work
 declare -A rep flo rss
 for run in 1 2 3; do
 	for form in records.ndjson envelopes.ndjson trail; do
-		read -r s m < <(timed taskset -c "$core" "$work/detector" replay --fresh --state "$work/state" --progress 0 --parallel 1 "$work/$form")
+		read -r s m < <(timed taskset -c "$core" "$work/replay" --fresh --state "$work/state" --progress 0 --parallel 1 "$work/$form")
 		rep[$form]+="$s "; rss[$form]+="$m "
 		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" "$work/$form")
 		flo[$form]+="$s "
@@ -56,6 +56,6 @@ done
 echo
 echo "ratio: the floor's time over the replay's (above 1: the replay is faster); one core, median of three"
 for form in records.ndjson trail; do
-	read -r s m < <(timed "$work/detector" replay --fresh --state "$work/state" --progress 0 "$work/$form")
+	read -r s m < <(timed "$work/replay" --fresh --state "$work/state" --progress 0 "$work/$form")
 	echo "every core ($(nproc)), $form: $s s, $((m / 1024)) MB"
 done

@@ -14,6 +14,7 @@ import (
 	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/flow"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 )
 
@@ -22,20 +23,13 @@ var ctx = context.Background()
 // Epoch is the time the contract's items are written at.
 var Epoch = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 
-// Flusher is a store that gathers writes (the DynamoDB store).
-type Flusher interface {
-	Flush(context.Context) error
-}
-
 // Contract runs the Store contract against any implementation.
 func Contract(t *testing.T, s detect.Store) {
 	// Writes are flushed before they are read back, so that gathering stores are read from
 	// their database.
 	flush := func() {
-		if f, ok := s.(Flusher); ok {
-			if err := f.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
 	t0 := Epoch
@@ -162,35 +156,38 @@ func Contract(t *testing.T, s detect.Store) {
 	}
 }
 
-// Replay runs a generated history through a detector over s and returns every change.
+// Replay runs a generated history through the flow, a batch per record, with a detector
+// over s, and returns every change.
 func Replay(t testing.TB, s detect.Store, history []byte) []detect.Change {
 	t.Helper()
 	d, err := detect.New(detect.Default(), s, ipranges.Embedded(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []detect.Change
-	var procErr error
+	var sink Collect
+	f := &flow.Flow{Detector: d, Store: s, Sink: &sink}
+	var runErr error
 	err = cloudtrail.Read(bytes.NewReader(history), func(r *cloudtrail.Record) {
-		if procErr != nil {
+		if runErr != nil {
 			return
 		}
-		if procErr = d.Process(ctx, r); procErr != nil {
-			return
-		}
-		ch, err := d.Flush(ctx)
-		if err == nil {
-			if f, ok := s.(Flusher); ok {
-				err = f.Flush(ctx)
-			}
-		}
-		procErr = err
-		out = append(out, ch...)
+		in := &flow.Input{ID: r.EventID, Records: []*cloudtrail.Record{r}}
+		f.Run(ctx, []*flow.Input{in})
+		runErr = in.Err
 	}, func(err error) { t.Errorf("generated record skipped: %v", err) })
-	if err != nil || procErr != nil {
-		t.Fatal(err, procErr)
+	if err != nil || runErr != nil {
+		t.Fatal(err, runErr)
 	}
-	return out
+	return sink.Changes
+}
+
+// Collect is a flow.Sink that keeps every change.
+type Collect struct{ Changes []detect.Change }
+
+// Publish implements flow.Sink.
+func (c *Collect) Publish(_ context.Context, changes []detect.Change) (flow.Published, error) {
+	c.Changes = append(c.Changes, changes...)
+	return flow.Published{}, nil
 }
 
 // Histories writes seeded random histories with thefts: the reference-model inputs.

@@ -33,8 +33,9 @@ func Partition(region string) string {
 
 // PartitionOf is the partition field of an ARN, or "aws" when arn is not one.
 func PartitionOf(arn string) string {
-	if p := strings.SplitN(arn, ":", 3); len(p) == 3 && p[0] == "arn" && p[1] != "" {
-		return p[1]
+	rest, ok := strings.CutPrefix(arn, "arn:")
+	if p, _, ok2 := strings.Cut(rest, ":"); ok && ok2 && p != "" {
+		return p
 	}
 	return DefaultPartition
 }
@@ -50,11 +51,15 @@ func Or(partition string) string {
 // Account is the account field of an ARN ("arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"),
 // or "".
 func Account(arn string) string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) < 6 || parts[0] != "arn" {
+	rest, ok := strings.CutPrefix(arn, "arn:")
+	for i := 0; ok && i < 3; i++ { // partition, service, region
+		_, rest, ok = strings.Cut(rest, ":")
+	}
+	account, _, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
 		return ""
 	}
-	return parts[4]
+	return account
 }
 
 // RoleName is the name of "arn:aws:iam::ACCOUNT:role/PATH/NAME" (the path is dropped: a

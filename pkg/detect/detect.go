@@ -70,7 +70,7 @@ type Detector struct {
 	windows    map[string]*windowIndex
 	pending    map[string]*pending // findings changed since the last Flush, by store key
 	order      []string            // their keys, in the order they were first changed
-	touched    string              // id of the finding the last Process opened or updated
+	touched    string              // id of the finding the record in Process opened or updated
 	Stats      Stats
 }
 
@@ -97,11 +97,18 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 	}, nil
 }
 
-// Process decides on one record and learns from it. Findings it opens or updates are held
-// until Flush. An error wraps ErrStore: the record must be retried.
-func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
-	d.Stats.Records++
+// Process decides on one record and learns from it, and returns the id of the finding it
+// opened or updated ("" when none): a caller whose sink refuses that finding retries the
+// record's input. Findings are held until Flush. An error wraps ErrStore: the record must
+// be retried.
+func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) (finding string, err error) {
 	d.touched = ""
+	err = d.process(ctx, r)
+	return d.touched, err
+}
+
+func (d *Detector) process(ctx context.Context, r *cloudtrail.Record) error {
+	d.Stats.Records++
 	// Activation counts the account's own trail: the account that logged the record.
 	if err := d.observeAccount(ctx, r.RecipientAccount, r.Time); err != nil {
 		return err
@@ -110,24 +117,28 @@ func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
 	if where == Trusted {
 		d.Stats.Trusted++
 	}
+	id := &r.Identity
+	var c *caller // a role session's
+	if id.Type == cloudtrail.IdentityAssumedRole && id.Temporary() {
+		c = sessionCaller(id)
+	}
 	if r.Succeeded() {
-		if err := d.learn(ctx, r); err != nil {
+		if err := d.learn(ctx, r, c); err != nil {
 			return err
 		}
 	}
-	id := &r.Identity
 	if serviceCall(r) {
 		return nil // AWS calling with the role, on its behalf: never usage from outside
 	}
 	if where == Outside {
 		d.Stats.Outside++
 	}
-	if id.Type == cloudtrail.IdentityAssumedRole && id.Temporary() {
+	if c != nil {
 		switch where {
 		case Outside, Trusted:
-			return d.roleSessionOutside(ctx, r, where)
+			return d.roleSessionOutside(ctx, r, c, where)
 		default:
-			return d.inside(ctx, r, where)
+			return d.inside(ctx, r, c, where)
 		}
 	}
 	if (where == Outside || where == Trusted) && r.Succeeded() && personType(id.Type) {
@@ -136,27 +147,34 @@ func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) error {
 	return nil
 }
 
+// caller is who made a role session's call, derived once per record from its identity.
+type caller struct {
+	account   string // the identity's own account (a person's ASNs are its)
+	roleAcct  string // the account of the role behind the session
+	role      string // the role's name
+	name      string // the session's name
+	partition string
+}
+
+func sessionCaller(id *cloudtrail.Identity) *caller {
+	c := &caller{account: id.Account(), role: id.RoleName(), name: id.SessionName(), partition: awsid.PartitionOf(id.IssuerARN)}
+	switch {
+	case id.IssuerAccount != "":
+		c.roleAcct = id.IssuerAccount
+	case awsid.Account(id.IssuerARN) != "":
+		c.roleAcct = awsid.Account(id.IssuerARN)
+	default:
+		c.roleAcct = c.account
+	}
+	return c
+}
+
 // serviceCall: a call AWS made with the role on its behalf (invokedBy set, an AWS service
 // identity, or a service name as the source).
 func serviceCall(r *cloudtrail.Record) bool {
 	id := &r.Identity
 	return id.InvokedBy != "" || id.Type == cloudtrail.IdentityAWSService ||
 		!r.Addr.IsValid() && strings.HasSuffix(r.SourceIP, ".amazonaws.com")
-}
-
-// Touched returns the id of the finding the last Process opened or updated, or "". A
-// caller that must fail the inputs of a finding Security Hub refused uses it.
-func (d *Detector) Touched() string { return d.touched }
-
-// roleAccount is the account of the role behind a session.
-func roleAccount(id *cloudtrail.Identity) string {
-	if id.IssuerAccount != "" {
-		return id.IssuerAccount
-	}
-	if a := awsid.Account(id.IssuerARN); a != "" {
-		return a
-	}
-	return id.Account()
 }
 
 // observeAccount keeps when an account's own trail was first observed (activation).
@@ -201,12 +219,12 @@ func (d *Detector) active(ctx context.Context, account string, t time.Time) (boo
 
 // inside handles a call of a role session from inside AWS: a function's own call teaches
 // its function (from the exec-env user agent), and its key is then "seen inside".
-func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where) error {
+func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, where Where) error {
 	if !r.Succeeded() {
 		return nil // a failed call from inside does not make a key seen inside
 	}
 	id := &r.Identity
-	account, role, sess, t := roleAccount(id), id.RoleName(), id.SessionName(), r.Time
+	account, role, sess, t := c.roleAcct, c.role, c.name, r.Time
 	if role == "" {
 		return nil
 	}
@@ -270,7 +288,7 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, where Where
 		d.learnFunction(account, role, e.fn, e.region, t)
 	}
 	if where == AWS && d.cfg.CrossRegion {
-		return d.crossRegion(ctx, r)
+		return d.crossRegion(ctx, r, c)
 	}
 	return nil
 }

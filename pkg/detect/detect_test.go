@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,77 +15,36 @@ import (
 	"github.com/outsider-sec/outsider/pkg/asn"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
+	"github.com/outsider-sec/outsider/pkg/store"
 )
 
-// mapStore is a minimal Store that counts its calls.
-type mapStore struct {
-	mu sync.Mutex
-	m  map[string]struct {
-		v   []byte
-		exp time.Time
-	}
-	gets, puts, claims int
+// countingStore is the reference store, counting the detector's calls.
+type countingStore struct {
+	*store.Memory
+	calls int
 }
 
-func newMapStore() *mapStore {
-	return &mapStore{m: map[string]struct {
-		v   []byte
-		exp time.Time
-	}{}}
+func newCountingStore() *countingStore { return &countingStore{Memory: store.NewMemory()} }
+
+func (s *countingStore) Get(ctx context.Context, k string, now time.Time) ([]byte, bool, error) {
+	s.calls++
+	return s.Memory.Get(ctx, k, now)
 }
 
-func (s *mapStore) Get(_ context.Context, k string, now time.Time) ([]byte, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gets++
-	it, ok := s.m[k]
-	if !ok || !it.exp.IsZero() && !it.exp.After(now) {
-		return nil, false, nil
-	}
-	return it.v, true, nil
+func (s *countingStore) Put(ctx context.Context, k string, v []byte, exp time.Time) error {
+	s.calls++
+	return s.Memory.Put(ctx, k, v, exp)
 }
 
-func (s *mapStore) Put(_ context.Context, k string, v []byte, exp time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.puts++
-	s.m[k] = struct {
-		v   []byte
-		exp time.Time
-	}{v, exp}
-	return nil
+func (s *countingStore) Claim(ctx context.Context, k string, v []byte, now, exp time.Time) (bool, error) {
+	s.calls++
+	return s.Memory.Claim(ctx, k, v, now, exp)
 }
 
-func (s *mapStore) Claim(_ context.Context, k string, v []byte, now, exp time.Time) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.claims++
-	if it, ok := s.m[k]; ok && (it.exp.IsZero() || it.exp.After(now)) {
-		return false, nil
-	}
-	s.m[k] = struct {
-		v   []byte
-		exp time.Time
-	}{v, exp}
-	return true, nil
+func (s *countingStore) Swap(ctx context.Context, k string, old, v []byte, exp time.Time) (bool, error) {
+	s.calls++
+	return s.Memory.Swap(ctx, k, old, v, exp)
 }
-
-func (s *mapStore) Swap(_ context.Context, k string, old, v []byte, exp time.Time) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.claims++
-	it, ok := s.m[k]
-	if ok != (old != nil) || ok && string(it.v) != string(old) {
-		return false, nil
-	}
-	s.m[k] = struct {
-		v   []byte
-		exp time.Time
-	}{v, exp}
-	return true, nil
-}
-
-func (s *mapStore) calls() int { return s.gets + s.puts + s.claims }
 
 const (
 	acct   = "210987654321"
@@ -149,7 +107,7 @@ func run(t *testing.T, d *Detector, recs ...*cloudtrail.Record) []Change {
 	t.Helper()
 	var out []Change
 	for _, r := range recs {
-		if err := d.Process(context.Background(), r); err != nil {
+		if _, err := d.Process(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
 		ch, err := d.Flush(context.Background())
@@ -203,7 +161,7 @@ func TestTitles(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newDetector(t, newMapStore(), nil)
+			d := newDetector(t, newCountingStore(), nil)
 			// The function is learned from its own calls (exec-env).
 			learnFn := rec(day(0, 10), roleSession(role, fn, "ASIALEARN"), "PutObject", awsIP, "aws-sdk-java/2.28.1 exec-env/AWS_Lambda_java21")
 			recs := append([]*cloudtrail.Record{learnFn}, history(21, fn, role)...)
@@ -247,7 +205,7 @@ func TestNotOutside(t *testing.T) {
 		"iam user outside":      rec(day(20, 30006), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "ListBuckets", cgIP, "aws-cli/2"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			d := newDetector(t, newMapStore(), func(c *Config) { c.Trusted, _ = ParseCIDRs("31.224.40.0/24") })
+			d := newDetector(t, newCountingStore(), func(c *Config) { c.Trusted, _ = ParseCIDRs("31.224.40.0/24") })
 			if ch := run(t, d, append(history(21, fn, role), r)...); len(ch) != 0 {
 				t.Errorf("finding for a call that is not outside: %+v", ch[0].Finding)
 			}
@@ -260,7 +218,7 @@ func TestActivationAndDedup(t *testing.T) {
 	use := func(d, sec int) *cloudtrail.Record {
 		return rec(day(d, sec), roleSession(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
 	}
-	d := newDetector(t, newMapStore(), nil)
+	d := newDetector(t, newCountingStore(), nil)
 	recs := history(30, fn, role)
 	// Day 10 is inside the activation period: nothing, but still learned from.
 	ch := run(t, d, append(recs[:22], use(10, 50000))...)
@@ -289,7 +247,7 @@ func TestActivationAndDedup(t *testing.T) {
 
 func TestRedeliveryCountsOnce(t *testing.T) {
 	const fn, role = "orders", "orders-role"
-	d := newDetector(t, newMapStore(), nil)
+	d := newDetector(t, newCountingStore(), nil)
 	steal := rec(day(20, 100), roleSession(role, fn, "ASIASTOLEN"), "ListBuckets", cgIP, "python-requests")
 	ch := run(t, d, append(history(21, fn, role), steal, steal, steal)...)
 	if got := ch[len(ch)-1].Finding.Count; got != 1 {
@@ -302,7 +260,7 @@ func TestRedeliveryCountsOnce(t *testing.T) {
 
 func TestAssumedByAnotherIdentity(t *testing.T) {
 	const fn, role = "orders", "orders-role"
-	d := newDetector(t, newMapStore(), nil)
+	d := newDetector(t, newCountingStore(), nil)
 	assume := rec(day(20, 100), cloudtrail.Identity{Type: "IAMUser", ARN: "arn:aws:iam::" + acct + ":user/mallory", AccountID: acct, AccessKeyID: "AKIAM"}, "AssumeRole", cgIP, "aws-cli/2")
 	assume.Source = "sts.amazonaws.com"
 	assume.Request.RoleARN = "arn:aws:iam::" + acct + ":role/" + role
@@ -318,14 +276,14 @@ func TestAssumedByAnotherIdentity(t *testing.T) {
 // TestHotPath: records from inside AWS by identities that are not Lambda sessions touch
 // no store once an account and a role have been seen.
 func TestHotPath(t *testing.T) {
-	s := newMapStore()
+	s := newCountingStore()
 	d := newDetector(t, s, nil)
 	warm := []*cloudtrail.Record{
 		rec(day(0, 1), cloudtrail.Identity{Type: "IAMUser", AccountID: acct, AccessKeyID: "AKIAX"}, "GetRole", awsIP, "terraform"),
 		rec(day(0, 2), roleSession("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
 	}
 	run(t, d, warm...)
-	before := s.calls()
+	before := s.calls
 	var hot []*cloudtrail.Record
 	for i := 0; i < 1000; i++ {
 		hot = append(hot,
@@ -336,13 +294,13 @@ func TestHotPath(t *testing.T) {
 		)
 	}
 	run(t, d, hot...)
-	if got := s.calls() - before; got != 0 {
+	if got := s.calls - before; got != 0 {
 		t.Errorf("%d store calls for 4000 inside records of non-Lambda identities, want 0", got)
 	}
 }
 
 func TestClassify(t *testing.T) {
-	d := newDetector(t, newMapStore(), func(c *Config) { c.Trusted, _ = ParseCIDRs("31.224.40.0/24,2001:db8:1::/48") })
+	d := newDetector(t, newCountingStore(), func(c *Config) { c.Trusted, _ = ParseCIDRs("31.224.40.0/24,2001:db8:1::/48") })
 	for ip, want := range map[string]Where{
 		awsIP: AWS, "::ffff:52.16.10.20": AWS, cgIP: Outside, "2003:db8:aa::5": Outside, "31.224.40.9": Trusted,
 		"10.0.0.1": Private, "100.64.1.1": Private, "169.254.169.254": Private, "192.0.2.1": Private, "fd00::1": Private,
@@ -461,7 +419,7 @@ func TestCrossRegion(t *testing.T) {
 	elsewhere := rec(day(20, 30000), roleSession(role, fn, key), "ListBuckets", "3.80.10.10", "aws-cli/2.22.0")
 	home := rec(day(20, 30001), roleSession(role, fn, key), "ListBuckets", awsIP, "aws-sdk-go-v2")
 	for _, on := range []bool{false, true} {
-		d := newDetector(t, newMapStore(), func(c *Config) { c.CrossRegion = on })
+		d := newDetector(t, newCountingStore(), func(c *Config) { c.CrossRegion = on })
 		ch := run(t, d, append(append([]*cloudtrail.Record{create}, history(21, fn, role)...), elsewhere, home)...)
 		if !on {
 			if len(ch) != 0 {
@@ -487,11 +445,11 @@ func TestHostileStrings(t *testing.T) {
 		r := rec(day(20, 30000+i), roleSession(role, fn, key), fmt.Sprintf("Call%04d", i), fmt.Sprintf("27.192.%d.%d", i/250, i%250+1), injected+fmt.Sprint(i))
 		recs = append(recs, r)
 	}
-	d := newDetector(t, newMapStore(), nil)
+	d := newDetector(t, newCountingStore(), nil)
 	var last Finding
 	run(t, d, recs[:len(recs)-5000]...)
 	for _, r := range recs[len(recs)-5000:] {
-		if err := d.Process(context.Background(), r); err != nil {
+		if _, err := d.Process(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -64,10 +64,10 @@ type fnRole struct {
 // learn takes from a successful record what it teaches about Lambda roles, functions and
 // keys (sources 1 and 2 of the package documentation; source 3 is in inside, 4 is the
 // inventory).
-func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record) error {
+func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record, c *caller) error {
 	switch {
 	case r.Source == "sts.amazonaws.com" && strings.HasPrefix(r.Name, "AssumeRole"):
-		return d.learnAssumeRole(ctx, r)
+		return d.learnAssumeRole(ctx, r, c)
 	case r.Source == "lambda.amazonaws.com" &&
 		(strings.HasPrefix(r.Name, "CreateFunction") || strings.HasPrefix(r.Name, "UpdateFunctionConfiguration")):
 		if r.Request.Role == "" || r.Request.FunctionName == "" {
@@ -101,7 +101,8 @@ func (d *Detector) learn(ctx context.Context, r *cloudtrail.Record) error {
 	return nil
 }
 
-func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) error {
+// learnAssumeRole: c is the caller when a role session obtained the key.
+func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record, c *caller) error {
 	roleARN := r.Request.RoleARN
 	role := awsid.RoleName(roleARN)
 	account := awsid.Account(roleARN)
@@ -142,8 +143,8 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record) er
 		is.Person = true
 	case r.Name == "AssumeRoleWithWebIdentity":
 		// CI systems and Kubernetes service accounts: not people.
-	case id.Type == cloudtrail.IdentityAssumedRole && id.Temporary():
-		s, err := d.resolve(ctx, id, r.Time)
+	case c != nil:
+		s, err := d.resolve(ctx, c, id.AccessKeyID, r.Time)
 		if err != nil {
 			return err
 		}

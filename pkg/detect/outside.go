@@ -60,8 +60,8 @@ type session struct {
 
 // resolve tells whose a role session's key was at t (the package documentation, "What
 // counts as a Lambda's token").
-func (d *Detector) resolve(ctx context.Context, id *cloudtrail.Identity, t time.Time) (session, error) {
-	s := session{account: roleAccount(id), role: id.RoleName(), name: id.SessionName(), key: id.AccessKeyID}
+func (d *Detector) resolve(ctx context.Context, c *caller, key string, t time.Time) (session, error) {
+	s := session{account: c.roleAcct, role: c.role, name: c.name, key: key}
 	s.fnAccount, s.fnRole = s.account, s.role
 	var err error
 	if s.lambdaRole, err = d.isLambdaRole(ctx, s.account, s.role, t); err != nil {
@@ -145,26 +145,26 @@ func (s *session) personal() bool {
 // roleSessionOutside handles a role session's call from a public address outside AWS (or
 // from a trusted network): a function's token used from outside, or a person's call that
 // makes an ASN known.
-func (d *Detector) roleSessionOutside(ctx context.Context, r *cloudtrail.Record, where Where) error {
-	s, err := d.resolve(ctx, &r.Identity, r.Time)
+func (d *Detector) roleSessionOutside(ctx context.Context, r *cloudtrail.Record, c *caller, where Where) error {
+	s, err := d.resolve(ctx, c, r.Identity.AccessKeyID, r.Time)
 	if err != nil {
 		return err
 	}
 	if s.kind == sessUnknown || s.kind == sessOther && where == Trusted {
 		if r.Succeeded() && s.personal() {
-			return d.knownASN(ctx, r, r.Identity.Account())
+			return d.knownASN(ctx, r, c.account)
 		}
 		return nil
 	}
 	if where == Trusted {
 		return nil // the operator's own network
 	}
-	return d.outside(ctx, r, &s)
+	return d.outside(ctx, r, c, &s)
 }
 
 // outside decides on a call from outside AWS with a Lambda function's token, or with a
 // Lambda role's session that Lambda did not issue.
-func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, s *session) error {
+func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller, s *session) error {
 	d.Stats.LambdaUsed++
 	t := r.Time
 	u := use{
@@ -216,7 +216,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, s *session
 	}
 
 	kind, subject := SubjectFunction, ""
-	partition := awsid.PartitionOf(r.Identity.IssuerARN)
+	partition := c.partition
 	f := Finding{
 		Title: title, Severity: d.cfg.Severity[title], Account: account, Partition: partition,
 		Role: s.fnRole, Session: s.name, IssuedBy: s.issuedBy,
@@ -274,13 +274,13 @@ const SignalCrossRegion = "token-used-from-another-aws-region"
 // crossRegion raises TitleCrossRegion for a function's own session calling from an AWS
 // address in another region than the function's. An unknown region, or a global prefix,
 // raises nothing.
-func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record) error {
+func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record, c *caller) error {
 	rl, ok := d.ranges.(RegionLookup)
 	if !ok {
 		return nil
 	}
 	id := &r.Identity
-	account, role, fn := roleAccount(id), id.RoleName(), functionOfSession(id.SessionName())
+	account, role, fn := c.roleAcct, c.role, functionOfSession(c.name)
 	from := rl.Region(r.Addr)
 	if from == "" || from == "GLOBAL" {
 		return nil
@@ -293,10 +293,10 @@ func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record) error 
 	if active, err := d.active(ctx, account, r.Time); err != nil || !active || d.cfg.TrainOnly {
 		return err
 	}
-	partition := awsid.PartitionOf(id.IssuerARN)
+	partition := c.partition
 	f := Finding{
 		Title: TitleCrossRegion, Severity: d.cfg.Severity[TitleCrossRegion], Account: account, Partition: partition, Region: fnRegion,
-		SubjectKind: SubjectFunction, Subject: fnRegion + ":" + fn, Function: fn, Role: role, RoleARN: id.IssuerARN, Session: id.SessionName(),
+		SubjectKind: SubjectFunction, Subject: fnRegion + ":" + fn, Function: fn, Role: role, RoleARN: id.IssuerARN, Session: c.name,
 		FunctionARN: awsid.FunctionARN(partition, fnRegion, account, fn),
 	}
 	u := use{

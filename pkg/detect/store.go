@@ -24,6 +24,10 @@ type Store interface {
 	// atomically, and reports whether it did. Expired items still count as held: facts
 	// are merged, never dropped, by a writer that lost a race.
 	Swap(ctx context.Context, key string, old, value []byte, expires time.Time) (bool, error)
+	// Flush writes what the store gathered (stores may gather Puts into fewer requests):
+	// once it returns, the writes so far outlive this process. Reads see gathered writes
+	// before and after.
+	Flush(ctx context.Context) error
 }
 
 // Swap is one conditional write of SwapAll.

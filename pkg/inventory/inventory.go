@@ -7,7 +7,9 @@ package inventory
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -81,4 +83,32 @@ func Refresh(ctx context.Context, st detect.Store, client func(account, region s
 		return 0, fmt.Errorf("inventory: keep %s: %w", account, err)
 	}
 	return len(all), nil
+}
+
+// Job keeps the inventory of every account given, on the refresher's schedule.
+type Job struct {
+	Store    detect.Store
+	Client   func(account, region string) Lister
+	Accounts []string
+	Regions  []string
+	TTL      time.Duration
+}
+
+// Run implements the refresher's job: each account in turn; one account's failure does
+// not stop the others.
+func (j Job) Run(ctx context.Context, log *slog.Logger) error {
+	var errs []error
+	for _, a := range j.Accounts {
+		n, err := Refresh(ctx, j.Store, j.Client, a, j.Regions, time.Now(), j.TTL)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.InfoContext(ctx, "inventory kept", "account", a, "functions", n)
+	}
+	err := errors.Join(append(errs, j.Store.Flush(ctx))...)
+	if err != nil {
+		log.ErrorContext(ctx, "inventory not refreshed", "error", err)
+	}
+	return err
 }

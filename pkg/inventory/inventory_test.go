@@ -81,7 +81,7 @@ func TestCollectAndKeep(t *testing.T) {
 	}
 	// Any record of the account makes the detector read the account's inventory.
 	rec := detectRecord(self)
-	if err := d.Process(ctx, rec); err != nil {
+	if _, err := d.Process(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
 	if !d.InventoryHas(self, "ledger-sync-role", "ledger-sync") {

@@ -87,3 +87,17 @@ func (c *ASNConverter) Run(ctx context.Context) (int, error) {
 	}
 	return out.Len(), nil
 }
+
+// LoadASN reads the ASN database the refresher stored (or any MaxMind-format file in S3).
+func LoadASN(ctx context.Context, c S3, bucket, key string) (*asn.DB, error) {
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("refresh: get s3://%s/%s: %w", bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("refresh: read s3://%s/%s: %w", bucket, key, err)
+	}
+	return asn.FromBytes(b)
+}

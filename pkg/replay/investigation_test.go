@@ -57,3 +57,27 @@ func TestInvestigationAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestEmailClaims: the email format claims each finding's email in the state as the Lambda
+// does: a finding not emailed yet is emailed when it is next handed on (here, after a run
+// in another format), and never twice.
+func TestEmailClaims(t *testing.T) {
+	state := t.TempDir()
+	run := func(args ...string) string {
+		var stdout, stderr bytes.Buffer
+		args = append([]string{"--state", state, "--progress", "0"}, args...)
+		if code := Main(append(args, "../../events/demo"), nil, &stdout, &stderr); code != ExitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		return stdout.String()
+	}
+	if out := run("--fresh", "--format", "json"); strings.Count(out, "\n") != 7 {
+		t.Fatalf("first run: %q, want 7 lines", out)
+	}
+	if n := strings.Count(run("--format", "email"), "Subject: "); n != 4 {
+		t.Fatalf("second run: %d emails, want 4 (none was emailed yet)", n)
+	}
+	if out := run("--format", "email"); strings.Contains(out, "Subject: ") {
+		t.Errorf("third run over the same state emailed again:\n%s", out)
+	}
+}

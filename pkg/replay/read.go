@@ -78,18 +78,16 @@ func produceOne(in input, stdin io.Reader, send func(chunk) bool) bool {
 func (r *runner) consume(ctx context.Context, c chunk) error {
 	if c.start {
 		if c.unreadable != nil {
-			r.sum.malformed["unreadable-file"]++
+			r.batch.Malformed = append(r.batch.Malformed, "unreadable-file")
 			fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", c.file, unwrapPath(c.unreadable))
 			return nil
 		}
-		r.sum.files++
+		r.files++
 		r.current = c.file
 	}
-	for _, reason := range c.bad {
-		r.sum.malformed[reason]++
-	}
+	r.batch.Malformed = append(r.batch.Malformed, c.bad...)
 	for _, rec := range c.recs {
-		r.sum.records++
+		r.read++
 		r.ro.push(rec)
 		for {
 			old, ok := r.ro.ready()
@@ -102,7 +100,7 @@ func (r *runner) consume(ctx context.Context, c chunk) error {
 		}
 	}
 	if c.readErr != nil {
-		r.sum.malformed["unreadable-file"]++
+		r.batch.Malformed = append(r.batch.Malformed, "unreadable-file")
 		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", c.file, c.readErr)
 	}
 	return nil

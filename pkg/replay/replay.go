@@ -30,6 +30,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
+	"github.com/outsider-sec/outsider/pkg/flow"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/notify"
 	"github.com/outsider-sec/outsider/pkg/store"
@@ -105,7 +106,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: outsider replay [flags] PATH...\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: replay [flags] PATH...\n\n"+
 			"Reads CloudTrail records (EventBridge events, S3 log files {\"Records\":[...]} plain or .gz,\n"+
 			"JSON arrays, NDJSON) from files, directories (walked in name order) or - (stdin),\n"+
 			"and prints a finding each time one is created or updated.\n\nFlags:\n")
@@ -190,14 +191,6 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// summary is what a run did, printed on stderr at the end.
-type summary struct {
-	files     int
-	records   int
-	malformed map[string]int
-	start     time.Time
-}
-
 // Run replays o.Paths. It returns ExitUsage for input that cannot be opened, ExitError
 // when the run failed part way.
 func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
@@ -268,9 +261,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(100 << 20))
 	}
-	out := newPrinter(o, stdout)
-	sum := &summary{malformed: map[string]int{}, start: time.Now()}
-	run := &runner{det: det, st: st, out: out, crossRegion: o.Config.CrossRegion, sum: sum, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, last: time.Now()}
+	out := newPrinter(o, stdout, st)
+	// Facts go to the store every 64 batches (and at the end); findings every batch.
+	fl := &flow.Flow{Detector: det, Store: st, Sink: out, FactsEvery: 64}
+	run := &runner{flow: fl, crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
+		batch: &flow.Input{ID: "replay"}}
 	inputs, err := collect(o.Paths)
 	if err != nil {
 		return exitFor(err), err
@@ -295,19 +290,7 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	return ExitOK, nil
 }
 
-// flushStore is a store that gathers writes: bbolt commits them, DynamoDB batches them.
-type flushStore interface {
-	detect.Store
-	Flush(context.Context) error
-}
-
-type boltStore struct{ *store.Bolt }
-
-// Flush is a no-op: bbolt commits its own batches, and Close commits the rest. A commit
-// (an fsync) per printed change would cost more than the replay.
-func (b boltStore) Flush(context.Context) error { return nil }
-
-func openStore(ctx context.Context, o Options) (flushStore, func() error, error) {
+func openStore(ctx context.Context, o Options) (detect.Store, func() error, error) {
 	if table, ok := strings.CutPrefix(o.Store, "dynamodb://"); ok {
 		cfg, err := awsconfig.LoadDefaultConfig(ctx)
 		if err != nil {
@@ -326,7 +309,7 @@ func openStore(ctx context.Context, o Options) (flushStore, func() error, error)
 	}
 	var once sync.Once
 	var cerr error
-	return boltStore{b}, func() error { once.Do(func() { cerr = b.Close() }); return cerr }, nil
+	return b, func() error { once.Do(func() { cerr = b.Close() }); return cerr }, nil
 }
 
 type usageError struct{ error }
@@ -339,67 +322,53 @@ func exitFor(err error) int {
 	return ExitError
 }
 
+// runner puts records back in order and runs them through the flow in batches.
 type runner struct {
-	det         *detect.Detector
-	st          flushStore
+	flow        *flow.Flow
 	crossRegion bool
-	out         *printer
-	sum         *summary
 	ro          *reorder
+	batch       *flow.Input // records taken out of the reorder window, not yet decided
+	sum         flow.Summary
+	files       int
+	read        int // records read
 	stderr      io.Writer
 	every       time.Duration
-	last        time.Time
+	start, last time.Time
 	current     string
-	sinceFlush  int
-	flushedAt   time.Time // event time of the last flush
-	flushes     int
 }
 
+// Batches hold at most batchRecords records and an hour of event time: a theft of ten
+// thousand calls is a handful of lines, and the last line of an Id is its final state.
+const batchRecords = 1000
+
 func (r *runner) process(ctx context.Context, rec *cloudtrail.Record) error {
-	if err := r.det.Process(ctx, rec); err != nil {
-		return err
-	}
-	r.sinceFlush++
-	// Print changes at most every 1000 records or hour of event time: a theft of ten
-	// thousand calls is a handful of lines, and the last line of an Id is its final state.
-	if r.sinceFlush >= 1000 || rec.Time.Sub(r.flushedAt) >= time.Hour {
-		if err := r.flush(ctx, rec.Time); err != nil {
+	b := r.batch
+	b.Records = append(b.Records, rec)
+	if len(b.Records) >= batchRecords || rec.Time.Sub(b.Records[0].Time) >= time.Hour {
+		if err := r.decide(ctx, false); err != nil {
 			return err
 		}
 	}
-	if r.every > 0 && r.sum.records%4096 == 0 && time.Since(r.last) >= r.every {
+	if r.every > 0 && r.read%4096 == 0 && time.Since(r.last) >= r.every {
 		r.report(false)
 		r.last = time.Now()
 	}
 	return nil
 }
 
-func (r *runner) flush(ctx context.Context, t time.Time) error {
-	// Facts go to the store every 64 flushes (and at the end); findings every flush.
-	flush := r.det.FlushFindings
-	if r.flushes++; r.flushes%64 == 0 || t.IsZero() {
-		flush = r.det.Flush
+// decide runs the batch through the flow; last writes everything.
+func (r *runner) decide(ctx context.Context, last bool) error {
+	run := r.flow.Run
+	if last {
+		run = r.flow.Finish
 	}
-	changes, err := flush(ctx)
-	if err != nil {
-		return err
+	b := r.batch
+	r.sum.Add(run(ctx, []*flow.Input{b}))
+	if b.Err != nil {
+		return b.Err
 	}
-	if err := r.st.Flush(ctx); err != nil {
-		return err
-	}
-	if s, ok := r.st.(interface{ Sync() error }); ok && len(changes) > 0 {
-		// What is printed is committed first: after a crash, a finding is not printed
-		// (or emailed) as new a second time.
-		if err := s.Sync(); err != nil {
-			return err
-		}
-	}
-	r.sinceFlush, r.flushedAt = 0, t
-	for _, c := range changes {
-		if err := r.out.print(c); err != nil {
-			return err
-		}
-	}
+	clear(b.Records)
+	b.Records, b.Malformed = b.Records[:0], b.Malformed[:0]
 	return nil
 }
 
@@ -413,22 +382,21 @@ func (r *runner) drain(ctx context.Context) error {
 			return err
 		}
 	}
-	return r.flush(ctx, time.Time{})
+	return r.decide(ctx, true)
 }
 
 func (r *runner) report(final bool) {
-	el := time.Since(r.sum.start)
-	rate := float64(r.sum.records) / max(el.Seconds(), 1e-9)
+	el := time.Since(r.start)
+	rate := float64(r.read) / max(el.Seconds(), 1e-9)
 	if !final {
-		fmt.Fprintf(r.stderr, "outsider replay: %d records, %.0f/s, reading %s\n", r.sum.records, rate, r.current)
+		fmt.Fprintf(r.stderr, "outsider replay: %d records, %.0f/s, reading %s\n", r.read, rate, r.current)
 		return
 	}
-	st := r.det.Stats
+	st := r.flow.Detector.Stats
 	var bad []string
-	total := 0
-	for _, k := range slices.Sorted(maps.Keys(r.sum.malformed)) {
-		bad = append(bad, fmt.Sprintf("%s=%d", k, r.sum.malformed[k]))
-		total += r.sum.malformed[k]
+	total := r.sum.MalformedTotal()
+	for _, k := range slices.Sorted(maps.Keys(r.sum.Malformed)) {
+		bad = append(bad, fmt.Sprintf("%s=%d", k, r.sum.Malformed[k]))
 	}
 	badText := "0"
 	if total > 0 {
@@ -439,21 +407,26 @@ func (r *runner) report(final bool) {
 		cross = fmt.Sprintf(", %d from an AWS address in another region than the function's", st.CrossRegion)
 	}
 	fmt.Fprintf(r.stderr, "outsider replay: %d files, %d records read, %d malformed skipped: %s; %d calls from outside AWS, %d with a Lambda role's session (%d before activation)%s; findings: %d created, %d updated; %s, %.0f records/s\n",
-		r.sum.files, r.sum.records, total, badText, st.Outside, st.LambdaUsed, st.Inactive, cross, st.Created, st.Updated, el.Round(time.Millisecond), rate)
+		r.files, r.read, total, badText, st.Outside, st.LambdaUsed, st.Inactive, cross, st.Created, st.Updated, el.Round(time.Millisecond), rate)
 }
 
-// printer writes findings as ASFF JSON lines or a text table.
+// printer is the replay's sink: it writes findings as ASFF JSON lines or a text table, or
+// the email of each finding not emailed yet, claimed in the state as the Lambda claims it.
 type printer struct {
 	o    Options
 	w    io.Writer
 	tw   *tabwriter.Writer
+	mail *flow.Mailer
 	rows int
 }
 
-func newPrinter(o Options, w io.Writer) *printer {
+func newPrinter(o Options, w io.Writer, st detect.Store) *printer {
 	p := &printer{o: o, w: w}
-	if o.Format == "text" {
+	switch o.Format {
+	case "text":
 		p.tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	case "email":
+		p.mail = &flow.Mailer{Store: st, Send: p.email}
 	}
 	return p
 }
@@ -469,17 +442,35 @@ func (p *printer) product(f detect.Finding) asff.Product {
 	return pr
 }
 
+// Publish implements flow.Sink. A failure to write is the run's end.
+func (p *printer) Publish(ctx context.Context, changes []detect.Change) (flow.Published, error) {
+	var pub flow.Published
+	for _, c := range changes {
+		if p.mail != nil {
+			sent, err := p.mail.Mail(ctx, c.Finding)
+			if err != nil {
+				return pub, err
+			}
+			if sent {
+				pub.Emails++
+			}
+			continue
+		}
+		if err := p.print(c); err != nil {
+			return pub, err
+		}
+	}
+	return pub, nil
+}
+
+func (p *printer) email(_ context.Context, f detect.Finding) error {
+	p.rows++
+	_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.Subject(f), notify.Body(f, p.product(f).Region), strings.Repeat("-", 72))
+	return err
+}
+
 func (p *printer) print(c detect.Change) error {
 	f := c.Finding
-	if p.o.Format == "email" {
-		if !c.New {
-			return nil
-		}
-		p.rows++
-		pr := p.product(f)
-		_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.Subject(f), notify.Body(f, pr.Region), strings.Repeat("-", 72))
-		return err
-	}
 	if p.tw == nil {
 		b, err := asff.JSON(asff.Build(f, p.product(f)))
 		if err != nil {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/outsider-sec/outsider/internal/storetest"
+	"github.com/outsider-sec/outsider/pkg/flow"
+
 	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
@@ -29,18 +32,20 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	b.SetBytes(int64(buf.Len() / len(lines)))
 	b.ReportAllocs()
+	// The replay's flow: batches of 1,000 records, facts written every 64 batches.
+	f := &flow.Flow{Detector: d, Store: st, Sink: &storetest.Collect{}, FactsEvery: 64}
+	in := &flow.Input{ID: "bench"}
 	i := 0
 	for b.Loop() {
 		cloudtrail.ParseValue(lines[i%len(lines)], func(r *cloudtrail.Record) {
-			if err := d.Process(ctx, r); err != nil {
-				b.Fatal(err)
-			}
+			in.Records = append(in.Records, r)
 		}, func(err error) { b.Fatal(err) })
 		i++
-		if i%1000 == 0 {
-			if _, err := d.Flush(ctx); err != nil {
-				b.Fatal(err)
+		if len(in.Records) == 1000 {
+			if f.Run(ctx, []*flow.Input{in}); in.Err != nil {
+				b.Fatal(in.Err)
 			}
+			in.Records = in.Records[:0]
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")

@@ -17,9 +17,11 @@ import (
 var bucket = []byte("outsider")
 
 // Bolt is a Store in one bbolt file. Writes are gathered in memory and committed in
-// batches (every batchSize writes, and on Sync and Close): one fsync per record would cap a
-// replay at a few hundred records a second. A crash loses at most the last batch, which a
-// replay of the same files writes again.
+// batches: every batchSize writes, on Flush and on Close. Commits are not synced to the
+// disk (Close syncs): one fsync per batch would cost more than the replay, and a commit
+// survives the replay's process dying, which is what a replay needs (a finding printed once
+// is not printed as new again). A crash of the machine loses at most what was written since
+// the last sync, which a replay of the same files writes again.
 type Bolt struct {
 	mu      sync.Mutex
 	db      *bolt.DB
@@ -39,7 +41,7 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 	path := filepath.Join(dir, "state.db")
 	// Opening takes the file's lock: a fresh start empties the state only once no other
 	// replay holds it.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, NoSync: true})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
@@ -164,17 +166,20 @@ func (b *Bolt) commit() error {
 	return nil
 }
 
-// Sync commits the gathered writes.
-func (b *Bolt) Sync() error {
+// Flush implements detect.Store: it commits the gathered writes.
+func (b *Bolt) Flush(context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.commit()
 }
 
-// Close commits and closes the file.
+// Close commits, syncs and closes the file.
 func (b *Bolt) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.commit()
+	if err == nil {
+		err = b.db.Sync()
+	}
 	return errors.Join(err, b.db.Close())
 }

@@ -7,13 +7,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/outsider-sec/outsider/pkg/detect"
-)
-
-var (
-	_ detect.Store = (*Memory)(nil)
-	_ detect.Store = (*Bolt)(nil)
 )
 
 type item struct {
@@ -73,6 +66,9 @@ func (m *Memory) Swap(_ context.Context, key string, old, value []byte, expires 
 	m.items[key] = item{value: clone(value), expires: expires}
 	return true, nil
 }
+
+// Flush implements detect.Store: a map gathers nothing.
+func (m *Memory) Flush(context.Context) error { return nil }
 
 // Len returns the number of items, expired ones included.
 func (m *Memory) Len() int {

@@ -8,9 +8,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/storetest"
+	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
 var ctx = context.Background()
+
+var (
+	_ detect.Store = (*Memory)(nil)
+	_ detect.Store = (*Bolt)(nil)
+)
 
 func TestMemoryContract(t *testing.T) { storetest.Contract(t, NewMemory()) }
 
@@ -38,7 +44,7 @@ func TestBoltPersistsAndLocks(t *testing.T) {
 	if _, err := OpenBolt(dir, true); err == nil {
 		t.Error("a fresh open of a state in use succeeded")
 	}
-	if err := b.Sync(); err != nil {
+	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok, _ := b.Get(ctx, "k", t0); !ok || string(v) != "v" {

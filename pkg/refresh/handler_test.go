@@ -1,4 +1,4 @@
-package main
+package refresh
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -16,12 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/outsider-sec/outsider/internal/mototest"
-	"github.com/outsider-sec/outsider/pkg/refresh"
 )
 
-func TestMain(m *testing.M) { os.Exit(mototest.Main(m)) }
-
-// TestHandler: an AmazonIpSpaceChanged notification and a scheduled event both refresh;
+// TestHandler: the refresher function. An AmazonIpSpaceChanged notification and a scheduled event both refresh;
 // a notification whose md5 does not match fails the invocation (Lambda retries it).
 func TestHandler(t *testing.T) {
 	ctx := context.Background()
@@ -33,10 +29,10 @@ func TestHandler(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
 	defer srv.Close()
 	// The wall clock of the publication: a syncToken ahead of it is refused.
-	r := &refresh.Refresher{HTTP: srv.Client(), URL: srv.URL, S3: client, Bucket: "refresher-test", Key: "ip-ranges.json",
+	r := &Refresher{HTTP: srv.Client(), URL: srv.URL, S3: client, Bucket: "refresher-test", Key: "ip-ranges.json",
 		Now: func() time.Time { return time.Date(2030, 3, 17, 12, 5, 0, 0, time.UTC) }}
 	var logs bytes.Buffer
-	h := handler(r, nil, slog.New(slog.NewJSONHandler(&logs, nil)))
+	h := (&Handler{Ranges: r, Log: slog.New(slog.NewJSONHandler(&logs, nil))}).Handle
 
 	bad, _ := json.Marshal(map[string]any{"Records": []any{map[string]any{"EventSource": "aws:sns", "Sns": map[string]any{
 		"Message": `{"create-time":"2030-03-17-12-00-00","synctoken":"1900000000","md5":"00000000000000000000000000000000"}`}}}})

@@ -1,0 +1,158 @@
+package flow_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/flow"
+	"github.com/outsider-sec/outsider/pkg/ipranges"
+	"github.com/outsider-sec/outsider/pkg/store"
+)
+
+var ctx = context.Background()
+
+// demo reads the demo history, a record an input, as SQS would deliver it.
+func demo(t *testing.T) []*flow.Input {
+	t.Helper()
+	b, err := os.ReadFile("../../events/demo/history.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ins []*flow.Input
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		in := &flow.Input{}
+		cloudtrail.ParseValue(line, func(r *cloudtrail.Record) {
+			in.ID = r.EventID
+			in.Records = append(in.Records, r)
+		}, func(err error) { t.Fatal(err) })
+		ins = append(ins, in)
+	}
+	return ins
+}
+
+// refusing is a sink that refuses the findings it is told to, and keeps the others.
+type refusing struct {
+	refuse func(detect.Finding) bool
+	kept   map[string]detect.Finding
+}
+
+func (s *refusing) Publish(_ context.Context, changes []detect.Change) (flow.Published, error) {
+	pub := flow.Published{Failed: map[string]error{}}
+	for _, c := range changes {
+		if s.refuse(c.Finding) {
+			pub.Failed[c.Finding.ID] = errors.New("refused")
+			continue
+		}
+		s.kept[c.Finding.ID] = c.Finding
+	}
+	return pub, nil
+}
+
+func newFlow(t *testing.T, st detect.Store, sink flow.Sink) *flow.Flow {
+	t.Helper()
+	d, err := detect.New(detect.Default(), st, ipranges.Embedded(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &flow.Flow{Detector: d, Store: st, Sink: sink}
+}
+
+// TestRefusedFindingRetriesItsInputs: a finding the sink refuses fails exactly the inputs
+// counted in it; delivered again (to a fresh worker over the same store), they reach the
+// sink, and in the end it holds what a run without refusals gives.
+func TestRefusedFindingRetriesItsInputs(t *testing.T) {
+	want := &refusing{refuse: func(detect.Finding) bool { return false }, kept: map[string]detect.Finding{}}
+	clean := newFlow(t, store.NewMemory(), want)
+	for _, batch := range slices.Collect(slices.Chunk(demo(t), 10)) {
+		if sum := clean.Run(ctx, batch); sum.Failed != 0 {
+			t.Fatalf("clean run: %d failed", sum.Failed)
+		}
+	}
+	if len(want.kept) != 4 {
+		t.Fatalf("clean run: %d findings, want the demo's 4", len(want.kept))
+	}
+
+	st := store.NewMemory()
+	refuseOnce := map[string]bool{}
+	sink := &refusing{kept: map[string]detect.Finding{}, refuse: func(f detect.Finding) bool {
+		if f.Title != detect.TitleCLI || refuseOnce[f.ID] {
+			return false
+		}
+		refuseOnce[f.ID] = true
+		return true
+	}}
+	var retry []*flow.Input
+	for _, batch := range slices.Collect(slices.Chunk(demo(t), 10)) {
+		newFlow(t, st, sink).Run(ctx, batch)
+		for _, in := range batch {
+			if in.Err != nil {
+				retry = append(retry, in)
+			}
+		}
+	}
+	if len(retry) == 0 {
+		t.Fatal("no input failed: the refusal did not reach the inputs")
+	}
+	for _, in := range retry {
+		for _, r := range in.Records {
+			if r.Addr.IsPrivate() || r.Addr.IsLoopback() {
+				t.Errorf("input %s failed but cannot count in a finding from outside", in.ID)
+			}
+		}
+	}
+	if sum := newFlow(t, st, sink).Run(ctx, retry); sum.Failed != 0 {
+		t.Fatalf("redelivery: %d failed", sum.Failed)
+	}
+	for id, f := range want.kept {
+		got, ok := sink.kept[id]
+		if !ok || got.Count != f.Count || !got.LastSeen.Equal(f.LastSeen) {
+			t.Errorf("%s: after the redelivery %+v, want count %d last seen %s", id, got, f.Count, f.LastSeen)
+		}
+	}
+}
+
+// failingStore fails every write after a point.
+type failingStore struct {
+	*store.Memory
+	fail bool
+}
+
+func (s *failingStore) Flush(context.Context) error {
+	if s.fail {
+		return errors.New("injected")
+	}
+	return nil
+}
+
+// TestStoreFailureFailsTheBatch: when the state cannot be written, every input of the
+// batch is delivered again, and nothing reaches the sink.
+func TestStoreFailureFailsTheBatch(t *testing.T) {
+	st := &failingStore{Memory: store.NewMemory(), fail: true}
+	sink := &refusing{refuse: func(detect.Finding) bool { return false }, kept: map[string]detect.Finding{}}
+	ins := demo(t)
+	sum := newFlow(t, st, sink).Run(ctx, ins)
+	if sum.Failed != len(ins) || len(sink.kept) != 0 {
+		t.Errorf("%d of %d inputs failed, %d findings handed on; want all failed, none handed on", sum.Failed, len(ins), len(sink.kept))
+	}
+}
+
+// TestDeadlineDefers: with the deadline inside the margin, no record is decided and every
+// input is deferred.
+func TestDeadlineDefers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	f := newFlow(t, store.NewMemory(), &refusing{refuse: func(detect.Finding) bool { return false }, kept: map[string]detect.Finding{}})
+	f.Margin = time.Minute
+	ins := demo(t)
+	sum := f.Run(ctx, ins)
+	if sum.Deferred != sum.Records || sum.Failed != len(ins) || !errors.Is(ins[0].Err, flow.ErrDeadline) {
+		t.Errorf("deferred %d of %d records, %d inputs failed (%v)", sum.Deferred, sum.Records, sum.Failed, ins[0].Err)
+	}
+}

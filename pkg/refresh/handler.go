@@ -1,0 +1,81 @@
+package refresh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// Job is work the refresher's schedule runs besides the ranges (the Lambda inventory, the
+// ASN database).
+type Job interface {
+	Run(ctx context.Context, log *slog.Logger) error
+}
+
+// Handler is the refresher function: an SNS notification (AmazonIpSpaceChanged) refreshes
+// the ranges; a scheduled event refreshes them and runs the jobs.
+type Handler struct {
+	Ranges *Refresher
+	Jobs   []Job
+	Log    *slog.Logger
+}
+
+// Handle takes whatever Lambda hands the function. An error makes Lambda retry it.
+func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) error {
+	var sns events.SNSEvent
+	var notices []*Notice
+	if json.Unmarshal(payload, &sns) == nil && len(sns.Records) > 0 {
+		for _, rec := range sns.Records {
+			n, err := ParseNotice(rec.SNS.Message)
+			if err != nil {
+				h.Log.WarnContext(ctx, "ignored a notification", "error", err)
+				continue
+			}
+			notices = append(notices, &n)
+		}
+	}
+	var errs []error
+	if len(notices) == 0 {
+		notices = []*Notice{nil} // the schedule
+		for _, j := range h.Jobs {
+			if err := j.Run(ctx, h.Log); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, n := range notices {
+		res, err := h.Ranges.Run(ctx, n)
+		if err != nil {
+			errs = append(errs, err)
+			h.Log.ErrorContext(ctx, "ip-ranges.json not stored", "error", err)
+			continue
+		}
+		h.Log.InfoContext(ctx, "ip-ranges.json checked", "stored", res.Stored, "syncToken", res.SyncToken, "prefixes", res.Prefixes, "reason", res.Reason)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("refresher: %w", err) // Lambda retries asynchronous invocations
+	}
+	return nil
+}
+
+// ASNJob converts the ASN tables once a day (Every), on the schedule.
+type ASNJob struct {
+	*ASNConverter
+	Every time.Duration
+}
+
+// Run implements Job.
+func (j ASNJob) Run(ctx context.Context, log *slog.Logger) error {
+	due, err := j.Due(ctx, time.Now(), j.Every)
+	if err != nil || !due {
+		return err
+	}
+	n, err := j.ASNConverter.Run(ctx)
+	log.InfoContext(ctx, "ASN database converted", "bytes", n, "error", err)
+	return err
+}
