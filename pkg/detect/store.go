@@ -55,6 +55,10 @@ var ErrStore = errors.New("detect: store")
 // ask this instead of reading the keys' layout, which is the detector's own.
 func Immutable(key string) bool { return strings.HasPrefix(key, keyIssued) }
 
+// IsFindingKey reports whether the value under key is a Finding's JSON: for tools and
+// tests that list the findings a store holds.
+func IsFindingKey(key string) bool { return strings.HasPrefix(key, keyFinding) }
+
 // Keys of the store. Account ids, role and function names cannot contain '#'.
 const (
 	keyAccount   = "acct#"    // acct#ACCOUNT -> first observed

@@ -130,6 +130,16 @@ func (d *Detector) countedIn(ctx context.Context, eventID string) (string, error
 	return key, nil
 }
 
+// CountedIn returns the finding a call (by its eventID) was counted in, if any.
+func (d *Detector) CountedIn(ctx context.Context, eventID string) (Finding, bool, error) {
+	key, err := d.countedIn(ctx, eventID)
+	if err != nil || key == "" {
+		return Finding{}, false, err
+	}
+	f, _, found, err := d.readFinding(ctx, key)
+	return f, found, err
+}
+
 // again hands on, unchanged, the finding a redelivered call was counted in: its import
 // and email may be what failed the first time.
 func (d *Detector) again(ctx context.Context, key string) error {

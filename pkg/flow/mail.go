@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ type Mailer struct {
 
 // keyNotified marks a finding whose email went out.
 const keyNotified = "notify#"
+
+// IsEmailKey reports whether key holds a finding's email claim (for tests and tools).
+func IsEmailKey(key string) bool { return strings.HasPrefix(key, keyNotified) }
 
 // emailLease is how long a claim on an email holds without a sent mark: a worker that died
 // between its claim and the send leaves a claim that the next delivery takes over once the

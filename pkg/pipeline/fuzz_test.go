@@ -56,7 +56,7 @@ func FuzzInvoke(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h := &pipeline.Handler{Detector: det, Store: memStore{st}, Hub: hubSink{}, Notify: noEmail{},
+	h := &pipeline.Handler{Detector: det, Store: st, Hub: hubSink{}, Notify: noEmail{},
 		Product: asff.Product{Partition: "aws", Region: "us-east-1", Account: "111122223333"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		h.Invoke(context.Background(), payload)

@@ -21,6 +21,7 @@ import (
 	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
+	"github.com/outsider-sec/outsider/pkg/flow"
 	"github.com/outsider-sec/outsider/pkg/pipeline"
 )
 
@@ -60,7 +61,7 @@ func (e *env) outcomes(t *testing.T) map[string]string {
 }
 
 // scan hands each item of the table whose key begins with prefix to each.
-func (e *env) scan(t *testing.T, prefix string, each func(key string, item map[string]ddbtypes.AttributeValue)) {
+func (e *env) scan(t *testing.T, match func(key string) bool, each func(key string, item map[string]ddbtypes.AttributeValue)) {
 	t.Helper()
 	p := dynamodb.NewScanPaginator(dynamodb.NewFromConfig(e.clean), &dynamodb.ScanInput{TableName: aws.String(e.table)})
 	for p.HasMorePages() {
@@ -69,7 +70,7 @@ func (e *env) scan(t *testing.T, prefix string, each func(key string, item map[s
 			t.Fatal(err)
 		}
 		for _, it := range page.Items {
-			if k, ok := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS); ok && strings.HasPrefix(k.Value, prefix) {
+			if k, ok := it[dynamo.AttrKey].(*ddbtypes.AttributeValueMemberS); ok && match(k.Value) {
 				each(k.Value, it)
 			}
 		}
@@ -80,7 +81,7 @@ func (e *env) scan(t *testing.T, prefix string, each func(key string, item map[s
 func (e *env) stored(t *testing.T) []detect.Finding {
 	t.Helper()
 	var out []detect.Finding
-	e.scan(t, "find#", func(key string, it map[string]ddbtypes.AttributeValue) {
+	e.scan(t, detect.IsFindingKey, func(key string, it map[string]ddbtypes.AttributeValue) {
 		var f detect.Finding
 		v, _ := it[dynamo.AttrValue].(*ddbtypes.AttributeValueMemberB)
 		if v == nil || json.Unmarshal(v.Value, &f) != nil {
@@ -260,7 +261,7 @@ func TestEmailLease(t *testing.T) {
 	db := dynamodb.NewFromConfig(e.clean)
 	claims := func(at time.Time) int {
 		n := 0
-		e.scan(t, "notify#", func(_ string, it map[string]ddbtypes.AttributeValue) {
+		e.scan(t, flow.IsEmailKey, func(_ string, it map[string]ddbtypes.AttributeValue) {
 			it[dynamo.AttrValue] = &ddbtypes.AttributeValueMemberB{Value: []byte(fmt.Sprintf(`{"claimedBy":"dead","at":%d}`, at.Unix()))}
 			if _, err := db.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(e.table), Item: it}); err != nil {
 				t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 )
 
 // TestInvestigationAnswers: replaying the demo, where tokens are stolen, every finding and
-// every email answers the detector card's three questions.
+// every email answers the three questions of an investigation: is the role attached to the function, did another identity assume it, and which calls did the key make?
 func TestInvestigationAnswers(t *testing.T) {
 	run := func(format string) string {
 		var stdout, stderr bytes.Buffer
