@@ -196,19 +196,28 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 
 // ParseValue decodes one JSON value — a record, an EventBridge envelope, a CloudTrail log
 // file or an array of any of these — and calls emit for each record in it and bad for each
-// part that is skipped. It never panics on any input. The records' strings may share b's
-// memory: b must not be modified while they are in use.
+// part that is skipped. It never panics on any input. Records own their strings: b may be
+// reused once ParseValue returns.
 func ParseValue(b []byte, emit func(*Record), bad func(error)) {
-	parseValue(b, 0, emit, bad)
+	parseValue(b, 0, &out{emit: emit, bad: bad, latest: Now().Add(futureSlack)})
+}
+
+var wires = sync.Pool{New: func() any { return new(fastWire) }}
+
+// out is where parsing puts what it finds.
+type out struct {
+	emit   func(*Record)
+	bad    func(error)
+	latest time.Time // a record after this is out of range (read once, not per record)
 }
 
 // maxDepth bounds how deep containers nest: an array of envelopes whose detail is a record
 // is 3. Deeper nesting is no CloudTrail shape, and each level would re-read the bytes below.
 const maxDepth = 3
 
-func parseValue(b []byte, depth int, emit func(*Record), bad func(error)) {
+func parseValue(b []byte, depth int, o *out) {
 	if depth > maxDepth {
-		bad(malformed(ReasonBadShape, "containers nested deeper than %d", maxDepth))
+		o.bad(malformed(ReasonBadShape, "containers nested deeper than %d", maxDepth))
 		return
 	}
 	b = bytes.TrimSpace(b)
@@ -219,74 +228,81 @@ func parseValue(b []byte, depth int, emit func(*Record), bad func(error)) {
 	case '[':
 		var items []json.RawMessage
 		if err := json.Unmarshal(b, &items); err != nil {
-			bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
+			o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
 			return
 		}
 		for _, it := range items {
-			parseValue(it, depth+1, emit, bad)
+			parseValue(it, depth+1, o)
 		}
 	case '{':
-		var w fastWire
-		// Decoded strings point into b instead of being copied (one allocation a record,
-		// not twenty): b must not change afterwards, which every caller guarantees.
-		if err := json.UnmarshalWithOption(b, &w, json.DecodeNoCopyString()); err == nil {
-			parseObject(&w, depth, emit, bad)
+		// Decoded strings point into b instead of being copied: a record copies the ones
+		// it keeps into one allocation of its own. The decoding space is reused.
+		w := wires.Get().(*fastWire)
+		*w = fastWire{}
+		err := json.UnmarshalWithOption(b, w, json.DecodeNoCopyString())
+		if err == nil {
+			parseObject(w, depth, o)
+		}
+		*w = fastWire{} // holds no bytes of b in the pool
+		wires.Put(w)
+		if err == nil {
 			return
 		}
 		var tw tolerantWire
 		if err := json.Unmarshal(b, &tw); err != nil {
 			if !json.Valid(b) {
-				bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
+				o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
 			} else {
-				bad(malformed(ReasonBadShape, "%s", shortErr(err)))
+				o.bad(malformed(ReasonBadShape, "%s", shortErr(err)))
 			}
 			return
 		}
-		parseObject(&tw, depth, emit, bad)
+		parseObject(&tw, depth, o)
 	default:
 		if json.Valid(b) {
-			bad(malformed(ReasonNotRecord, "a JSON %s", jsonKind(b[0])))
+			o.bad(malformed(ReasonNotRecord, "a JSON %s", jsonKind(b[0])))
 		} else {
-			bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(b), 16)))
+			o.bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(b), 16)))
 		}
 	}
 }
 
-func parseObject[S ~string, Q requestOf[S], P responseOf[S]](w *wire[S, Q, P], depth int, emit func(*Record), bad func(error)) {
+func parseObject[S ~string, Q requestOf[S], P responseOf[S]](w *wire[S, Q, P], depth int, o *out) {
 	switch {
 	case w.Records != nil:
 		for _, it := range w.Records {
-			parseValue(it, depth+1, emit, bad)
+			parseValue(it, depth+1, o)
 		}
 	case w.DetailType != "" || w.Detail != nil:
 		if w.DetailType != detailTypeAPICall {
-			bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
+			o.bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
 			return
 		}
 		// Only AWS's own events count: "aws." sources are reserved for AWS services, and
 		// the account is the one whose trail logged the call. The content is not logged.
 		if !strings.HasPrefix(string(w.EnvSource), "aws.") {
-			bad(malformed(ReasonForged, "envelope source is not aws.*"))
+			o.bad(malformed(ReasonForged, "envelope source is not aws.*"))
 			return
 		}
-		parseValue(w.Detail, depth+1, func(r *Record) {
-			if string(w.EnvAccount) != r.RecipientAccount {
-				bad(malformed(ReasonForged, "envelope account is not the record's recipientAccountId"))
+		account := string(w.EnvAccount)
+		parseValue(w.Detail, depth+1, &out{latest: o.latest, bad: o.bad, emit: func(r *Record) {
+			if account != r.RecipientAccount {
+				o.bad(malformed(ReasonForged, "envelope account is not the record's recipientAccountId"))
 				return
 			}
-			emit(r)
-		}, bad)
+			o.emit(r)
+		}})
 	default:
-		rec, err := w.wireRecord.record()
+		rec, err := w.wireRecord.record(o.latest)
 		if err != nil {
-			bad(err)
+			o.bad(err)
 			return
 		}
-		emit(rec)
+		o.emit(rec)
 	}
 }
 
-func (w *wireRecord[S, Q, P]) record() (*Record, error) {
+func (w *wireRecord[S, Q, P]) record(latest time.Time) (*Record, error) {
 	if w.EventName == "" || w.EventSource == "" {
 		return nil, malformed(ReasonNotRecord, "no eventName or eventSource")
 	}
@@ -301,7 +317,7 @@ func (w *wireRecord[S, Q, P]) record() (*Record, error) {
 	if err != nil {
 		return nil, malformed(ReasonBadEventTime, "%q", truncate(ts, 40))
 	}
-	if t.Before(earliestTime) || t.After(Now().Add(futureSlack)) {
+	if t.Before(earliestTime) || t.After(latest) {
 		return nil, malformed(ReasonOutOfRange, "%s", t.Format(time.RFC3339))
 	}
 	r := &Record{
@@ -316,7 +332,6 @@ func (w *wireRecord[S, Q, P]) record() (*Record, error) {
 		VPCEndpointID:    string(w.VPCEndpointID),
 		RecipientAccount: string(w.RecipientAccountID),
 	}
-	r.Addr = ParseAddr(r.SourceIP)
 	if id := w.UserIdentity; id != nil {
 		r.Identity = Identity{
 			Type:        string(id.Type),
@@ -358,7 +373,36 @@ func (w *wireRecord[S, Q, P]) record() (*Record, error) {
 	if ad := w.AdditionalData; ad != nil {
 		r.Presigned = string(ad.AuthenticationMethod) == "QueryString"
 	}
+	r.own()
+	r.Addr = ParseAddr(r.SourceIP)
 	return r, nil
+}
+
+// own copies the record's strings, which point into the bytes it was decoded from, into
+// one allocation of its own: a record keeps about a third of its line, and the line's
+// buffer is free for the next one.
+func (r *Record) own() {
+	id, rq := &r.Identity, &r.Request
+	fields := [...]*string{
+		&r.EventID, &r.Source, &r.Name, &r.Region, &r.SourceIP, &r.UserAgent, &r.ErrorCode, &r.VPCEndpointID,
+		&r.RecipientAccount, &r.IssuedKeyID, &r.ResponseRoleARN,
+		&id.Type, &id.PrincipalID, &id.ARN, &id.AccountID, &id.AccessKeyID, &id.InvokedBy, &id.IssuerARN,
+		&id.IssuerAccount, &id.IssuerName,
+		&rq.RoleARN, &rq.RoleSessionName, &rq.FunctionName, &rq.Role, &rq.RoleName, &rq.TrustPolicy,
+	}
+	n := 0
+	for _, f := range fields {
+		n += len(*f)
+	}
+	var b strings.Builder
+	b.Grow(n) // one allocation: the substrings below stay valid as b grows within it
+	for _, f := range fields {
+		if *f != "" {
+			start := b.Len()
+			b.WriteString(*f)
+			*f = b.String()[start:]
+		}
+	}
 }
 
 // ParseAddr parses a sourceIPAddress. It returns the zero Addr for anything that is not an
@@ -413,6 +457,7 @@ func ParseTime(s string) (time.Time, error) {
 // one JSON document otherwise. emit is called for each record, bad for each skipped value.
 // Only I/O errors are returned.
 func Read(r io.Reader, emit func(*Record), bad func(error)) error {
+	o := &out{emit: emit, bad: bad, latest: Now().Add(futureSlack)}
 	// A trail folder is tens of thousands of small gzipped files: their readers and
 	// buffers are reused from one file to the next, not allocated for each.
 	rs := readers.Get().(*readerSet)
@@ -463,25 +508,34 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 			if garbage > 0 {
 				bad(malformed(ReasonNotJSON, "%d lines before the first JSON value", garbage))
 			}
-			if !json.Valid(line) && incomplete(line) {
-				// The first line of a pretty-printed document, or a truncated first record
-				// of NDJSON: the next line tells which. (The reader reuses its buffer.)
-				line = bytes.Clone(line)
-				next, err := lr.nextNonEmpty()
-				if err != nil && err != io.EOF && !errors.Is(err, errLineTooLong) {
-					return scanErr(err)
+			// Most first lines are whole values (NDJSON, or a one-line log file): parsed at
+			// once, without a separate validation pass. Only a first line that is not
+			// JSON may be the start of a pretty-printed document.
+			line = bytes.Clone(line)
+			var firstBad []error
+			emitted := false
+			parseValue(line, 0, &out{latest: o.latest, emit: func(r *Record) { emitted = true; emit(r) }, bad: func(err error) { firstBad = append(firstBad, err) }})
+			if emitted || len(firstBad) != 1 || Reason(firstBad[0]) != ReasonNotJSON || !incomplete(line) {
+				for _, err := range firstBad {
+					bad(err)
 				}
-				if json.Valid(next) {
-					bad(malformed(ReasonNotJSON, "a truncated first line"))
-					ParseValue(bytes.Clone(next), emit, bad)
-					continue
-				}
-				return readDocument(lr, line, next, emit, bad)
+				continue
 			}
+			// The first line of a pretty-printed document, or a truncated first record of
+			// NDJSON: the next line tells which. (The reader reuses its buffer.)
+			next, err := lr.nextNonEmpty()
+			if err != nil && err != io.EOF && !errors.Is(err, errLineTooLong) {
+				return scanErr(err)
+			}
+			if json.Valid(next) {
+				bad(malformed(ReasonNotJSON, "a truncated first line"))
+				parseValue(next, 0, o)
+				continue
+			}
+			return readDocument(lr, line, next, o)
 		}
-		// Decoded strings point into what they were decoded from, and the reader reuses
-		// its buffer: each line gets bytes of its own.
-		ParseValue(bytes.Clone(line), emit, bad)
+		// Records own their strings: the reader's buffer is reused for the next line.
+		parseValue(line, 0, o)
 	}
 	if garbage > 0 && garbage == lr.lines {
 		bad(malformed(ReasonNotJSON, "no JSON in %d lines", garbage))
@@ -493,7 +547,7 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 // and parses it whole. A document that is not valid JSON (cut off, or NDJSON whose first
 // record was cut) is read again line by line: every whole record on a line of its own
 // still counts.
-func readDocument(lr *lineReader, first, second []byte, emit func(*Record), bad func(error)) error {
+func readDocument(lr *lineReader, first, second []byte, o *out) error {
 	doc := append(append(append(bytes.Clone(first), '\n'), second...), '\n')
 	for {
 		line, err := lr.next()
@@ -502,19 +556,19 @@ func readDocument(lr *lineReader, first, second []byte, emit func(*Record), bad 
 		}
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
-				bad(malformed(ReasonTooLong, "a line longer than %d MiB, skipped", maxLine>>20))
+				o.bad(malformed(ReasonTooLong, "a line longer than %d MiB, skipped", maxLine>>20))
 				continue
 			}
 			return scanErr(err)
 		}
 		if len(doc)+len(line) > maxDocument {
-			bad(malformed(ReasonTooLong, "a document larger than %d MiB, skipped", maxDocument>>20))
+			o.bad(malformed(ReasonTooLong, "a document larger than %d MiB, skipped", maxDocument>>20))
 			return nil
 		}
 		doc = append(append(doc, line...), '\n')
 	}
 	if json.Valid(doc) {
-		ParseValue(doc, emit, bad)
+		parseValue(doc, 0, o)
 		return nil
 	}
 	salvaged := 0
@@ -522,10 +576,10 @@ func readDocument(lr *lineReader, first, second []byte, emit func(*Record), bad 
 		l = bytes.TrimSuffix(bytes.TrimSpace(l), []byte(","))
 		if len(l) > 0 && l[0] == '{' && json.Valid(l) {
 			salvaged++
-			ParseValue(l, emit, bad)
+			parseValue(l, 0, o)
 		}
 	}
-	bad(malformed(ReasonNotJSON, "a document that is not valid JSON (%d whole lines read from it)", salvaged))
+	o.bad(malformed(ReasonNotJSON, "a document that is not valid JSON (%d whole lines read from it)", salvaged))
 	return nil
 }
 

@@ -277,3 +277,22 @@ func BenchmarkRead(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestRecordsOwnTheirStrings: every real record we carry, parsed from bytes that are then
+// overwritten (as the reader reuses its line buffer), keeps exactly the fields a parse of
+// untouched bytes gives.
+func TestRecordsOwnTheirStrings(t *testing.T) {
+	for _, line := range seeds(t) {
+		var want []*Record
+		ParseValue(bytes.Clone(line), func(r *Record) { want = append(want, r) }, func(error) {})
+		scratch := bytes.Clone(line)
+		var got []*Record
+		ParseValue(scratch, func(r *Record) { got = append(got, r) }, func(error) {})
+		for i := range scratch {
+			scratch[i] = 'X'
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Fatalf("a record changed with the bytes it was parsed from (-want +got):\n%s", diff)
+		}
+	}
+}

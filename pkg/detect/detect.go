@@ -62,16 +62,18 @@ type Detector struct {
 	trusted *bart.Lite
 	now     func() time.Time // wall clock, for the freshness of negative answers only
 
-	inv        inventory
-	invLoaded  map[string]bool // accounts whose stored inventory was read
-	facts      map[fact]*factEntry
-	dirtyFacts []fact
-	issuedMemo map[string]*issued // keys looked up since the last flush (nil: none issued)
-	windows    map[string]*windowIndex
-	pending    map[string]*pending // findings changed since the last Flush, by store key
-	order      []string            // their keys, in the order they were first changed
-	touched    string              // id of the finding the record in Process opened or updated
-	Stats      Stats
+	inv         inventory
+	invLoaded   map[string]bool // accounts whose stored inventory was read
+	facts       map[fact]*factEntry
+	dirtyFacts  []fact
+	issuedMemo  map[string]*issued // keys looked up since the last flush (nil: none issued)
+	unknownKeys []string           // the keys issuedMemo holds as not issued
+	lastAcct    *factEntry         // the last account observed: records come in runs of one account
+	windows     map[string]*windowIndex
+	pending     map[string]*pending // findings changed since the last Flush, by store key
+	order       []string            // their keys, in the order they were first changed
+	touched     string              // id of the finding the record in Process opened or updated
+	Stats       Stats
 }
 
 // New returns a detector. asns may be nil.
@@ -119,8 +121,10 @@ func (d *Detector) process(ctx context.Context, r *cloudtrail.Record) error {
 	}
 	id := &r.Identity
 	var c *caller // a role session's
+	var sess caller
 	if id.Type == cloudtrail.IdentityAssumedRole && id.Temporary() {
-		c = sessionCaller(id)
+		sess.of(id)
+		c = &sess
 	}
 	if r.Succeeded() {
 		if err := d.learn(ctx, r, c); err != nil {
@@ -156,8 +160,8 @@ type caller struct {
 	partition string
 }
 
-func sessionCaller(id *cloudtrail.Identity) *caller {
-	c := &caller{account: id.Account(), role: id.RoleName(), name: id.SessionName(), partition: awsid.PartitionOf(id.IssuerARN)}
+func (c *caller) of(id *cloudtrail.Identity) {
+	*c = caller{account: id.Account(), role: id.RoleName(), name: id.SessionName(), partition: awsid.PartitionOf(id.IssuerARN)}
 	switch {
 	case id.IssuerAccount != "":
 		c.roleAcct = id.IssuerAccount
@@ -166,7 +170,6 @@ func sessionCaller(id *cloudtrail.Identity) *caller {
 	default:
 		c.roleAcct = c.account
 	}
-	return c
 }
 
 // serviceCall: a call AWS made with the role on its behalf (invokedBy set, an AWS service
@@ -182,9 +185,12 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 	if account == "" {
 		return nil
 	}
-	f := fact{prefix: keyAccount, a: account}
-	e := d.facts[f]
+	e := d.lastAcct // dropped with the facts it is one of
+	if e == nil || e.key.a != account {
+		e = d.facts[fact{prefix: keyAccount, a: account}]
+	}
 	if e == nil {
+		f := fact{prefix: keyAccount, a: account}
 		if err := d.loadInventory(ctx, account); err != nil {
 			return err
 		}
@@ -193,6 +199,7 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 			return err
 		}
 	}
+	d.lastAcct = e
 	ts := t.Unix()
 	d.update(e, func(v *factValue) bool {
 		if v.First == 0 || ts < v.First {

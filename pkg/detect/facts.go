@@ -365,6 +365,7 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 	}
 	d.dirtyFacts = d.dirtyFacts[:0]
 	if len(d.facts) > maxFacts {
+		d.lastAcct = nil
 		for k, e := range d.facts {
 			if !e.dirty {
 				delete(d.facts, k)

@@ -206,8 +206,13 @@ func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issu
 		}
 		if len(d.issuedMemo) > maxFacts {
 			clear(d.issuedMemo)
+			d.unknownKeys = d.unknownKeys[:0]
 		}
-		d.issuedMemo[strings.Clone(key)] = is
+		key = strings.Clone(key)
+		d.issuedMemo[key] = is
+		if is == nil {
+			d.unknownKeys = append(d.unknownKeys, key)
+		}
 	}
 	if is == nil || t.Before(is.At) || !t.Before(is.Expires) {
 		return nil, nil

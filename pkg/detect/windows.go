@@ -353,11 +353,12 @@ func (d *Detector) flush(ctx context.Context, facts bool) ([]Change, error) {
 		clear(d.windows)
 		// Who issued a key never changes once known; that a key is unknown may change
 		// (another worker saw its AssumeRole), so those answers are asked again.
-		for k, is := range d.issuedMemo {
-			if is == nil {
+		for _, k := range d.unknownKeys {
+			if d.issuedMemo[k] == nil {
 				delete(d.issuedMemo, k)
 			}
 		}
+		d.unknownKeys = d.unknownKeys[:0]
 	}()
 	if facts {
 		if err := d.flushFacts(ctx); err != nil {

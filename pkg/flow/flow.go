@@ -204,13 +204,15 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 	}
 	f.batches++
 	flush := f.Detector.FlushFindings
-	if last || f.FactsEvery <= 1 || f.batches%f.FactsEvery == 0 {
+	facts := last || f.FactsEvery <= 1 || f.batches%f.FactsEvery == 0
+	if facts {
 		flush = f.Detector.Flush
 	}
 	changes, err := flush(ctx)
-	if err == nil {
+	if err == nil && (facts || len(changes) > 0) {
 		// What is handed on is written first: after a crash, a finding is not handed on
-		// (or emailed) as new a second time.
+		// (or emailed) as new a second time. A batch that hands nothing on and writes no
+		// facts leaves its few other writes gathered in the store until the next flush.
 		err = f.Store.Flush(ctx)
 	}
 	if err != nil {
