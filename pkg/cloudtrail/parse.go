@@ -76,11 +76,13 @@ const detailTypeAPICall = "AWS API Call via CloudTrail"
 // or a log file. One decode tells which. It comes in two instances: with plain string
 // fields (fast, and right for every well-formed record), and with flexString fields and
 // optional objects that tolerate odd types, tried when the first fails.
-type wire[S ~string, Q requestOf[S], P responseOf[S]] struct {
+type wire[S ~string, Q requestOf[S], P responseOf[S], R any] struct {
 	wireRecord[S, Q, P]
-	DetailType string            `json:"detail-type"`
-	Detail     json.RawMessage   `json:"detail"`
-	Records    []json.RawMessage `json:"Records"`
+	DetailType string          `json:"detail-type"`
+	Detail     json.RawMessage `json:"detail"`
+	// A log file's records: decoded in the same pass (fast), or kept raw and parsed one by
+	// one (tolerant: one odd record costs only itself).
+	Records []R `json:"Records"`
 	// The envelope's source and account: AWS puts "aws.<service>" and the account whose
 	// trail logged the call. Anyone in the organisation may put other sources on the bus.
 	// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
@@ -89,18 +91,20 @@ type wire[S ~string, Q requestOf[S], P responseOf[S]] struct {
 }
 
 type (
-	fastWire     = wire[string, *wireRequest[string], *wireResponse[string]]
-	tolerantWire = wire[flexString, optional[wireRequest[flexString]], optional[wireResponse[flexString]]]
+	fastRecord   = wireRecord[string, wireRequest[string], wireResponse[string]]
+	fastWire     = wire[string, wireRequest[string], wireResponse[string], fastRecord]
+	tolerantWire = wire[flexString, optional[wireRequest[flexString]], optional[wireResponse[flexString]], json.RawMessage]
 )
 
 // requestOf and responseOf read requestParameters and responseElements whichever way they
-// were decoded: a pointer (nil when absent) or an optional (empty when not an object).
-type requestOf[S ~string] interface{ get() *wireRequest[S] }
-type responseOf[S ~string] interface{ get() *wireResponse[S] }
+// were decoded: a plain object (empty when absent or null) or an optional (empty when not
+// an object).
+type requestOf[S ~string] interface{ get() wireRequest[S] }
+type responseOf[S ~string] interface{ get() wireResponse[S] }
 
-func (w *wireRequest[S]) get() *wireRequest[S]   { return w }
-func (w *wireResponse[S]) get() *wireResponse[S] { return w }
-func (o optional[T]) get() *T                    { return &o.V }
+func (w wireRequest[S]) get() wireRequest[S]   { return w }
+func (w wireResponse[S]) get() wireResponse[S] { return w }
+func (o optional[T]) get() T                   { return o.V }
 
 type wireRecord[S ~string, Q requestOf[S], P responseOf[S]] struct {
 	EventID            S             `json:"eventID"`
@@ -114,10 +118,12 @@ type wireRecord[S ~string, Q requestOf[S], P responseOf[S]] struct {
 	ErrorCode          S             `json:"errorCode"`
 	VPCEndpointID      S             `json:"vpcEndpointId"`
 	RecipientAccountID S             `json:"recipientAccountId"`
-	UserIdentity       *wireIdent[S] `json:"userIdentity"`
-	RequestParameters  Q             `json:"requestParameters"`
-	ResponseElements   P             `json:"responseElements"`
-	AdditionalData     *struct {
+	// Nested objects are values, not pointers: an absent or null object decodes to an empty
+	// one, which gives the same record, without an allocation each.
+	UserIdentity      wireIdent[S] `json:"userIdentity"`
+	RequestParameters Q            `json:"requestParameters"`
+	ResponseElements  P            `json:"responseElements"`
+	AdditionalData    struct {
 		AuthenticationMethod S `json:"AuthenticationMethod"`
 	} `json:"additionalEventData"`
 }
@@ -129,8 +135,8 @@ type wireIdent[S ~string] struct {
 	AccountID      S `json:"accountId"`
 	AccessKeyID    S `json:"accessKeyId"`
 	InvokedBy      S `json:"invokedBy"`
-	SessionContext *struct {
-		SessionIssuer *struct {
+	SessionContext struct {
+		SessionIssuer struct {
 			ARN       S `json:"arn"`
 			AccountID S `json:"accountId"`
 			UserName  S `json:"userName"`
@@ -240,6 +246,11 @@ func parseValue(b []byte, depth int, o *out) {
 		w := wires.Get().(*fastWire)
 		*w = fastWire{}
 		err := json.UnmarshalWithOption(b, w, json.DecodeNoCopyString())
+		if err == nil && !recordsOnly(w.Records, depth) {
+			// An item of Records that is not a record (an envelope, a nested log file):
+			// each item is parsed on its own, as the tolerant decode does.
+			err = errNotFlat
+		}
 		if err == nil {
 			parseObject(w, depth, o)
 		}
@@ -267,11 +278,38 @@ func parseValue(b []byte, depth int, o *out) {
 	}
 }
 
-func parseObject[S ~string, Q requestOf[S], P responseOf[S]](w *wire[S, Q, P], depth int, o *out) {
+var errNotFlat = errors.New("a log file whose items are not all records")
+
+// recordsOnly reports whether every item of a log file decoded as a record.
+func recordsOnly(recs []fastRecord, depth int) bool {
+	if len(recs) > 0 && depth+1 > maxDepth {
+		return false
+	}
+	for i := range recs {
+		if recs[i].EventName == "" && recs[i].EventSource == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func parseObject[S ~string, Q requestOf[S], P responseOf[S], R any](w *wire[S, Q, P, R], depth int, o *out) {
 	switch {
 	case w.Records != nil:
-		for _, it := range w.Records {
-			parseValue(it, depth+1, o)
+		switch recs := any(w.Records).(type) {
+		case []fastRecord:
+			for i := range recs {
+				rec, err := recs[i].record(o.latest)
+				if err != nil {
+					o.bad(err)
+					continue
+				}
+				o.emit(rec)
+			}
+		case []json.RawMessage:
+			for _, it := range recs {
+				parseValue(it, depth+1, o)
+			}
 		}
 	case w.DetailType != "" || w.Detail != nil:
 		if w.DetailType != detailTypeAPICall {
@@ -332,47 +370,38 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time) (*Record, error) {
 		VPCEndpointID:    string(w.VPCEndpointID),
 		RecipientAccount: string(w.RecipientAccountID),
 	}
-	if id := w.UserIdentity; id != nil {
-		r.Identity = Identity{
-			Type:        string(id.Type),
-			PrincipalID: string(id.PrincipalID),
-			ARN:         string(id.ARN),
-			AccountID:   string(id.AccountID),
-			AccessKeyID: string(id.AccessKeyID),
-			InvokedBy:   string(id.InvokedBy),
-		}
-		if sc := id.SessionContext; sc != nil {
-			if is := sc.SessionIssuer; is != nil {
-				r.Identity.IssuerARN = string(is.ARN)
-				r.Identity.IssuerAccount = string(is.AccountID)
-				r.Identity.IssuerName = string(is.UserName)
-			}
-		}
+	id := &w.UserIdentity
+	r.Identity = Identity{
+		Type:          string(id.Type),
+		PrincipalID:   string(id.PrincipalID),
+		ARN:           string(id.ARN),
+		AccountID:     string(id.AccountID),
+		AccessKeyID:   string(id.AccessKeyID),
+		InvokedBy:     string(id.InvokedBy),
+		IssuerARN:     string(id.SessionContext.SessionIssuer.ARN),
+		IssuerAccount: string(id.SessionContext.SessionIssuer.AccountID),
+		IssuerName:    string(id.SessionContext.SessionIssuer.UserName),
 	}
-	if rq := w.RequestParameters.get(); rq != nil {
-		r.Request = Request{
-			RoleARN:         string(rq.RoleARN),
-			RoleSessionName: string(rq.RoleSessionName),
-			FunctionName:    string(rq.FunctionName),
-			Role:            string(rq.Role),
-			RoleName:        string(rq.RoleName),
-			TrustPolicy:     string(rq.AssumeRolePol),
-		}
-		if r.Request.TrustPolicy == "" {
-			r.Request.TrustPolicy = string(rq.PolicyDocument)
-		}
+	rq := w.RequestParameters.get()
+	r.Request = Request{
+		RoleARN:         string(rq.RoleARN),
+		RoleSessionName: string(rq.RoleSessionName),
+		FunctionName:    string(rq.FunctionName),
+		Role:            string(rq.Role),
+		RoleName:        string(rq.RoleName),
+		TrustPolicy:     string(rq.AssumeRolePol),
 	}
-	if rs := w.ResponseElements.get(); rs != nil {
-		r.IssuedKeyID = string(rs.Credentials.V.AccessKeyID)
-		if e := string(rs.Credentials.V.Expiration); e != "" {
-			r.IssuedKeyExpires, _ = parseExpiration(e)
-		}
-		r.ResponseRoleARN = string(rs.Role.V.ARN)
-		r.ConsoleFailure = string(rs.ConsoleLogin) == "Failure"
+	if r.Request.TrustPolicy == "" {
+		r.Request.TrustPolicy = string(rq.PolicyDocument)
 	}
-	if ad := w.AdditionalData; ad != nil {
-		r.Presigned = string(ad.AuthenticationMethod) == "QueryString"
+	rs := w.ResponseElements.get()
+	r.IssuedKeyID = string(rs.Credentials.V.AccessKeyID)
+	if e := string(rs.Credentials.V.Expiration); e != "" {
+		r.IssuedKeyExpires, _ = parseExpiration(e)
 	}
+	r.ResponseRoleARN = string(rs.Role.V.ARN)
+	r.ConsoleFailure = string(rs.ConsoleLogin) == "Failure"
+	r.Presigned = string(w.AdditionalData.AuthenticationMethod) == "QueryString"
 	r.own()
 	r.Addr = ParseAddr(r.SourceIP)
 	return r, nil
@@ -457,7 +486,21 @@ func ParseTime(s string) (time.Time, error) {
 // one JSON document otherwise. emit is called for each record, bad for each skipped value.
 // Only I/O errors are returned.
 func Read(r io.Reader, emit func(*Record), bad func(error)) error {
+	return ReadN(r, 1, emit, bad)
+}
+
+// ReadN is Read with the parsing of NDJSON lines spread over workers goroutines: emit and
+// bad are still called from the caller's goroutine, in the order Read calls them. One
+// worker parses in the caller's goroutine.
+func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error {
 	o := &out{emit: emit, bad: bad, latest: Now().Add(futureSlack)}
+	var pp *parallelParse
+	if workers > 1 {
+		pp = newParallelParse(workers, o)
+		defer pp.close()
+		// What Read reports itself comes after the lines before it.
+		bad = func(err error) { pp.flush(); o.bad(err) }
+	}
 	// A trail folder is tens of thousands of small gzipped files: their readers and
 	// buffers are reused from one file to the next, not allocated for each.
 	rs := readers.Get().(*readerSet)
@@ -493,6 +536,9 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 			continue
 		}
 		if err != nil {
+			if pp != nil {
+				pp.flush()
+			}
 			return scanErr(err)
 		}
 		line = bytes.TrimSpace(line)
@@ -535,7 +581,14 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 			return readDocument(lr, line, next, o)
 		}
 		// Records own their strings: the reader's buffer is reused for the next line.
+		if pp != nil {
+			pp.add(line)
+			continue
+		}
 		parseValue(line, 0, o)
+	}
+	if pp != nil {
+		pp.flush()
 	}
 	if garbage > 0 && garbage == lr.lines {
 		bad(malformed(ReasonNotJSON, "no JSON in %d lines", garbage))

@@ -296,3 +296,46 @@ func TestRecordsOwnTheirStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestReadNSameAsRead: parsing on several goroutines gives what Read gives, in the same
+// order: every real record we carry, repeated past many blocks, with junk, too-long and
+// cut lines among them.
+func TestReadNSameAsRead(t *testing.T) {
+	var buf bytes.Buffer
+	lines := seeds(t)
+	for i := 0; buf.Len() < 8*blockBytes+12345; i++ {
+		buf.Write(lines[i%len(lines)])
+		buf.WriteByte('\n')
+		switch i % 97 {
+		case 5:
+			buf.WriteString("not json at all\n")
+		case 11:
+			buf.WriteString(`{"eventName":"Cut","eventSource":"s3.amazonaws.com","eventTime":"2024-01-0` + "\n")
+		case 17:
+			buf.WriteString("\n   \n")
+		}
+	}
+	type ev struct {
+		rec    *Record
+		reason string
+	}
+	read := func(workers int) []ev {
+		var out []ev
+		err := ReadN(bytes.NewReader(buf.Bytes()), workers, func(r *Record) { out = append(out, ev{rec: r}) },
+			func(err error) { out = append(out, ev{reason: Reason(err)}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := read(1)
+	if len(want) < 1000 {
+		t.Fatalf("only %d values read", len(want))
+	}
+	for _, workers := range []int{2, 3, 8} {
+		got := read(workers)
+		if diff := cmp.Diff(want, got, cmp.AllowUnexported(ev{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Fatalf("%d workers (-Read +ReadN):\n%s", workers, diff)
+		}
+	}
+}

@@ -13,8 +13,9 @@ import (
 
 // input is one file to read, and the time CloudTrail's name gives it (zero: no such name).
 type input struct {
-	path string
-	t    time.Time
+	path    string
+	t       time.Time
+	regular bool // a regular file (not a FIFO, a device or stdin): read whole when small
 }
 
 // CloudTrail names its log files
@@ -29,14 +30,14 @@ var logFileName = regexp.MustCompile(`^\d{12}_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}
 // symlink, a FIFO or a process substitution given as a path is read as the file it is.
 func collect(paths []string) ([]input, error) {
 	var plain, named []input
-	add := func(path string) {
+	add := func(path string, regular bool) {
 		if m := logFileName.FindStringSubmatch(filepath.Base(path)); m != nil {
 			if t, err := time.Parse("20060102T1504Z", m[1]); err == nil {
-				named = append(named, input{path, t})
+				named = append(named, input{path, t, regular})
 				return
 			}
 		}
-		plain = append(plain, input{path: path})
+		plain = append(plain, input{path: path, regular: regular})
 	}
 	for _, p := range paths {
 		if p == "-" {
@@ -48,7 +49,7 @@ func collect(paths []string) ([]input, error) {
 			return nil, usageError{fmt.Errorf("cannot read %s: %w", p, unwrapPath(err))}
 		}
 		if !st.IsDir() {
-			add(p)
+			add(p, st.Mode().IsRegular())
 			continue
 		}
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
@@ -70,14 +71,18 @@ func collect(paths []string) ([]input, error) {
 				return nil
 			}
 			if d.Type()&fs.ModeSymlink != 0 {
-				if st, err := os.Stat(path); err == nil && st.IsDir() {
+				st, err := os.Stat(path)
+				if err == nil && st.IsDir() {
 					return nil // a link to a folder: not followed (no loops)
 				}
 				// A link to a file is read; a dangling one is reported as unreadable.
-			} else if !d.Type().IsRegular() {
+				add(path, err == nil && st.Mode().IsRegular())
 				return nil
 			}
-			add(path)
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			add(path, true)
 			return nil
 		})
 		if err != nil {

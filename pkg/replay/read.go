@@ -1,19 +1,21 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
-// Inputs are read in chunks of records, and decided chunk by chunk: in turn, in one
-// goroutine, or (--parallel above 1) read, decompressed and parsed in one goroutine while
-// the caller's decides, in the same order: the same findings either way.
+// Inputs are read in chunks of records, and decided chunk by chunk, in input order: in
+// turn, in one goroutine, or (--parallel N above 1) read, decompressed and parsed by N
+// goroutines while the caller's decides, in the same order: the same findings either way.
 
-// chunk is a part of one input, as the reading goroutine hands it on.
+// chunk is a part of one input, as a reading goroutine hands it on.
 type chunk struct {
 	file       string // the input's name, on its first chunk
 	start      bool
@@ -25,37 +27,44 @@ type chunk struct {
 
 const chunkRecords = 512
 
-// produce reads the inputs in order into out, until they are read or ctx is done.
-func produce(ctx context.Context, inputs []input, stdin io.Reader, out chan<- chunk) {
-	send := func(c chunk) bool {
-		select {
-		case out <- c:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	for _, in := range inputs {
-		if !produceOne(in, stdin, send) {
-			return
-		}
-	}
+// wholeFile bounds the files read whole into memory (a trail's log files are kilobytes);
+// larger ones are streamed.
+const wholeFile = 4 << 20
+
+// reader reads inputs; it keeps its buffer from one file to the next.
+type reader struct {
+	buf     []byte
+	workers int // goroutines that parse the lines of a large input (0, 1: this one)
 }
 
 // produceOne reads one input into chunks; false when the caller stopped listening.
-func produceOne(in input, stdin io.Reader, send func(chunk) bool) bool {
+func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) bool {
 	var r io.Reader = stdin
+	workers := rd.workers // a small file is parsed in this goroutine: files are read side by side
 	if in.path != "-" {
-		f, err := os.Open(in.path)
-		if err != nil {
-			return send(chunk{file: in.path, start: true, unreadable: err})
+		if in.regular {
+			data, rest, err := rd.readHead(in.path)
+			if err != nil {
+				return send(chunk{file: in.path, start: true, unreadable: err})
+			}
+			if rest == nil {
+				r, workers = bytes.NewReader(data), 1
+			} else {
+				defer rest.Close()
+				r = io.MultiReader(bytes.NewReader(data), rest)
+			}
+		} else {
+			f, err := os.Open(in.path)
+			if err != nil {
+				return send(chunk{file: in.path, start: true, unreadable: err})
+			}
+			defer f.Close()
+			r = f
 		}
-		defer f.Close()
-		r = f
 	}
 	c := chunk{file: in.path, start: true}
 	stopped := false
-	err := cloudtrail.Read(r, func(rec *cloudtrail.Record) {
+	err := cloudtrail.ReadN(r, workers, func(rec *cloudtrail.Record) {
 		if stopped {
 			return
 		}
@@ -72,6 +81,41 @@ func produceOne(in input, stdin io.Reader, send func(chunk) bool) bool {
 	}
 	c.readErr = err
 	return send(c)
+}
+
+// readHead reads a regular file whole into the reader's buffer when it is at most
+// wholeFile bytes; a larger one comes back as its first bytes and the open file for the
+// rest. A whole read is three system calls (open, read, close), where a streamed one
+// takes twice as many: a trail folder is tens of thousands of small files.
+func (rd *reader) readHead(path string) ([]byte, io.ReadCloser, error) {
+	f, err := openRaw(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cap(rd.buf) < 64<<10 {
+		rd.buf = make([]byte, 0, 64<<10)
+	}
+	buf := rd.buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if cap(buf) >= wholeFile {
+				rd.buf = buf[:0]
+				return buf, f, nil
+			}
+			buf = append(buf, make([]byte, cap(buf))...)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF || n == 0 && err == nil {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+	}
+	rd.buf = buf[:0]
+	return buf, nil, f.Close()
 }
 
 // consume counts a chunk and decides on its records.
@@ -109,8 +153,9 @@ func (r *runner) consume(ctx context.Context, c chunk) error {
 // readInTurn reads and decides in this goroutine.
 func (r *runner) readInTurn(ctx context.Context, inputs []input, stdin io.Reader) error {
 	var err error
+	var rd reader
 	for _, in := range inputs {
-		produceOne(in, stdin, func(c chunk) bool {
+		rd.produceOne(in, stdin, func(c chunk) bool {
 			err = r.consume(ctx, c)
 			return err == nil
 		})
@@ -121,23 +166,71 @@ func (r *runner) readInTurn(ctx context.Context, inputs []input, stdin io.Reader
 	return nil
 }
 
-// readParallel reads in one goroutine and decides in this one.
-func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Reader) error {
+// readParallel reads with n goroutines, each taking the next input, and decides in this
+// one, input after input in their order: each input's chunks go through a channel of its
+// own, and the channels are taken in input order. At most 4n inputs are read ahead.
+func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Reader, n int) error {
 	ctx, cancel := context.WithCancel(ctx)
-	ch := make(chan chunk, 16)
-	done := make(chan struct{})
+	defer cancel()
+	type job struct {
+		in  input
+		out chan chunk
+	}
+	jobs := make(chan job)
+	order := make(chan chan chunk, 4*n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rd := reader{workers: n}
+			for j := range jobs {
+				rd.produceOne(j.in, stdin, func(c chunk) bool {
+					select {
+					case j.out <- c:
+						return true
+					case <-ctx.Done():
+						return false
+					}
+				})
+				close(j.out)
+			}
+		}()
+	}
 	go func() {
-		defer close(done)
-		defer close(ch)
-		produce(ctx, inputs, stdin, ch)
+		defer close(order)
+		defer close(jobs)
+		for _, in := range inputs {
+			out := make(chan chunk, 4)
+			select {
+			case order <- out:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- job{in, out}:
+			case <-ctx.Done():
+				return
+			}
+		}
 	}()
 	var err error
-	for c := range ch {
-		if err = r.consume(ctx, c); err != nil {
+	for out := range order {
+		for c := range out {
+			if err == nil {
+				err = r.consume(ctx, c)
+				if err != nil {
+					cancel()
+				}
+			}
+		}
+		if err != nil {
 			break
 		}
 	}
 	cancel()
-	<-done
+	for range order { // let the dispatcher see the cancellation and stop
+	}
+	wg.Wait()
 	return err
 }

@@ -254,12 +254,12 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		}
 		defer pprof.StopCPUProfile()
 	}
-	// The replay holds little live memory (the reorder window and caches): trading some of
-	// the 200 MB budget for fewer collections is most of a core's worth of speed.
+	// The replay holds little live memory (the reorder window and caches): collecting
+	// rarely is much of a core's worth of speed, and a soft limit of 80 MiB on the heap
+	// keeps the process under 100 MB.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit keeps the heap well inside the 200 MB a replay may take.
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(100 << 20))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(80 << 20))
 	}
 	out := newPrinter(o, stdout, st)
 	// Facts go to the store every 64 batches (and at the end); findings every batch.
@@ -272,7 +272,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	read := run.readInTurn
 	if o.Parallel > 1 {
-		read = run.readParallel
+		read = func(ctx context.Context, inputs []input, stdin io.Reader) error {
+			return run.readParallel(ctx, inputs, stdin, o.Parallel)
+		}
 	}
 	if err := read(ctx, inputs, stdin); err != nil {
 		return exitFor(err), err

@@ -1,0 +1,10 @@
+//go:build !unix
+
+package replay
+
+import (
+	"io"
+	"os"
+)
+
+func openRaw(path string) (io.ReadCloser, error) { return os.Open(path) }
