@@ -254,7 +254,6 @@ func parseValue(b []byte, depth int, o *out) {
 		if err == nil {
 			parseObject(w, depth, o)
 		}
-		*w = fastWire{} // holds no bytes of b in the pool
 		wires.Put(w)
 		if err == nil {
 			return
@@ -471,6 +470,9 @@ func parseExpiration(s string) (time.Time, error) {
 // ParseTime parses an eventTime in any layout CloudTrail writers use; times without a zone
 // are UTC.
 func ParseTime(s string) (time.Time, error) {
+	if t, ok := parseZulu(s); ok {
+		return t, nil
+	}
 	var err error
 	for _, l := range timeLayouts {
 		var t time.Time
@@ -479,6 +481,35 @@ func ParseTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, err
+}
+
+// parseZulu reads the form CloudTrail writes, "2006-01-02T15:04:05Z", without the
+// general parser; anything else is left to it.
+func parseZulu(s string) (time.Time, bool) {
+	if len(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z' {
+		return time.Time{}, false
+	}
+	var v [6]int
+	for i, at := range [6]int{0, 5, 8, 11, 14, 17} {
+		w := 2
+		if i == 0 {
+			w = 4
+		}
+		for _, c := range []byte(s[at : at+w]) {
+			if c < '0' || c > '9' {
+				return time.Time{}, false
+			}
+			v[i] = v[i]*10 + int(c-'0')
+		}
+	}
+	if v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 59 {
+		return time.Time{}, false // time.Parse says why
+	}
+	t := time.Date(v[0], time.Month(v[1]), v[2], v[3], v[4], v[5], 0, time.UTC)
+	if t.Day() != v[2] {
+		return time.Time{}, false // February 30th: time.Parse refuses it
+	}
+	return t, true
 }
 
 // Read reads every record in r: gzip is detected by its magic bytes; the content is NDJSON
@@ -662,9 +693,17 @@ type lineReader struct {
 // next returns the next line without its newline; errLineTooLong for a line it skipped.
 func (l *lineReader) next() ([]byte, error) {
 	l.buf = l.buf[:0]
+	frag, err := l.br.ReadSlice('\n')
+	if err == nil && len(frag) <= l.max {
+		// The whole line is in the reader's buffer: no copy. It stays valid until the next
+		// read, as a copied line does.
+		if len(bytes.TrimSpace(frag)) > 0 {
+			l.lines++
+		}
+		return frag[:len(frag)-1], nil
+	}
 	tooLong := false
 	for {
-		frag, err := l.br.ReadSlice('\n')
 		if !tooLong {
 			if len(l.buf)+len(frag) > l.max {
 				tooLong, l.buf = true, l.buf[:0]
@@ -674,6 +713,7 @@ func (l *lineReader) next() ([]byte, error) {
 		}
 		switch {
 		case err == bufio.ErrBufferFull:
+			frag, err = l.br.ReadSlice('\n')
 			continue
 		case err == io.EOF && (len(l.buf) > 0 || tooLong):
 		case err != nil:

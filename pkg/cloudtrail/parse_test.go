@@ -339,3 +339,22 @@ func TestReadNSameAsRead(t *testing.T) {
 		}
 	}
 }
+
+// TestParseZulu: the fast path for CloudTrail's own form agrees with time.Parse, and leaves
+// everything else to it.
+func TestParseZulu(t *testing.T) {
+	for _, s := range []string{
+		"2026-05-20T14:00:00Z", "2024-02-29T23:59:59Z", "2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z",
+		"2026-04-31T00:00:00Z", "2026-05-20T24:00:00Z", "2026-05-20T14:60:00Z", "2026-05-2xT14:00:00Z",
+		"2026-05-20T14:00:00.123Z", "2026-05-20 14:00:00", "0000-01-01T00:00:00Z", "2026-00-10T00:00:00Z",
+	} {
+		want, werr := time.Parse(time.RFC3339, s)
+		got, ok := parseZulu(s)
+		if ok && (werr != nil || !got.Equal(want)) {
+			t.Errorf("parseZulu(%q) = %v, time.Parse = %v, %v", s, got, want, werr)
+		}
+		if !ok && werr == nil && len(s) == 20 {
+			t.Errorf("parseZulu(%q) refused what time.Parse reads", s)
+		}
+	}
+}

@@ -166,14 +166,19 @@ func (r *runner) readInTurn(ctx context.Context, inputs []input, stdin io.Reader
 	return nil
 }
 
-// readParallel reads with n goroutines, each taking the next input, and decides in this
-// one, input after input in their order: each input's chunks go through a channel of its
-// own, and the channels are taken in input order. At most 4n inputs are read ahead.
+// jobFiles is how many consecutive inputs a reading goroutine takes at once: a trail
+// folder's files hold a few records each, and handing them over one by one would cost as
+// much as reading them.
+const jobFiles = 32
+
+// readParallel reads with n goroutines, each taking the next inputs, and decides in this
+// one, input after input in their order: each job's chunks go through a channel of its
+// own, and the channels are taken in input order. At most 4n jobs are read ahead.
 func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Reader, n int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type job struct {
-		in  input
+		ins []input
 		out chan chunk
 	}
 	jobs := make(chan job)
@@ -185,14 +190,18 @@ func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Read
 			defer wg.Done()
 			rd := reader{workers: n}
 			for j := range jobs {
-				rd.produceOne(j.in, stdin, func(c chunk) bool {
-					select {
-					case j.out <- c:
-						return true
-					case <-ctx.Done():
-						return false
+				for _, in := range j.ins {
+					if !rd.produceOne(in, stdin, func(c chunk) bool {
+						select {
+						case j.out <- c:
+							return true
+						case <-ctx.Done():
+							return false
+						}
+					}) {
+						break
 					}
-				})
+				}
 				close(j.out)
 			}
 		}()
@@ -200,18 +209,25 @@ func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Read
 	go func() {
 		defer close(order)
 		defer close(jobs)
-		for _, in := range inputs {
-			out := make(chan chunk, 4)
+		for len(inputs) > 0 {
+			// Small regular files go by jobFiles; anything else (a large file, a stream)
+			// alone, so that its chunks do not wait behind others.
+			k := 1
+			for k < min(jobFiles, len(inputs)) && inputs[k-1].regular && inputs[k].regular {
+				k++
+			}
+			out := make(chan chunk, 2*k+2)
 			select {
 			case order <- out:
 			case <-ctx.Done():
 				return
 			}
 			select {
-			case jobs <- job{in, out}:
+			case jobs <- job{inputs[:k], out}:
 			case <-ctx.Done():
 				return
 			}
+			inputs = inputs[k:]
 		}
 	}()
 	var err error
