@@ -15,10 +15,14 @@ import (
 // released (input going back in time by more than the window) is released at once: the
 // detector decides it as of its own time all the same. Ties keep their input order.
 //
-// A heap: pushing and popping never move what it holds.
+// Records that come in order (most of them: a file is in order, and so is NDJSON) wait in
+// a queue; the others in a heap. What comes out is the oldest of the two heads, so the
+// order is the same as one heap's, at the cost of a queue's.
 type reorder struct {
 	window    int64 // nanoseconds
 	h         recordHeap
+	q         []entry // in (time, seq) order; q[head:] are held
+	head      int
 	seq       uint64
 	watermark int64 // newest eventTime read
 }
@@ -34,9 +38,7 @@ type entry struct {
 type recordHeap []entry
 
 func (h recordHeap) Len() int { return len(h) }
-func (h recordHeap) Less(i, j int) bool {
-	return h[i].t < h[j].t || h[i].t == h[j].t && h[i].seq < h[j].seq
-}
+func (h recordHeap) Less(i, j int) bool { return h[i].less(h[j]) }
 func (h recordHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *recordHeap) Push(x any)   { *h = append(*h, x.(entry)) }
 func (h *recordHeap) Pop() any {
@@ -51,25 +53,62 @@ func (h *recordHeap) Pop() any {
 func (o *reorder) push(r *cloudtrail.Record) {
 	t := r.Time.UnixNano()
 	o.seq++
-	heap.Push(&o.h, entry{t, o.seq, r})
+	e := entry{t, o.seq, r}
+	if o.head == len(o.q) || t >= o.q[len(o.q)-1].t {
+		o.q = append(o.q, e)
+	} else {
+		heap.Push(&o.h, e)
+	}
 	o.watermark = max(o.watermark, t)
+}
+
+// oldest is where the oldest record held is: the queue (true) or the heap.
+func (o *reorder) oldest() (e entry, inQueue, ok bool) {
+	switch {
+	case o.head < len(o.q) && (len(o.h) == 0 || o.q[o.head].less(o.h[0])):
+		return o.q[o.head], true, true
+	case len(o.h) > 0:
+		return o.h[0], false, true
+	}
+	return entry{}, false, false
+}
+
+func (a entry) less(b entry) bool { return a.t < b.t || a.t == b.t && a.seq < b.seq }
+
+func (o *reorder) take(inQueue bool) *cloudtrail.Record {
+	if !inQueue {
+		return heap.Pop(&o.h).(entry).r
+	}
+	r := o.q[o.head].r
+	o.q[o.head] = entry{}
+	o.head++
+	if o.head == len(o.q) {
+		o.q, o.head = o.q[:0], 0
+	} else if o.head >= 4096 && o.head*2 >= len(o.q) {
+		n := copy(o.q, o.q[o.head:])
+		clear(o.q[n:])
+		o.q, o.head = o.q[:n], 0
+	}
+	return r
 }
 
 // ready returns the oldest record when it is older than the window allows to hold.
 func (o *reorder) ready() (*cloudtrail.Record, bool) {
-	if len(o.h) == 0 || o.h[0].t > o.watermark-o.window {
+	e, inQueue, ok := o.oldest()
+	if !ok || e.t > o.watermark-o.window {
 		return nil, false
 	}
-	return heap.Pop(&o.h).(entry).r, true
+	return o.take(inQueue), true
 }
 
 // pop returns the oldest record held, whatever the window.
 func (o *reorder) pop() (*cloudtrail.Record, bool) {
-	if len(o.h) == 0 {
+	_, inQueue, ok := o.oldest()
+	if !ok {
 		return nil, false
 	}
-	return heap.Pop(&o.h).(entry).r, true
+	return o.take(inQueue), true
 }
 
 // held is the number of records held.
-func (o *reorder) held() int { return len(o.h) }
+func (o *reorder) held() int { return len(o.h) + len(o.q) - o.head }

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"container/heap"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -59,4 +60,79 @@ func TestReorder(t *testing.T) {
 			t.Errorf("window %s: held %d records at once, more than %d", window, most, limit)
 		}
 	}
+}
+
+// TestReorderSameAsOneHeap: the queue beside the heap changes nothing: on inputs that go
+// back in time by more than the window (file and region boundaries, backfills), what
+// comes out, and when, is what one heap of every record gives.
+func TestReorderSameAsOneHeap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for round := 0; round < 50; round++ {
+		window := time.Duration(rng.IntN(600)) * time.Second
+		o, ref := newReorder(window), &oneHeap{window: int64(window)}
+		at := base
+		for i := 0; i < 3000; i++ {
+			switch rng.IntN(20) {
+			case 0:
+				at = at.Add(-time.Duration(rng.IntN(7200)) * time.Second) // back, past the window
+			case 1:
+				at = at.Add(-time.Duration(rng.IntN(60)) * time.Second)
+			default:
+				at = at.Add(time.Duration(rng.IntN(3)) * time.Second)
+			}
+			r := &cloudtrail.Record{Time: at}
+			o.push(r)
+			ref.push(r)
+			for {
+				got, ok1 := o.ready()
+				want, ok2 := ref.ready()
+				if ok1 != ok2 || got != want {
+					t.Fatalf("round %d, record %d: ready gave %v, %v; one heap %v, %v", round, i, got, ok1, want, ok2)
+				}
+				if !ok1 {
+					break
+				}
+			}
+		}
+		for {
+			got, ok1 := o.pop()
+			want, ok2 := ref.pop()
+			if ok1 != ok2 || got != want {
+				t.Fatalf("round %d, drain: %v, %v; one heap %v, %v", round, got, ok1, want, ok2)
+			}
+			if !ok1 {
+				break
+			}
+		}
+	}
+}
+
+// oneHeap is the reorder window as one heap: the slow, obvious reference.
+type oneHeap struct {
+	window    int64
+	h         recordHeap
+	seq       uint64
+	watermark int64
+}
+
+func (o *oneHeap) push(r *cloudtrail.Record) {
+	t := r.Time.UnixNano()
+	o.seq++
+	heap.Push(&o.h, entry{t, o.seq, r})
+	o.watermark = max(o.watermark, t)
+}
+
+func (o *oneHeap) ready() (*cloudtrail.Record, bool) {
+	if len(o.h) == 0 || o.h[0].t > o.watermark-o.window {
+		return nil, false
+	}
+	return heap.Pop(&o.h).(entry).r, true
+}
+
+func (o *oneHeap) pop() (*cloudtrail.Record, bool) {
+	if len(o.h) == 0 {
+		return nil, false
+	}
+	return heap.Pop(&o.h).(entry).r, true
 }
