@@ -63,8 +63,9 @@ type Detector struct {
 	now     func() time.Time // wall clock, for the freshness of negative answers only
 
 	inv         inventory
-	invLoaded   map[string]bool // accounts whose stored inventory was read
-	facts       map[fact]*factEntry
+	invLoaded   map[string]bool       // accounts whose stored inventory was read
+	facts       map[string]*factEntry // by store key
+	keyBuf      []byte                // scratch for lookup
 	dirtyFacts  []fact
 	issuedMemo  map[string]*issued // keys looked up since the last flush (nil: none issued)
 	unknownKeys []string           // the keys issuedMemo holds as not issued
@@ -92,7 +93,7 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 		cfg: cfg, store: store, ranges: ranges, asns: asns, trusted: t, now: time.Now,
 		inv:        inventory{},
 		invLoaded:  map[string]bool{},
-		facts:      map[fact]*factEntry{},
+		facts:      map[string]*factEntry{},
 		issuedMemo: map[string]*issued{},
 		windows:    map[string]*windowIndex{},
 		pending:    map[string]*pending{},
@@ -187,7 +188,7 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 	}
 	e := d.lastAcct // dropped with the facts it is one of
 	if e == nil || e.key.a != account {
-		e = d.facts[fact{prefix: keyAccount, a: account}]
+		e = d.lookup(fact{prefix: keyAccount, a: account})
 	}
 	if e == nil {
 		f := fact{prefix: keyAccount, a: account}

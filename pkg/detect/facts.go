@@ -202,14 +202,24 @@ func (f fact) clone() fact {
 	return fact{f.prefix, strings.Clone(f.a), strings.Clone(f.b), strings.Clone(f.c)}
 }
 
-func (f fact) String() string {
-	s := f.prefix + f.a
-	for _, p := range []string{f.b, f.c} {
+func (f fact) String() string { return string(f.appendKey(nil)) }
+
+// appendKey appends the fact's store key: PREFIX A[#B][#C].
+func (f fact) appendKey(b []byte) []byte {
+	b = append(append(b, f.prefix...), f.a...)
+	for _, p := range [2]string{f.b, f.c} {
 		if p != "" {
-			s += "#" + p
+			b = append(append(b, '#'), p...)
 		}
 	}
-	return s
+	return b
+}
+
+// lookup returns the entry of a fact held in memory, or nil. The map is keyed by the
+// store key, built in a scratch buffer: one string to hash, no allocation.
+func (d *Detector) lookup(f fact) *factEntry {
+	d.keyBuf = f.appendKey(d.keyBuf[:0])
+	return d.facts[string(d.keyBuf)]
 }
 
 // factEntry is a fact as this detector holds it: the stored value merged with what it
@@ -241,14 +251,14 @@ func (d *Detector) entry(ctx context.Context, f fact, holds func(*factValue) boo
 	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
 		return &factEntry{}, nil
 	}
-	e := d.facts[f]
+	e := d.lookup(f)
 	if e != nil && (holds(&e.v) || d.now().Sub(e.read) < negativeTTL) {
 		return e, nil
 	}
 	if e == nil {
 		f = f.clone()
 		e = &factEntry{key: f}
-		d.facts[f] = e
+		d.facts[f.String()] = e
 	}
 	if err := d.load(ctx, f.String(), e); err != nil {
 		return nil, err
@@ -296,10 +306,10 @@ func (d *Detector) sight(f fact, update func(*factValue) bool) (e *factEntry, cr
 	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
 		return nil, false
 	}
-	if e = d.facts[f]; e == nil {
+	if e = d.lookup(f); e == nil {
 		f = f.clone()
 		e, created = &factEntry{key: f}, true
-		d.facts[f] = e
+		d.facts[f.String()] = e
 	}
 	d.update(e, update)
 	return e, created
@@ -319,7 +329,7 @@ func (d *Detector) update(e *factEntry, update func(*factValue) bool) {
 func (d *Detector) flushFacts(ctx context.Context) error {
 	todo := d.dirtyFacts[:0:0]
 	for _, f := range d.dirtyFacts {
-		if e := d.facts[f]; e != nil && e.dirty {
+		if e := d.lookup(f); e != nil && e.dirty {
 			todo = append(todo, f)
 		}
 	}
@@ -330,7 +340,7 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		}
 		swaps := make([]Swap, len(todo))
 		for i, f := range todo {
-			e := d.facts[f]
+			e := d.lookup(f)
 			v := e.v.stored(int64(d.cfg.Training / time.Second))
 			b, err := json.Marshal(&v)
 			if err != nil {
@@ -350,7 +360,7 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		}
 		var again []fact
 		for i, f := range todo {
-			e := d.facts[f]
+			e := d.lookup(f)
 			if ok[i] {
 				e.stored, e.dirty = swaps[i].Value, false
 				continue

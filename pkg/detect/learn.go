@@ -263,7 +263,7 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 // knownFunctionInMemory reports whether this detector holds fn as a function of the role
 // seen within the training period before t (memory only).
 func (d *Detector) knownFunctionInMemory(account, role, fn string, t time.Time) bool {
-	e := d.facts[fact{prefix: keyFunction, a: account, b: role, c: fn}]
+	e := d.lookup(fact{prefix: keyFunction, a: account, b: role, c: fn})
 	if e == nil {
 		return false
 	}

@@ -294,8 +294,8 @@ func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) err
 		for _, inv := range d.inv[f.Account+"#"+f.Role] {
 			fns = append(fns, inv.Name)
 		}
-		for k := range d.facts {
-			if k.prefix == keyFunction && k.a == f.Account && k.b == f.Role && d.knownFunctionInMemory(k.a, k.b, k.c, t) && !slices.Contains(fns, k.c) {
+		for _, e := range d.facts {
+			if k := e.key; k.prefix == keyFunction && k.a == f.Account && k.b == f.Role && d.knownFunctionInMemory(k.a, k.b, k.c, t) && !slices.Contains(fns, k.c) {
 				fns = append(fns, k.c)
 			}
 		}

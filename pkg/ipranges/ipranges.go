@@ -8,9 +8,8 @@ package ipranges
 
 import (
 	"bytes"
-	"compress/gzip"
 	_ "embed"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,9 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/goccy/go-json"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/gaissmai/bart"
 )
@@ -159,8 +161,11 @@ func Embedded() *Ranges {
 	if err != nil {
 		panic("ipranges: embedded snapshot: " + err.Error()) // a build defect, caught by tests
 	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
+	// The gzip trailer's last four bytes are the uncompressed size: one allocation, one
+	// pass (this is part of every cold start).
+	size := binary.LittleEndian.Uint32(embedded[len(embedded)-4:])
+	b := make([]byte, size)
+	if _, err := io.ReadFull(zr, b); err != nil {
 		panic("ipranges: embedded snapshot: " + err.Error())
 	}
 	r, err := Parse(b)

@@ -255,11 +255,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		defer pprof.StopCPUProfile()
 	}
 	// The replay holds little live memory (the reorder window and caches): collecting
-	// rarely is much of a core's worth of speed, and a soft limit of 80 MiB on the heap
+	// rarely is much of a core's worth of speed, and a soft limit of 64 MiB on the heap
 	// keeps the process under 100 MB.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(80 << 20))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
 	}
 	out := newPrinter(o, stdout, st)
 	// Facts go to the store every 64 batches (and at the end); findings every batch.
