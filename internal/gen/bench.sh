@@ -36,13 +36,20 @@ else:
 print(n)
 PY
 
-# seconds and peak RSS (KB) of a command, pinned to one core
-timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>&1; cat "$work/t"; }
+# seconds and peak RSS (KB) of a command (its findings kept in $work/out)
+timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>/dev/null; cat "$work/t"; }
+# the last state of each finding, one line each, sorted: what a run concluded
+final() { python3 -c 'import json,sys
+last={}
+for l in open(sys.argv[1]):
+    f=json.loads(l); last[f["Id"]]=l.strip()
+print("\n".join(sorted(last.values())))' "$1"; }
 declare -A rep flo rss
 for run in 1 2 3; do
 	for form in records.ndjson envelopes.ndjson trail; do
-		read -r s m < <(timed taskset -c "$core" "$work/replay" --fresh --state "$work/state" --progress 0 --parallel 1 "$work/$form")
+		read -r s m < <(timed taskset -c "$core" "$work/replay" --fresh --state "$work/state" --progress 0 --parallel 1 --format json "$work/$form")
 		rep[$form]+="$s "; rss[$form]+="$m "
+		final "$work/out" >"$work/final.one-core.$form"
 		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" "$work/$form")
 		flo[$form]+="$s "
 	done
@@ -55,7 +62,21 @@ for form in records.ndjson envelopes.ndjson trail; do
 done
 echo
 echo "ratio: the floor's time over the replay's (above 1: the replay is faster); one core, median of three"
-for form in records.ndjson trail; do
-	read -r s m < <(timed "$work/replay" --fresh --state "$work/state" --progress 0 "$work/$form")
-	echo "every core ($(nproc)), $form: $s s, $((m / 1024)) MB"
+for form in records.ndjson envelopes.ndjson trail; do
+	ts=""
+	for run in 1 2 3; do
+		read -r s m < <(timed "$work/replay" --fresh --state "$work/state" --progress 0 --format json "$work/$form")
+		ts+="$s "
+	done
+	final "$work/out" >"$work/final.every-core.$form"
+	echo "every core ($(nproc)), $form: median $(echo "$ts" | median) s, $((m / 1024)) MB"
 done
+echo
+same=yes
+for f in "$work"/final.*; do
+	if ! cmp -s "$f" "$work/final.one-core.records.ndjson"; then
+		same=no
+		echo "findings differ: $(basename "$f") against one-core records.ndjson"
+	fi
+done
+echo "findings ($(wc -l <"$work/final.one-core.records.ndjson")): identical on every form, one core and every core: $same"

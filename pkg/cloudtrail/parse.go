@@ -76,10 +76,11 @@ const detailTypeAPICall = "AWS API Call via CloudTrail"
 // or a log file. One decode tells which. It comes in two instances: with plain string
 // fields (fast, and right for every well-formed record), and with flexString fields and
 // optional objects that tolerate odd types, tried when the first fails.
-type wire[S ~string, Q requestOf[S], P responseOf[S], R any] struct {
+type wire[S ~string, Q requestOf[S], P responseOf[S], R, D any] struct {
 	wireRecord[S, Q, P]
-	DetailType string          `json:"detail-type"`
-	Detail     json.RawMessage `json:"detail"`
+	DetailType string `json:"detail-type"`
+	// An envelope's record: decoded in the same pass (fast), or kept raw (tolerant).
+	Detail D `json:"detail"`
 	// A log file's records: decoded in the same pass (fast), or kept raw and parsed one by
 	// one (tolerant: one odd record costs only itself).
 	Records []R `json:"Records"`
@@ -92,8 +93,8 @@ type wire[S ~string, Q requestOf[S], P responseOf[S], R any] struct {
 
 type (
 	fastRecord   = wireRecord[string, wireRequest[string], wireResponse[string]]
-	fastWire     = wire[string, wireRequest[string], wireResponse[string], fastRecord]
-	tolerantWire = wire[flexString, optional[wireRequest[flexString]], optional[wireResponse[flexString]], json.RawMessage]
+	fastWire     = wire[string, wireRequest[string], wireResponse[string], fastRecord, *fastRecord]
+	tolerantWire = wire[flexString, optional[wireRequest[flexString]], optional[wireResponse[flexString]], json.RawMessage, json.RawMessage]
 )
 
 // requestOf and responseOf read requestParameters and responseElements whichever way they
@@ -246,9 +247,9 @@ func parseValue(b []byte, depth int, o *out) {
 		w := wires.Get().(*fastWire)
 		*w = fastWire{}
 		err := json.UnmarshalWithOption(b, w, json.DecodeNoCopyString())
-		if err == nil && !recordsOnly(w.Records, depth) {
-			// An item of Records that is not a record (an envelope, a nested log file):
-			// each item is parsed on its own, as the tolerant decode does.
+		if err == nil && (!recordsOnly(w.Records, depth) || w.DetailType != "" && (w.Detail == nil || !isRecord(w.Detail, depth))) {
+			// An item of Records, or a detail, that is not a record (an envelope, a
+			// log file, null): the tolerant decode keeps it raw and parses it alone.
 			err = errNotFlat
 		}
 		if err == nil {
@@ -279,20 +280,32 @@ func parseValue(b []byte, depth int, o *out) {
 
 var errNotFlat = errors.New("a log file whose items are not all records")
 
+func (w *wire[S, Q, P, R, D]) hasDetail() bool {
+	switch d := any(w.Detail).(type) {
+	case *fastRecord:
+		return d != nil
+	case json.RawMessage:
+		return d != nil
+	}
+	return false
+}
+
 // recordsOnly reports whether every item of a log file decoded as a record.
 func recordsOnly(recs []fastRecord, depth int) bool {
-	if len(recs) > 0 && depth+1 > maxDepth {
-		return false
-	}
 	for i := range recs {
-		if recs[i].EventName == "" && recs[i].EventSource == "" {
+		if !isRecord(&recs[i], depth) {
 			return false
 		}
 	}
 	return true
 }
 
-func parseObject[S ~string, Q requestOf[S], P responseOf[S], R any](w *wire[S, Q, P, R], depth int, o *out) {
+// isRecord reports whether a value one level below depth decoded as a record.
+func isRecord(r *fastRecord, depth int) bool {
+	return depth+1 <= maxDepth && (r.EventName != "" || r.EventSource != "")
+}
+
+func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S, Q, P, R, D], depth int, o *out) {
 	switch {
 	case w.Records != nil:
 		switch recs := any(w.Records).(type) {
@@ -310,7 +323,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R any](w *wire[S, Q
 				parseValue(it, depth+1, o)
 			}
 		}
-	case w.DetailType != "" || w.Detail != nil:
+	case w.DetailType != "" || w.hasDetail():
 		if w.DetailType != detailTypeAPICall {
 			o.bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
 			return
@@ -322,13 +335,23 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R any](w *wire[S, Q
 			return
 		}
 		account := string(w.EnvAccount)
-		parseValue(w.Detail, depth+1, &out{latest: o.latest, bad: o.bad, emit: func(r *Record) {
+		inner := &out{latest: o.latest, bad: o.bad, emit: func(r *Record) {
 			if account != r.RecipientAccount {
 				o.bad(malformed(ReasonForged, "envelope account is not the record's recipientAccountId"))
 				return
 			}
 			o.emit(r)
-		}})
+		}}
+		switch d := any(w.Detail).(type) {
+		case *fastRecord:
+			if rec, err := d.record(o.latest); err != nil {
+				o.bad(err)
+			} else {
+				inner.emit(rec)
+			}
+		case json.RawMessage:
+			parseValue(d, depth+1, inner)
+		}
 	default:
 		rec, err := w.wireRecord.record(o.latest)
 		if err != nil {
