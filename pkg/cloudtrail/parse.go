@@ -108,17 +108,17 @@ func (w wireResponse[S]) get() wireResponse[S] { return w }
 func (o optional[T]) get() T                   { return o.V }
 
 type wireRecord[S ~string, Q requestOf[S], P responseOf[S]] struct {
-	EventID            S             `json:"eventID"`
-	EventTime          S             `json:"eventTime"`
-	Timestamp          S             `json:"@timestamp"`
-	EventSource        S             `json:"eventSource"`
-	EventName          S             `json:"eventName"`
-	AWSRegion          S             `json:"awsRegion"`
-	SourceIPAddress    S             `json:"sourceIPAddress"`
-	UserAgent          S             `json:"userAgent"`
-	ErrorCode          S             `json:"errorCode"`
-	VPCEndpointID      S             `json:"vpcEndpointId"`
-	RecipientAccountID S             `json:"recipientAccountId"`
+	EventID            S `json:"eventID"`
+	EventTime          S `json:"eventTime"`
+	Timestamp          S `json:"@timestamp"`
+	EventSource        S `json:"eventSource"`
+	EventName          S `json:"eventName"`
+	AWSRegion          S `json:"awsRegion"`
+	SourceIPAddress    S `json:"sourceIPAddress"`
+	UserAgent          S `json:"userAgent"`
+	ErrorCode          S `json:"errorCode"`
+	VPCEndpointID      S `json:"vpcEndpointId"`
+	RecipientAccountID S `json:"recipientAccountId"`
 	// Nested objects are values, not pointers: an absent or null object decodes to an empty
 	// one, which gives the same record, without an allocation each.
 	UserIdentity      wireIdent[S] `json:"userIdentity"`

@@ -37,10 +37,10 @@ type entry struct {
 
 type recordHeap []entry
 
-func (h recordHeap) Len() int { return len(h) }
+func (h recordHeap) Len() int           { return len(h) }
 func (h recordHeap) Less(i, j int) bool { return h[i].less(h[j]) }
-func (h recordHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *recordHeap) Push(x any)   { *h = append(*h, x.(entry)) }
+func (h recordHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *recordHeap) Push(x any)        { *h = append(*h, x.(entry)) }
 func (h *recordHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
