@@ -40,8 +40,9 @@ func newParallelParse(workers int, o *out) *parallelParse {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			a := &arena{}
 			for b := range p.jobs {
-				b.parse(o.latest)
+				b.parse(o.latest, a)
 				close(b.done)
 			}
 		}()
@@ -49,8 +50,8 @@ func newParallelParse(workers int, o *out) *parallelParse {
 	return p
 }
 
-func (b *block) parse(latest time.Time) {
-	sink := &out{latest: latest,
+func (b *block) parse(latest time.Time, a *arena) {
+	sink := &out{latest: latest, arena: a,
 		emit: func(r *Record) { b.events = append(b.events, event{rec: r}) },
 		bad:  func(err error) { b.events = append(b.events, event{err: err}) },
 	}

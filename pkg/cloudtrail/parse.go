@@ -216,6 +216,46 @@ type out struct {
 	emit   func(*Record)
 	bad    func(error)
 	latest time.Time // a record after this is out of range (read once, not per record)
+	arena  *arena    // where records come from; nil: one allocation each
+}
+
+// arena hands out records and their strings from larger allocations: a reader of many
+// records makes one allocation for dozens of them instead of two for each. A block stays
+// alive while any record or string cut from it does; records live for a batch, and the
+// detector copies what it remembers. Not safe for concurrent use: one per goroutine.
+type arena struct {
+	recs []Record
+	size int // records in the next block
+	strs strings.Builder
+}
+
+// record returns a zeroed record.
+func (a *arena) record() *Record {
+	if a == nil {
+		return new(Record)
+	}
+	if len(a.recs) == 0 {
+		a.size = min(max(2*a.size, 8), 128)
+		a.recs = make([]Record, a.size)
+	}
+	r := &a.recs[0]
+	a.recs = a.recs[1:]
+	return r
+}
+
+// strings returns a builder with room for n more bytes, whose String's earlier bytes stay
+// as they are: substrings of it may be handed out.
+func (a *arena) strings(n int) *strings.Builder {
+	if a == nil {
+		b := new(strings.Builder)
+		b.Grow(n)
+		return b
+	}
+	if a.strs.Cap()-a.strs.Len() < n {
+		a.strs = strings.Builder{}
+		a.strs.Grow(max(n, 16<<10))
+	}
+	return &a.strs
 }
 
 // maxDepth bounds how deep containers nest: an array of envelopes whose detail is a record
@@ -311,7 +351,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 		switch recs := any(w.Records).(type) {
 		case []fastRecord:
 			for i := range recs {
-				rec, err := recs[i].record(o.latest)
+				rec, err := recs[i].record(o.latest, o.arena)
 				if err != nil {
 					o.bad(err)
 					continue
@@ -335,7 +375,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 			return
 		}
 		account := string(w.EnvAccount)
-		inner := &out{latest: o.latest, bad: o.bad, emit: func(r *Record) {
+		inner := &out{latest: o.latest, bad: o.bad, arena: o.arena, emit: func(r *Record) {
 			if account != r.RecipientAccount {
 				o.bad(malformed(ReasonForged, "envelope account is not the record's recipientAccountId"))
 				return
@@ -344,7 +384,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 		}}
 		switch d := any(w.Detail).(type) {
 		case *fastRecord:
-			if rec, err := d.record(o.latest); err != nil {
+			if rec, err := d.record(o.latest, o.arena); err != nil {
 				o.bad(err)
 			} else {
 				inner.emit(rec)
@@ -353,7 +393,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 			parseValue(d, depth+1, inner)
 		}
 	default:
-		rec, err := w.wireRecord.record(o.latest)
+		rec, err := w.wireRecord.record(o.latest, o.arena)
 		if err != nil {
 			o.bad(err)
 			return
@@ -362,7 +402,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 	}
 }
 
-func (w *wireRecord[S, Q, P]) record(latest time.Time) (*Record, error) {
+func (w *wireRecord[S, Q, P]) record(latest time.Time, a *arena) (*Record, error) {
 	if w.EventName == "" || w.EventSource == "" {
 		return nil, malformed(ReasonNotRecord, "no eventName or eventSource")
 	}
@@ -380,7 +420,8 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time) (*Record, error) {
 	if t.Before(earliestTime) || t.After(latest) {
 		return nil, malformed(ReasonOutOfRange, "%s", t.Format(time.RFC3339))
 	}
-	r := &Record{
+	r := a.record()
+	*r = Record{
 		EventID:          string(w.EventID),
 		Time:             t,
 		Source:           string(w.EventSource),
@@ -424,7 +465,7 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time) (*Record, error) {
 	r.ResponseRoleARN = string(rs.Role.V.ARN)
 	r.ConsoleFailure = string(rs.ConsoleLogin) == "Failure"
 	r.Presigned = string(w.AdditionalData.AuthenticationMethod) == "QueryString"
-	r.own()
+	r.own(a)
 	r.Addr = ParseAddr(r.SourceIP)
 	return r, nil
 }
@@ -432,7 +473,7 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time) (*Record, error) {
 // own copies the record's strings, which point into the bytes it was decoded from, into
 // one allocation of its own: a record keeps about a third of its line, and the line's
 // buffer is free for the next one.
-func (r *Record) own() {
+func (r *Record) own(a *arena) {
 	id, rq := &r.Identity, &r.Request
 	fields := [...]*string{
 		&r.EventID, &r.Source, &r.Name, &r.Region, &r.SourceIP, &r.UserAgent, &r.ErrorCode, &r.VPCEndpointID,
@@ -445,8 +486,7 @@ func (r *Record) own() {
 	for _, f := range fields {
 		n += len(*f)
 	}
-	var b strings.Builder
-	b.Grow(n) // one allocation: the substrings below stay valid as b grows within it
+	b := a.strings(n) // room for all: the substrings below stay valid as b grows within it
 	for _, f := range fields {
 		if *f != "" {
 			start := b.Len()
@@ -547,7 +587,11 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 // bad are still called from the caller's goroutine, in the order Read calls them. One
 // worker parses in the caller's goroutine.
 func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error {
-	o := &out{emit: emit, bad: bad, latest: Now().Add(futureSlack)}
+	// A trail folder is tens of thousands of small gzipped files: their readers, buffers
+	// and arena are reused from one file to the next, not allocated for each.
+	rs := readers.Get().(*readerSet)
+	defer readers.Put(rs)
+	o := &out{emit: emit, bad: bad, latest: Now().Add(futureSlack), arena: &rs.arena}
 	var pp *parallelParse
 	if workers > 1 {
 		pp = newParallelParse(workers, o)
@@ -555,10 +599,6 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 		// What Read reports itself comes after the lines before it.
 		bad = func(err error) { pp.flush(); o.bad(err) }
 	}
-	// A trail folder is tens of thousands of small gzipped files: their readers and
-	// buffers are reused from one file to the next, not allocated for each.
-	rs := readers.Get().(*readerSet)
-	defer readers.Put(rs)
 	rs.raw.Reset(r)
 	br := rs.raw
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -614,7 +654,7 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 			line = bytes.Clone(line)
 			var firstBad []error
 			emitted := false
-			parseValue(line, 0, &out{latest: o.latest, emit: func(r *Record) { emitted = true; emit(r) }, bad: func(err error) { firstBad = append(firstBad, err) }})
+			parseValue(line, 0, &out{latest: o.latest, arena: o.arena, emit: func(r *Record) { emitted = true; emit(r) }, bad: func(err error) { firstBad = append(firstBad, err) }})
 			if emitted || len(firstBad) != 1 || Reason(firstBad[0]) != ReasonNotJSON || !incomplete(line) {
 				for _, err := range firstBad {
 					bad(err)
@@ -695,6 +735,7 @@ type readerSet struct {
 	raw, unzipped *bufio.Reader
 	zr            gzip.Reader
 	lines         lineReader
+	arena         arena
 }
 
 var readers = sync.Pool{New: func() any {

@@ -332,6 +332,14 @@ func TestReadNSameAsRead(t *testing.T) {
 	if len(want) < 1000 {
 		t.Fatalf("only %d values read", len(want))
 	}
+	// The slow, obvious reference: each line on its own, records allocated one by one.
+	var ref []ev
+	for _, l := range bytes.Split(buf.Bytes(), []byte("\n")) {
+		ParseValue(bytes.Clone(l), func(r *Record) { ref = append(ref, ev{rec: r}) }, func(err error) { ref = append(ref, ev{reason: Reason(err)}) })
+	}
+	if diff := cmp.Diff(ref, want, cmp.AllowUnexported(ev{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Fatalf("Read and ParseValue line by line differ (-ParseValue +Read):\n%s", diff)
+	}
 	for _, workers := range []int{2, 3, 8} {
 		got := read(workers)
 		if diff := cmp.Diff(want, got, cmp.AllowUnexported(ev{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {

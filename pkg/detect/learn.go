@@ -185,6 +185,13 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record, c 
 }
 
 func (d *Detector) putIssued(ctx context.Context, key string, is *issued) error {
+	// Kept in memory: its strings are copied, not the record's (which would keep the
+	// record's bytes alive with them).
+	is.By, is.Role, is.Account = strings.Clone(is.By), strings.Clone(is.Role), strings.Clone(is.Account)
+	is.Region, is.SourceIP = strings.Clone(is.Region), strings.Clone(is.SourceIP)
+	if f := is.Function; f != nil {
+		is.Function = &FunctionRef{Account: strings.Clone(f.Account), Region: strings.Clone(f.Region), Name: strings.Clone(f.Name), Role: strings.Clone(f.Role)}
+	}
 	d.issuedMemo[strings.Clone(key)] = is
 	return d.putJSON(ctx, keyIssued+key, is, is.Expires)
 }
