@@ -209,7 +209,16 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 	parseValue(b, 0, &out{emit: emit, bad: bad, latest: Now().Add(futureSlack)})
 }
 
-var wires = sync.Pool{New: func() any { return new(fastWire) }}
+// wireSpace is a decoding space, reused: the wire, and a log file's records.
+type wireSpace struct {
+	w    fastWire
+	recs []fastRecord
+}
+
+var wires = sync.Pool{New: func() any { return new(wireSpace) }}
+
+// logFileStart is how CloudTrail's log files begin.
+var logFileStart = []byte(`{"Records":`)
 
 // out is where parsing puts what it finds.
 type out struct {
@@ -284,9 +293,21 @@ func parseValue(b []byte, depth int, o *out) {
 	case '{':
 		// Decoded strings point into b instead of being copied: a record copies the ones
 		// it keeps into one allocation of its own. The decoding space is reused.
-		w := wires.Get().(*fastWire)
+		space := wires.Get().(*wireSpace)
+		w := &space.w
 		*w = fastWire{}
+		if bytes.HasPrefix(b, logFileStart) {
+			// A log file's records are decoded into the last one's space, zeroed: the
+			// decoder fills elements in place and leaves absent fields as they were.
+			// (Only where Records is sure to be present: a non-nil Records means a log
+			// file.)
+			clear(space.recs[:cap(space.recs)])
+			w.Records = space.recs[:0]
+		}
 		err := json.UnmarshalWithOption(b, w, json.DecodeNoCopyString())
+		if cap(w.Records) > cap(space.recs) {
+			space.recs = w.Records[:0]
+		}
 		if err == nil && (!recordsOnly(w.Records, depth) || w.DetailType != "" && (w.Detail == nil || !isRecord(w.Detail, depth))) {
 			// An item of Records, or a detail, that is not a record (an envelope, a
 			// log file, null): the tolerant decode keeps it raw and parses it alone.
@@ -295,7 +316,7 @@ func parseValue(b []byte, depth int, o *out) {
 		if err == nil {
 			parseObject(w, depth, o)
 		}
-		wires.Put(w)
+		wires.Put(space)
 		if err == nil {
 			return
 		}
@@ -651,7 +672,6 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 			// Most first lines are whole values (NDJSON, or a one-line log file): parsed at
 			// once, without a separate validation pass. Only a first line that is not
 			// JSON may be the start of a pretty-printed document.
-			line = bytes.Clone(line)
 			var firstBad []error
 			emitted := false
 			parseValue(line, 0, &out{latest: o.latest, arena: o.arena, emit: func(r *Record) { emitted = true; emit(r) }, bad: func(err error) { firstBad = append(firstBad, err) }})
@@ -662,7 +682,9 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 				continue
 			}
 			// The first line of a pretty-printed document, or a truncated first record of
-			// NDJSON: the next line tells which. (The reader reuses its buffer.)
+			// NDJSON: the next line tells which. (The reader reuses its buffer: the first
+			// line is kept aside.)
+			line = bytes.Clone(line)
 			next, err := lr.nextNonEmpty()
 			if err != nil && err != io.EOF && !errors.Is(err, errLineTooLong) {
 				return scanErr(err)

@@ -366,3 +366,26 @@ func TestParseZulu(t *testing.T) {
 		}
 	}
 }
+
+// TestNoStaleFields: log files are decoded into reused space; a record never carries a
+// field of a record decoded before it.
+func TestNoStaleFields(t *testing.T) {
+	full := `{"eventName":"AssumeRole","eventSource":"sts.amazonaws.com","eventTime":"2026-05-01T00:00:00Z","errorCode":"AccessDenied",` +
+		`"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/r/s","sessionContext":{"sessionIssuer":{"userName":"r"}}},` +
+		`"requestParameters":{"roleArn":"arn:aws:iam::111122223333:role/x"},"responseElements":{"credentials":{"accessKeyId":"ASIAFULL"}},` +
+		`"additionalEventData":{"AuthenticationMethod":"QueryString"},"recipientAccountId":"111122223333"}`
+	bare := `{"eventName":"GetObject","eventSource":"s3.amazonaws.com","eventTime":"2026-05-01T00:00:01Z"}`
+	for i := 0; i < 50; i++ {
+		var recs []*Record
+		for _, doc := range []string{`{"Records":[` + full + `,` + full + `,` + full + `]}`, `{"Records":[` + bare + `,` + bare + `]}`} {
+			if err := Read(strings.NewReader(doc), func(r *Record) { recs = append(recs, r) }, func(err error) { t.Fatal(err) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range recs[3:] {
+			if r.ErrorCode != "" || r.Identity != (Identity{}) || r.Request != (Request{}) || r.IssuedKeyID != "" || r.Presigned || r.RecipientAccount != "" {
+				t.Fatalf("a bare record carries fields of an earlier one: %+v", *r)
+			}
+		}
+	}
+}
