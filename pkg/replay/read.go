@@ -216,7 +216,7 @@ func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Read
 			for k < min(jobFiles, len(inputs)) && inputs[k-1].regular && inputs[k].regular {
 				k++
 			}
-			out := make(chan chunk, 2*k+2)
+			out := make(chan chunk, max(2*k+2, 16))
 			select {
 			case order <- out:
 			case <-ctx.Done():
