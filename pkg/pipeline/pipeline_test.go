@@ -43,13 +43,37 @@ type env struct {
 	faults              *faults.Transport
 	cfg                 aws.Config // through the fault injector
 	clean               aws.Config // straight to moto, for checking
+	published           *published // what the handlers handed to SNS, for diagnosing a mismatch
+}
+
+// published counts the emails the handlers sent, by finding, as SNS accepted them: when
+// the inbox holds more, it tells whether this code sent one twice or a duplicate arose
+// below it (SNS has no deduplication).
+type published struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+type countingNotifier struct {
+	*notify.Notifier
+	p *published
+}
+
+func (c countingNotifier) Publish(ctx context.Context, f detect.Finding) error {
+	err := c.Notifier.Publish(ctx, f)
+	if err == nil {
+		c.p.mu.Lock()
+		c.p.n[f.ID]++
+		c.p.mu.Unlock()
+	}
+	return err
 }
 
 var envN int
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{faults: &faults.Transport{Next: mototest.Transport()}}
+	e := &env{faults: &faults.Transport{Next: mototest.Transport()}, published: &published{n: map[string]int{}}}
 	e.clean = mototest.Config(t, nil)
 	e.cfg = mototest.Config(t, e.faults)
 	ctx := context.Background()
@@ -94,7 +118,7 @@ func (e *env) handler(t *testing.T, logs *bytes.Buffer) (*pipeline.Handler, *dyn
 	return &pipeline.Handler{
 		Detector: det, Store: st,
 		Hub:     hub.New(securityhub.NewFromConfig(e.cfg)),
-		Notify:  notify.New(sns.NewFromConfig(e.cfg), e.topic, "us-east-1"),
+		Notify:  countingNotifier{notify.New(sns.NewFromConfig(e.cfg), e.topic, "us-east-1"), e.published},
 		Product: asff.Product{Partition: "aws", Region: "us-east-1", Account: e.account},
 		Log:     slog.New(slog.NewJSONHandler(logs, nil)), Metrics: logs,
 	}, st
@@ -229,7 +253,9 @@ func checkDemoEmails(t *testing.T, e *env, exact bool) []shtypes.AwsSecurityFind
 	}
 	emails := e.emails(t)
 	if exact && len(emails) != len(demoTitles) {
-		t.Errorf("%d emails, want %d: %q", len(emails), len(demoTitles), emails)
+		e.published.mu.Lock()
+		t.Errorf("%d emails, want %d: %q; accepted by SNS from the handlers, by finding: %v", len(emails), len(demoTitles), emails, e.published.n)
+		e.published.mu.Unlock()
 	}
 	for _, title := range demoTitles {
 		if !slices.ContainsFunc(emails, func(s string) bool { return strings.Contains(s, title) }) {
