@@ -365,14 +365,20 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, nil)},
 	})
 	// The notification topic is in us-east-1: the subscription says so, whatever region
-	// this stack is in.
-	awssns.NewCfnSubscription(stack, jsii.String("IpSpaceChanged"), &awssns.CfnSubscriptionProps{
+	// this stack is in. It exists in the commercial partition only: elsewhere (aws-cn,
+	// aws-us-gov) the hourly schedule alone keeps the ranges current.
+	commercial := awscdk.NewCfnCondition(stack, jsii.String("InCommercialPartition"), &awscdk.CfnConditionProps{
+		Expression: awscdk.Fn_ConditionEquals(awscdk.Aws_PARTITION(), jsii.String("aws")),
+	})
+	sub := awssns.NewCfnSubscription(stack, jsii.String("IpSpaceChanged"), &awssns.CfnSubscriptionProps{
 		TopicArn: jsii.String(ipSpaceChanged), Protocol: jsii.String("lambda"), Endpoint: fn.FunctionArn(), Region: jsii.String("us-east-1"),
 	})
-	fn.AddPermission(jsii.String("IpSpaceChangedInvokes"), &awslambda.Permission{
-		Principal: awsiam.NewServicePrincipal(jsii.String("sns.amazonaws.com"), nil),
-		SourceArn: jsii.String(ipSpaceChanged),
+	sub.CfnOptions().SetCondition(commercial)
+	perm := awslambda.NewCfnPermission(stack, jsii.String("IpSpaceChangedInvokes"), &awslambda.CfnPermissionProps{
+		Action: jsii.String("lambda:InvokeFunction"), FunctionName: fn.FunctionArn(),
+		Principal: jsii.String("sns.amazonaws.com"), SourceArn: jsii.String(ipSpaceChanged),
 	})
+	perm.CfnOptions().SetCondition(commercial)
 	nagSuppress(role, []*cdknag.NagPackSuppression{
 		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CloudWatch Logs needs the log streams of the function's own log group (LOG_GROUP_ARN:*); lambda:ListFunctions supports no resource-level permission; sts:AssumeRole names the read-only inventory role the forwarder stack creates in each region of member accounts, whose ids an organisation does not list at synth time (that role trusts this role only)."),
 			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Resource::*", "Resource::arn:<AWS::Partition>:iam::*:role/" + inventoryRolePrefix + "*"}},

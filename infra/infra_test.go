@@ -382,6 +382,26 @@ func TestRefresherPolicy(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("refresher policy (-want +got):\n%s", diff)
 	}
+	// AWS's change notifications come from a topic of the commercial partition: the
+	// subscription and its permission exist only there.
+	for _, typ := range []string{"AWS::SNS::Subscription", "AWS::Lambda::Permission"} {
+		n := 0
+		for id, r := range tpl["Resources"].(map[string]any) {
+			r := r.(map[string]any)
+			if r["Type"] == typ && strings.Contains(fmt.Sprint(r["Properties"]), "AmazonIpSpaceChanged") {
+				n++
+				if r["Condition"] != "InCommercialPartition" {
+					t.Errorf("%s %s is not conditional on the commercial partition: %v", typ, id, r["Condition"])
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d %s for AmazonIpSpaceChanged, want 1", n, typ)
+		}
+	}
+	if c := fmt.Sprint(get(tpl, "Conditions", "InCommercialPartition")); !strings.Contains(c, "AWS::Partition") {
+		t.Errorf("InCommercialPartition: %s", c)
+	}
 	// It may write its own keys of the table only: the inventories.
 	if p := fmt.Sprint(get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument")); !strings.Contains(p, "dynamodb:LeadingKeys") || !strings.Contains(p, "inv#*") {
 		t.Errorf("the refresher may write any key of the table: %s", p)
