@@ -1,7 +1,7 @@
-// Package pipeline is the detector's flow in AWS: CloudTrail events in (an SQS batch, or one
-// EventBridge event), the detector over the DynamoDB state, findings out to Security Hub, and
-// one email per new finding. The Lambda and its tests run exactly this; only the clients
-// differ.
+// Package pipeline is the Lambda's edge of the flow (pkg/flow): CloudTrail events in (an SQS
+// batch, or one EventBridge event), the detector over the DynamoDB state, findings out to
+// Security Hub, and one email per new finding; the messages to retry reported back to SQS.
+// The Lambda and its tests run exactly this; only the clients differ.
 package pipeline
 
 import (

@@ -1,6 +1,7 @@
-// Package replay is the local command: it reads CloudTrail files, runs them through the
-// detector with an embedded state store, and prints findings. It is what a newcomer runs
-// first, and how a deployment's history is replayed.
+// Package replay is the local edge of the flow (pkg/flow): it reads CloudTrail files, puts
+// their records back in order, runs them through the detector with an embedded state store
+// (or the deployed table), and prints findings. It is what a newcomer runs first, and how a
+// deployment's history is replayed; pkg/replay/cmd/replay is its command.
 package replay
 
 import (
