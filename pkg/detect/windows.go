@@ -102,6 +102,19 @@ func (d *Detector) readFinding(ctx context.Context, key string) (Finding, []byte
 	return f, b, true, nil
 }
 
+// held returns the finding under key as this batch holds it, reading it from the store
+// the first time; nil when there is none.
+func (d *Detector) held(ctx context.Context, key string) (*pending, error) {
+	if p, ok := d.pending[key]; ok {
+		return p, nil
+	}
+	cur, b, found, err := d.readFinding(ctx, key)
+	if err != nil || !found {
+		return nil, err
+	}
+	return d.enqueue(&pending{key: key, f: cur, stored: b}), nil
+}
+
 // enqueue holds a finding until the next flush.
 func (d *Detector) enqueue(p *pending) *pending {
 	d.pending[p.key] = p
@@ -144,13 +157,9 @@ func (d *Detector) CountedIn(ctx context.Context, eventID string) (Finding, bool
 // and email may be what failed the first time.
 func (d *Detector) again(ctx context.Context, key string) error {
 	d.Stats.Redelivered++
-	p, ok := d.pending[key]
-	if !ok {
-		cur, b, found, err := d.readFinding(ctx, key)
-		if err != nil || !found {
-			return err
-		}
-		p = d.enqueue(&pending{key: key, f: cur, stored: b})
+	p, err := d.held(ctx, key)
+	if p == nil {
+		return err
 	}
 	d.touched = p.f.ID
 	return nil
@@ -268,14 +277,9 @@ func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
 	if !ok {
 		return nil
 	}
-	key := findingStoreKey(fk, start)
-	p, ok := d.pending[key]
-	if !ok {
-		cur, b, found, err := d.readFinding(ctx, key)
-		if err != nil || !found {
-			return err
-		}
-		p = d.enqueue(&pending{key: key, f: cur, stored: b})
+	p, err := d.held(ctx, findingStoreKey(fk, start))
+	if p == nil {
+		return err
 	}
 	u.presigned = true
 	d.touched = p.f.ID

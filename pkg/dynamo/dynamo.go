@@ -74,9 +74,6 @@ func New(api API, table string) *Store {
 	return &Store{api: api, table: table, pending: map[string]item{}, cache: map[string]item{}}
 }
 
-// cacheable keys never change once written.
-func cacheable(key string) bool { return detect.Immutable(key) }
-
 const maxCache = 50_000
 
 func unix(t time.Time) int64 {
@@ -108,7 +105,7 @@ func (s *Store) Get(ctx context.Context, key string, now time.Time) ([]byte, boo
 	if err != nil || !found {
 		return nil, false, err
 	}
-	if cacheable(key) {
+	if detect.Immutable(key) {
 		s.mu.Lock()
 		if len(s.cache) >= maxCache {
 			clear(s.cache)

@@ -4,19 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
-
-	"github.com/outsider-sec/outsider/pkg/asff"
-	"github.com/outsider-sec/outsider/pkg/detect"
-	"github.com/outsider-sec/outsider/pkg/ipranges"
-	"github.com/outsider-sec/outsider/pkg/pipeline"
-	"github.com/outsider-sec/outsider/pkg/store"
 )
 
 // FuzzInvoke hands the handler whatever Lambda could: SQS batches of EventBridge events,
@@ -51,13 +43,7 @@ func FuzzInvoke(f *testing.F) {
 	}
 	f.Add([]byte(`{"Records":[{"eventSource":"aws:sqs","body":"{\"source\":\"aws.sts\",\"detail-type\":\"AWS API Call via CloudTrail\",\"detail\":[1,2]}"}]}`))
 	f.Add([]byte(`null`))
-	st := store.NewMemory()
-	det, err := detect.New(detect.Default(), st, ipranges.Embedded(), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	h := &pipeline.Handler{Detector: det, Store: st, Hub: hubSink{}, Notify: noEmail{},
-		Product: asff.Product{Partition: "aws", Region: "us-east-1", Account: "111122223333"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h, _ := memoryHandler(f)
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		h.Invoke(context.Background(), payload)
 	})

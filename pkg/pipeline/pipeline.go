@@ -134,9 +134,9 @@ func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 	}
 	h.once.Do(func() {
 		h.mail = &flow.Mailer{Store: h.Store, Send: h.Notify.Publish, Now: h.Now}
-		h.flow = &flow.Flow{Detector: h.Detector, Store: h.Store, Sink: sink{h}, Log: h.Log, Margin: DeadlineMargin}
+		h.flow = &flow.Flow{Detector: h.Detector, Store: h.Store, Sink: sink{h}, Log: h.Log}
 	})
-	h.flow.Margin = DeadlineMargin
+	h.flow.Margin = DeadlineMargin // read each time: tests change it
 	sum := h.flow.Run(ctx, msgs)
 	var errs []error
 	for _, m := range msgs {

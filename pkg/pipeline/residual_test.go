@@ -28,6 +28,19 @@ import (
 // Lambda's handler (the memory store stands in for DynamoDB: the reference model), and
 // prints the table that the README quotes. It asserts only that no delay changes nothing.
 
+// memoryHandler is a Lambda handler over the memory store (the reference model), with a
+// Security Hub that takes everything and no email.
+func memoryHandler(tb testing.TB) (*pipeline.Handler, *detect.Detector) {
+	tb.Helper()
+	st := store.NewMemory()
+	det, err := detect.New(detect.Default(), st, ipranges.Embedded(), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &pipeline.Handler{Detector: det, Store: st, Hub: hubSink{}, Notify: noEmail{},
+		Product: asff.Product{Partition: "aws", Region: "us-east-1", Account: "111122223333"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, det
+}
+
 type hubSink struct{}
 
 func (hubSink) Import(context.Context, []types.AwsSecurityFinding) error { return nil }
@@ -85,13 +98,7 @@ func titlesOfThefts(t *testing.T, lines [][]byte, delay time.Duration) map[strin
 	for _, a := range in {
 		envs = append(envs, a.line)
 	}
-	st := store.NewMemory()
-	det, err := detect.New(detect.Default(), st, ipranges.Embedded(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &pipeline.Handler{Detector: det, Store: st, Hub: hubSink{}, Notify: noEmail{},
-		Product: asff.Product{Partition: "aws", Region: "us-east-1", Account: "111122223333"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h, det := memoryHandler(t)
 	if n := deliver(t, h, batches(envs, 100)); n != 0 {
 		t.Fatalf("%d failed deliveries", n)
 	}
