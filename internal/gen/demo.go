@@ -138,7 +138,7 @@ func Demo(w io.Writer) error {
 			for i, c := range recon {
 				d.add(d.at(day, 15*3600+i*40), d.session(fns[2].role, "debug-session", keys["debug"]), c[0], c[1], "1.128.9.9", "Boto3/1.34.145 md/Botocore#1.34.145 ua/2.0 os/macos#24.1.0 lang/python#3.12.6", nil, nil, "")
 			}
-		case 21: // thumbnailer again: the same finding, updated
+		case 19: // thumbnailer again, the same ISO week: the same finding, updated
 			stolen(fns[0], "27.192.8.8", "aws-cli/2.22.0 md/awscrt#0.22.0 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.12.6 md/command#s3.ls", recon[1:2], "", "")
 		case 23: // webhook-relay's key from a home network of the company's own ASN, all denied
 			keys["webhook-relay-spare"] = d.lambdaKey(d.at(day, 13*3600), fns[2].role)

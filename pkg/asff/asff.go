@@ -47,7 +47,7 @@ const (
 
 // Build returns the ASFF finding for f, imported by product p.
 func Build(f detect.Finding, p Product) types.AwsSecurityFinding {
-	created := ts(f.WindowStart)
+	created := ts(f.PeriodStart)
 	updated := ts(f.LastSeen)
 	sev := &types.Severity{Label: types.SeverityLabel(f.Severity), Original: aws.String(f.Severity)}
 	typ := []string{"TTPs/Credential Access", "Unusual Behaviors/User"}

@@ -34,7 +34,7 @@ func findings() map[string]detect.Finding {
 		Account: "210987654321", Partition: "aws", Region: "eu-west-1", SubjectKind: detect.SubjectFunction, Subject: "invoice-pdf",
 		Function: "invoice-pdf", FunctionARN: "arn:aws:lambda:eu-west-1:210987654321:function:invoice-pdf",
 		Role: "invoice-pdf-exec", RoleARN: "arn:aws:iam::210987654321:role/invoice-pdf-exec", Session: "invoice-pdf",
-		WindowStart: t0, FirstSeen: t0, LastSeen: t0.Add(50 * time.Hour), Count: 3, AccessKeys: []string{"ASIAEXAMPLEKEY000001"},
+		PeriodStart: t0, FirstSeen: t0, LastSeen: t0.Add(50 * time.Hour), Count: 3, AccessKeys: []string{"ASIAEXAMPLEKEY000001"},
 		Sources: []detect.Source{{IP: "27.192.8.8", ASN: 4837, Org: "CNCGROUP China169 Backbone", Count: 2}, {IP: "2003:db8:aa::5", Count: 1}},
 		Calls: []detect.Call{{Service: "sts.amazonaws.com", Name: "GetCallerIdentity", Region: "eu-west-1", Count: 2, LastSeen: t0.Add(50 * time.Hour)},
 			{Service: "s3.amazonaws.com", Name: "ListBuckets", Region: "us-east-1", Count: 1, Errors: 1, LastErr: "AccessDenied", LastSeen: t0}},

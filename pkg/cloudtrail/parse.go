@@ -118,6 +118,7 @@ type wireRecord[S ~string, Q requestOf[S], P responseOf[S]] struct {
 	UserAgent          S `json:"userAgent"`
 	ErrorCode          S `json:"errorCode"`
 	VPCEndpointID      S `json:"vpcEndpointId"`
+	VPCEndpointAccount S `json:"vpcEndpointAccountId"`
 	RecipientAccountID S `json:"recipientAccountId"`
 	// Nested objects are values, not pointers: an absent or null object decodes to an empty
 	// one, which gives the same record, without an allocation each.
@@ -452,6 +453,7 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time, a *arena) (*Record, error
 		UserAgent:        string(w.UserAgent),
 		ErrorCode:        string(w.ErrorCode),
 		VPCEndpointID:    string(w.VPCEndpointID),
+		VPCEndpointAcct:  string(w.VPCEndpointAccount),
 		RecipientAccount: string(w.RecipientAccountID),
 	}
 	id := &w.UserIdentity
@@ -498,7 +500,7 @@ func (r *Record) own(a *arena) {
 	id, rq := &r.Identity, &r.Request
 	fields := [...]*string{
 		&r.EventID, &r.Source, &r.Name, &r.Region, &r.SourceIP, &r.UserAgent, &r.ErrorCode, &r.VPCEndpointID,
-		&r.RecipientAccount, &r.IssuedKeyID, &r.ResponseRoleARN,
+		&r.VPCEndpointAcct, &r.RecipientAccount, &r.IssuedKeyID, &r.ResponseRoleARN,
 		&id.Type, &id.PrincipalID, &id.ARN, &id.AccountID, &id.AccessKeyID, &id.InvokedBy, &id.IssuerARN,
 		&id.IssuerAccount, &id.IssuerName,
 		&rq.RoleARN, &rq.RoleSessionName, &rq.FunctionName, &rq.Role, &rq.RoleName, &rq.TrustPolicy,

@@ -50,6 +50,10 @@ type Record struct {
 	ErrorCode string
 	// VPCEndpointID is vpcEndpointId: set when the call came through a VPC endpoint.
 	VPCEndpointID string
+	// VPCEndpointAcct is vpcEndpointAccountId: the account that owns the endpoint, where
+	// the record says (empty otherwise).
+	// https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html
+	VPCEndpointAcct string
 	// RecipientAccount is recipientAccountId: the account whose API was called.
 	RecipientAccount string
 

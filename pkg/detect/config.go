@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,27 +26,85 @@ const (
 	TitleCrossRegion Title = "Usage of AWS Lambda's token from another AWS region"
 )
 
-// Titles lists every title: the five in priority order, then the cross-region one,
+// TitleSpec is everything that differs from one title to another. Titles are data: a new
+// variation is a row here (and the signal that selects it, where the detector computes
+// it); the decision, the default severities, the codes, the flags' help and the finding's
+// text all iterate this table.
+type TitleSpec struct {
+	Title    Title
+	Code     string // short and stable: finding ids, config, flags
+	Severity string // default severity (ASFF label)
+	// Signal selects the title: a call gets the first row of its scope, in order, whose
+	// signal it carries. "" matches every call of the scope (the plain alert).
+	Signal string
+	// Inside: the row applies to calls from AWS addresses (the cross-region variation),
+	// not to calls from outside.
+	Inside bool
+	// About is what the title adds to the finding's description, one sentence.
+	About string
+}
+
+// TitleSpecs: the five titles in the order they are tried, then the cross-region one,
 // which applies to calls from inside AWS only.
-var Titles = []Title{TitleRole, TitleCLI, TitleKnownASN, TitleInside, TitleRemote, TitleCrossRegion}
+var TitleSpecs = []TitleSpec{
+	{TitleRole, "role", "MEDIUM", SignalNotIssued, false,
+		"Lambda did not issue this session of its execution role: another identity obtained the key, or the session name is not a function's."},
+	{TitleCLI, "cli", "HIGH", SignalCLI, false,
+		"The calls came from an interactive command-line or attack tool."},
+	{TitleKnownASN, "known-asn", "INFORMATIONAL", SignalKnownASN, false,
+		"The network is one the account's own people use: possibly a developer, still a credential outside its function."},
+	{TitleInside, "token", "MEDIUM", SignalKeyInside, false,
+		"The same key was also used by the function inside AWS: one live credential in two places."},
+	{TitleRemote, "remote", "INFORMATIONAL", "", false, ""},
+	{TitleCrossRegion, "cross-region", "LOW", SignalCrossRegion, true,
+		"The address is an AWS address of another region than the function's: a machine in AWS that is not the function."},
+}
+
+// Titles lists every title, in the order of TitleSpecs.
+var Titles = func() []Title {
+	out := make([]Title, len(TitleSpecs))
+	for i, s := range TitleSpecs {
+		out[i] = s.Title
+	}
+	return out
+}()
+
+// Spec returns the title's row of TitleSpecs.
+func (t Title) Spec() (TitleSpec, bool) {
+	for _, s := range TitleSpecs {
+		if s.Title == t {
+			return s, true
+		}
+	}
+	return TitleSpec{}, false
+}
 
 // Code is the title's short stable name, used in finding ids, config and flags.
 func (t Title) Code() string {
-	switch t {
-	case TitleRole:
-		return "role"
-	case TitleCLI:
-		return "cli"
-	case TitleKnownASN:
-		return "known-asn"
-	case TitleInside:
-		return "token"
-	case TitleRemote:
-		return "remote"
-	case TitleCrossRegion:
-		return "cross-region"
+	if s, ok := t.Spec(); ok {
+		return s.Code
 	}
 	return "unknown"
+}
+
+// TitleCodes lists every title's code, for help and error texts.
+func TitleCodes() string {
+	codes := make([]string, len(TitleSpecs))
+	for i, s := range TitleSpecs {
+		codes[i] = s.Code
+	}
+	return strings.Join(codes, ", ")
+}
+
+// TitleOf is the decision: the first title of the scope (calls from outside, or from AWS
+// addresses for the inside variations) whose signal the call carries; "" when none.
+func TitleOf(signals []string, inside bool) Title {
+	for _, s := range TitleSpecs {
+		if s.Inside == inside && (s.Signal == "" || slices.Contains(signals, s.Signal)) {
+			return s.Title
+		}
+	}
+	return ""
 }
 
 // Severity labels of Security Hub (ASFF Severity.Label).
@@ -63,6 +122,10 @@ type Config struct {
 	Severity map[Title]string
 	// Trusted are the operator's own networks: calls from them are not "outside".
 	Trusted []netip.Prefix
+	// Members are the organisation's accounts: a VPC endpoint one of them owns is ours.
+	// Every account whose own trail the detector reads is ours as well, from its first
+	// record on.
+	Members []string
 	// MaxList bounds every list a finding keeps (addresses, calls, user agents, keys).
 	MaxList int
 	// TrainOnly learns baselines and raises nothing: a backfill of history.
@@ -80,14 +143,13 @@ func Default() Config {
 		Activation: 14 * 24 * time.Hour,
 		Training:   30 * 24 * time.Hour,
 		Dedup:      7 * 24 * time.Hour,
-		Severity: map[Title]string{
-			TitleRole:        "MEDIUM",
-			TitleCLI:         "HIGH",
-			TitleKnownASN:    "INFORMATIONAL",
-			TitleInside:      "MEDIUM",
-			TitleRemote:      "INFORMATIONAL",
-			TitleCrossRegion: "LOW",
-		},
+		Severity: func() map[Title]string {
+			m := make(map[Title]string, len(TitleSpecs))
+			for _, s := range TitleSpecs {
+				m[s.Title] = s.Severity
+			}
+			return m
+		}(),
 		MaxList: 20,
 	}
 }
@@ -103,8 +165,13 @@ func (c Config) Validate() error {
 		// training period of a day or more.
 		errs = append(errs, fmt.Errorf("training period %s must be at least a day", c.Training))
 	}
-	if c.Dedup <= 0 {
-		errs = append(errs, fmt.Errorf("deduplication period %s must be positive", c.Dedup))
+	if c.Dedup < time.Minute {
+		errs = append(errs, fmt.Errorf("deduplication period %s must be at least a minute", c.Dedup))
+	}
+	for _, a := range c.Members {
+		if len(a) != 12 || strings.Trim(a, "0123456789") != "" {
+			errs = append(errs, fmt.Errorf("member account %q is not a 12-digit account id", a))
+		}
 	}
 	for _, t := range Titles {
 		s, ok := c.Severity[t]
@@ -175,6 +242,21 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// ParseAccounts reads a comma-separated list of account ids.
+func ParseAccounts(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if len(f) != 12 || strings.Trim(f, "0123456789") != "" {
+			return nil, fmt.Errorf("%q is not a 12-digit account id", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // ParseSeverities reads "cli=CRITICAL,remote=LOW" into c.Severity.
 func (c *Config) ParseSeverities(s string) error {
 	for _, f := range strings.Split(s, ",") {
@@ -193,7 +275,7 @@ func (c *Config) ParseSeverities(s string) error {
 			}
 		}
 		if t == "" {
-			return fmt.Errorf("%q is not a title code (role, cli, known-asn, token, remote, cross-region)", code)
+			return fmt.Errorf("%q is not a title code (%s)", code, TitleCodes())
 		}
 		label = strings.ToUpper(strings.TrimSpace(label))
 		if !validSeverity(label) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,10 +68,9 @@ type Detector struct {
 	facts       map[string]*factEntry // by store key
 	keyBuf      []byte                // scratch for lookup
 	dirtyFacts  []fact
-	issuedMemo  map[string]*issued // keys looked up since the last flush (nil: none issued)
-	unknownKeys []string           // the keys issuedMemo holds as not issued
-	lastAcct    *factEntry         // the last account observed: records come in runs of one account
-	windows     map[string]*windowIndex
+	issuedMemo  map[string]*issued  // keys looked up since the last flush (nil: none issued)
+	unknownKeys []string            // the keys issuedMemo holds as not issued
+	lastAcct    *factEntry          // the last account observed: records come in runs of one account
 	pending     map[string]*pending // findings changed since the last Flush, by store key
 	order       []string            // their keys, in the order they were first changed
 	touched     string              // id of the finding the record in Process opened or updated
@@ -95,7 +95,6 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 		invLoaded:  map[string]bool{},
 		facts:      map[string]*factEntry{},
 		issuedMemo: map[string]*issued{},
-		windows:    map[string]*windowIndex{},
 		pending:    map[string]*pending{},
 	}, nil
 }
@@ -116,7 +115,10 @@ func (d *Detector) process(ctx context.Context, r *cloudtrail.Record) error {
 	if err := d.observeAccount(ctx, r.RecipientAccount, r.Time); err != nil {
 		return err
 	}
-	where := d.classify(r)
+	where, err := d.classify(ctx, r)
+	if err != nil {
+		return err
+	}
 	if where == Trusted {
 		d.Stats.Trusted++
 	}
@@ -132,15 +134,15 @@ func (d *Detector) process(ctx context.Context, r *cloudtrail.Record) error {
 			return err
 		}
 	}
-	if serviceCall(r) {
+	if serviceCall(r, where) {
 		return nil // AWS calling with the role, on its behalf: never usage from outside
 	}
-	if where == Outside {
+	if where.outside() {
 		d.Stats.Outside++
 	}
 	if c != nil {
 		switch where {
-		case Outside, Trusted:
+		case Outside, ForeignEndpoint, Trusted:
 			return d.roleSessionOutside(ctx, r, c, where)
 		default:
 			return d.inside(ctx, r, c, where)
@@ -173,10 +175,15 @@ func (c *caller) of(id *cloudtrail.Identity) {
 	}
 }
 
-// serviceCall: a call AWS made with the role on its behalf (invokedBy set, an AWS service
-// identity, or a service name as the source).
-func serviceCall(r *cloudtrail.Record) bool {
+// serviceCall: a call AWS made with the role on its behalf: invokedBy set (or an AWS
+// service identity) with a service name, "AWS Internal" or an address inside AWS as the
+// source, or a service name as the source. invokedBy with a public address outside AWS
+// silences nothing: anyone can claim it, and no AWS service calls from there.
+func serviceCall(r *cloudtrail.Record, where Where) bool {
 	id := &r.Identity
+	if where.outside() || where == Trusted {
+		return false
+	}
 	return id.InvokedBy != "" || id.Type == cloudtrail.IdentityAWSService ||
 		!r.Addr.IsValid() && strings.HasSuffix(r.SourceIP, ".amazonaws.com")
 }
@@ -212,6 +219,21 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 	return nil
 }
 
+// ours reports whether an account is the organisation's at t: a configured member, or an
+// account whose own trail was observed at or before t.
+func (d *Detector) ours(ctx context.Context, account string, t time.Time) (bool, error) {
+	if slices.Contains(d.cfg.Members, account) {
+		return true, nil
+	}
+	ts := t.Unix()
+	holds := func(v *factValue) bool { return v.First != 0 && v.First <= ts }
+	e, err := d.entry(ctx, fact{prefix: keyAccount, a: account}, holds)
+	if err != nil {
+		return false, err
+	}
+	return holds(&e.v), nil
+}
+
 // active reports whether an account's own trail had been observed for the activation
 // period at t.
 func (d *Detector) active(ctx context.Context, account string, t time.Time) (bool, error) {
@@ -230,6 +252,11 @@ func (d *Detector) active(ctx context.Context, account string, t time.Time) (boo
 func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, where Where) error {
 	if !r.Succeeded() {
 		return nil // a failed call from inside does not make a key seen inside
+	}
+	if where == NotAnAddress {
+		// "AWS Internal", a service name: AWS acting, not the function's own code. It
+		// neither teaches a function nor makes a key seen inside.
+		return nil
 	}
 	id := &r.Identity
 	account, role, sess, t := c.roleAcct, c.role, c.name, r.Time
@@ -266,7 +293,17 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 		}
 	}
 	if !lambdaRole {
-		return nil
+		// A chained key (one a function's session obtained) used by the function's code
+		// (its SDK's exec-env user agent) from inside is seen inside too: its use from
+		// outside is a live credential in two places, like the function's own key. Other
+		// identities' calls from inside stay off the store: the hot path.
+		if !strings.Contains(r.UserAgent, lambdaExecEnv) {
+			return nil
+		}
+		is, err := d.issuedAt(ctx, id.AccessKeyID, t)
+		if err != nil || is == nil || is.Function == nil {
+			return err
+		}
 	}
 	ip := r.SourceIP
 	ts := t.Unix()
@@ -295,7 +332,7 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 	if e.fn != "" {
 		d.learnFunction(account, role, e.fn, e.region, t)
 	}
-	if where == AWS && d.cfg.CrossRegion {
+	if where == AWS && d.cfg.CrossRegion && lambdaRole {
 		return d.crossRegion(ctx, r, c)
 	}
 	return nil

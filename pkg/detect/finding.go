@@ -31,7 +31,7 @@ const (
 	SubjectRole     = "role"
 )
 
-// Finding is the detector's account of one (account, subject, title) in one dedup window.
+// Finding is the detector's account of one (account, subject, title) in one dedup period.
 // Its fields are what Security Hub's finding and the email are built from.
 type Finding struct {
 	ID          string `json:"id"`
@@ -52,7 +52,7 @@ type Finding struct {
 	Session        string    `json:"session"`
 	IssuedBy       string    `json:"issuedBy,omitempty"` // who assumed the role, when not Lambda
 	Signals        []string  `json:"signals"`
-	WindowStart    time.Time `json:"windowStart"`
+	PeriodStart    time.Time `json:"periodStart"` // the start of its fixed dedup period
 	FirstSeen      time.Time `json:"firstSeen"`
 	LastSeen       time.Time `json:"lastSeen"`
 	Count          int       `json:"count"`
@@ -69,9 +69,11 @@ type Finding struct {
 	AssumedBy      []Assumption `json:"assumedBy,omitempty"`      // AssumeRole of the role by identities other than Lambda
 	// Calls: a digest of every call counted (its eventID), so that a call is counted once.
 	EventIDs []string `json:"eventIds"`
-	// Saturated: more calls than EventIDs can hold; later calls update times and signals only.
+	// Saturated: more calls than EventIDs can hold. Count is then a lower bound ("at
+	// least"); later calls still add to the bounded lists, the signals and the times.
 	Saturated bool `json:"saturated,omitempty"`
-	// Presigned counts presigned-URL uses of the key from outside: listed, not counted as calls.
+	// Presigned counts the presigned-URL uses of the function's token from outside in the
+	// period (S3 object operations): listed, with their APIs, not counted as calls.
 	Presigned int `json:"presigned,omitempty"`
 }
 
@@ -126,15 +128,16 @@ type Sighting struct {
 	IP string    `json:"ip"`
 }
 
-// findingID is deterministic: the dedup key and the window start. Re-imports of the same
-// window update the same Security Hub finding instead of adding one.
-func findingID(account, kind, subject string, t Title, windowStart time.Time) string {
-	return fmt.Sprintf("outsider/%s/%s/%s/%s/%s", account, kind, subject, t.Code(), windowStart.UTC().Format("20060102T150405Z"))
+// findingID is deterministic: the dedup key and the period's start. Re-imports of the same
+// period update the same Security Hub finding instead of adding one.
+func findingID(account, kind, subject string, t Title, start time.Time) string {
+	return fmt.Sprintf("outsider/%s/%s/%s/%s/%s", account, kind, subject, t.Code(), start.UTC().Format("20060102T150405Z"))
 }
 
 // maxEventIDs bounds the calls a finding remembers by digest (12 hex digits each, about
-// 60 KB), far below DynamoDB's 400 KB item. Past it, a finding updates its times and
-// signals but counts no more calls: a redelivery could otherwise count one twice.
+// 60 KB), far below DynamoDB's 400 KB item. Past it, a finding counts no more calls (a
+// redelivery could otherwise count one twice: its count is then "at least"), and still
+// gathers every later call's addresses, APIs, user agents, keys and signals.
 const maxEventIDs = 4096
 
 // eventDigest is a call's eventID in 48 bits: collisions within one finding's calls are
@@ -147,6 +150,7 @@ func eventDigest(id string) string {
 // use is one call with the token, folded into a finding.
 type use struct {
 	at        time.Time
+	recipient string // recipientAccountId: with eventID, the call's identity
 	eventID   string
 	ip        string
 	asn       uint32
@@ -159,86 +163,101 @@ type use struct {
 	key       string
 	signals   []string
 	inside    *Sighting
-	presigned bool // a presigned-URL use: a signal, not a call
+	presigned bool // a presigned-URL use: a signal (with its API), not a call
+	uses      int  // a presigned use: the uses its period holds
 }
 
-// merge folds u into f. It reports false when u's event was already merged (a redelivery).
+// merge folds u into f. It reports false when u added nothing (a redelivery).
 func (f *Finding) merge(u use, max int, ids callSet) bool {
 	if u.presigned {
-		id := "p:" + eventDigest(u.eventID)
-		if ids[id] || len(f.EventIDs) >= maxEventIDs {
-			return false
+		sig := SignalPresigned + ":" + u.name
+		changed := u.uses > f.Presigned
+		f.Presigned = maxInt(f.Presigned, u.uses)
+		if !slices.Contains(f.Signals, sig) && len(f.Signals) < 2*max {
+			f.Signals = append(f.Signals, sig)
+			changed = true
 		}
-		f.EventIDs, ids[id] = append(f.EventIDs, id), true
-		f.Presigned++
-		if !slices.Contains(f.Signals, SignalPresigned) {
-			f.Signals = append(f.Signals, SignalPresigned)
-		}
-		return true
+		return changed
 	}
+	counted := true
 	if u.eventID != "" {
-		id := eventDigest(u.eventID)
-		if ids[id] {
+		id := eventDigest(u.recipient + "#" + u.eventID)
+		switch {
+		case ids[id]:
 			return false
+		case len(f.EventIDs) >= maxEventIDs:
+			// Full: the call is not counted (it might be one already counted), but what it
+			// shows is gathered: a thief cannot pad a finding to hide what comes next.
+			f.Saturated, counted = true, false
+		default:
+			f.EventIDs, ids[id] = append(f.EventIDs, id), true
 		}
-		if len(f.EventIDs) >= maxEventIDs {
-			f.Saturated = true
-			if u.at.After(f.LastSeen) {
-				f.LastSeen = u.at
-			}
-			return false
-		}
-		f.EventIDs, ids[id] = append(f.EventIDs, id), true
 	}
-	f.Count++
+	changed := counted
+	if counted {
+		f.Count++
+		if u.errorCode != "" {
+			f.Failed++
+		}
+	}
 	if f.FirstSeen.IsZero() || u.at.Before(f.FirstSeen) {
-		f.FirstSeen = u.at
+		f.FirstSeen, changed = u.at, true
 	}
 	if u.at.After(f.LastSeen) {
-		f.LastSeen = u.at
-	}
-	if u.errorCode != "" {
-		f.Failed++
+		f.LastSeen, changed = u.at, true
 	}
 	for _, s := range u.signals {
 		if !slices.Contains(f.Signals, s) {
-			f.Signals = append(f.Signals, s)
+			f.Signals, changed = append(f.Signals, s), true
 		}
 	}
 	if f.InsideSeen == nil && u.inside != nil {
-		f.InsideSeen = u.inside
+		f.InsideSeen, changed = u.inside, true
 	}
+	n := len(f.AccessKeys) + len(f.UserAgents)
 	f.AccessKeys = addBounded(f.AccessKeys, u.key, max)
 	f.UserAgents = addBounded(f.UserAgents, u.userAgent, max)
+	changed = changed || n != len(f.AccessKeys)+len(f.UserAgents)
 
 	if i := slices.IndexFunc(f.Sources, func(s Source) bool { return s.IP == u.ip }); i >= 0 {
-		f.Sources[i].Count++
+		if counted {
+			f.Sources[i].Count++
+		}
 	} else if len(f.Sources) < max {
-		f.Sources = append(f.Sources, Source{IP: u.ip, ASN: u.asn, Org: u.org, Count: 1})
+		f.Sources, changed = append(f.Sources, Source{IP: u.ip, ASN: u.asn, Org: u.org, Count: 1}), true
 	}
 
 	i := slices.IndexFunc(f.Calls, func(c Call) bool {
 		return c.Service == u.service && c.Name == u.name && c.Region == u.region
 	})
 	if i < 0 {
-		f.Calls = append(f.Calls, Call{Service: u.service, Name: u.name, Region: u.region})
+		f.Calls, changed = append(f.Calls, Call{Service: u.service, Name: u.name, Region: u.region}), true
 		i = len(f.Calls) - 1
 	}
 	c := &f.Calls[i]
-	c.Count++
+	if counted || c.Count == 0 {
+		c.Count++
+		if u.errorCode != "" {
+			c.Errors++
+			c.LastErr = u.errorCode
+		}
+	}
 	if u.at.After(c.LastSeen) {
 		c.LastSeen = u.at
-	}
-	if u.errorCode != "" {
-		c.Errors++
-		c.LastErr = u.errorCode
 	}
 	if len(f.Calls) > max {
 		// Keep the newest calls: they say what the attacker is doing now.
 		slices.SortStableFunc(f.Calls, func(a, b Call) int { return b.LastSeen.Compare(a.LastSeen) })
 		f.Calls = f.Calls[:max]
 	}
-	return true
+	return changed
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 // Bounds of what a record carries into a finding: every string an attacker may choose is

@@ -43,6 +43,8 @@ type issued struct {
 	SourceIP string    `json:"sourceIp,omitempty"`
 	// Function: the key was obtained with this function's token (a chained token).
 	Function *FunctionRef `json:"function,omitempty"`
+
+	owner bool // only the role owner's copy says so: the caller's may still come
 }
 
 // FunctionRef names a function: its ARN's parts, and its own execution role.
@@ -156,10 +158,26 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record, c 
 				is.Function = &FunctionRef{Account: s.account, Region: s.region, Role: s.role}
 			}
 		default:
-			is.Person = s.person
+			// A person's session of a Lambda execution role passes nothing on: what it
+			// obtains is no person's (DESIGN §4).
+			is.Person = s.person && !s.lambdaRole
 		}
 	}
-	if err := d.putIssued(ctx, r.IssuedKeyID, is); err != nil {
+	if id.Type == cloudtrail.IdentityAWSAccount {
+		// The role owner's copy of a cross-account AssumeRole (the caller shown as its
+		// account): it adds to what the caller's own copy says, never replaces it,
+		// whichever arrives first, so it is kept apart.
+		if err := d.putJSON(ctx, keyIssuedBy+r.IssuedKeyID, is, is.Expires); err != nil {
+			return err
+		}
+		if cur := d.issuedMemo[r.IssuedKeyID]; cur == nil || cur.owner {
+			o := *is
+			o.owner = true
+			k := strings.Clone(r.IssuedKeyID)
+			d.issuedMemo[k] = &o
+			d.unknownKeys = append(d.unknownKeys, k)
+		}
+	} else if err := d.putIssued(ctx, r.IssuedKeyID, is); err != nil {
 		return err
 	}
 	lambdaRole, err := d.isLambdaRole(ctx, account, role, r.Time)
@@ -208,6 +226,13 @@ func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issu
 		if err != nil {
 			return nil, err
 		}
+		if !found {
+			// Only the role owner's copy of a cross-account AssumeRole, if any.
+			if found, err = d.getJSON(ctx, keyIssuedBy+key, time.Time{}, &v); err != nil {
+				return nil, err
+			}
+			v.owner = found
+		}
 		if found {
 			is = &v
 		}
@@ -217,7 +242,7 @@ func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issu
 		}
 		key = strings.Clone(key)
 		d.issuedMemo[key] = is
-		if is == nil {
+		if is == nil || is.owner {
 			d.unknownKeys = append(d.unknownKeys, key)
 		}
 	}

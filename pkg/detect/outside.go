@@ -159,17 +159,43 @@ func (d *Detector) roleSessionOutside(ctx context.Context, r *cloudtrail.Record,
 	if where == Trusted {
 		return nil // the operator's own network
 	}
-	return d.outside(ctx, r, c, &s)
+	return d.outside(ctx, r, c, &s, where)
+}
+
+// SignalForeignEndpoint: the call came through a VPC endpoint of an account that is not
+// the organisation's.
+const SignalForeignEndpoint = "foreign-vpc-endpoint"
+
+// presignedObjectOps are the S3 object operations a presigned URL is made for: signed by
+// the function, made by whoever holds the URL (its customers). Any other call signed by
+// query string is usage like any other: a thief can sign query strings too.
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html
+var presignedObjectOps = []string{
+	"GetObject", "HeadObject", "PutObject", "CreateMultipartUpload", "UploadPart",
+	"CompleteMultipartUpload", "AbortMultipartUpload",
+}
+
+// presignedUse reports whether a call is a presigned URL's use: an S3 object operation
+// authenticated by query string.
+func presignedUse(r *cloudtrail.Record) bool {
+	return r.Presigned && r.Source == "s3.amazonaws.com" && slices.Contains(presignedObjectOps, r.Name)
 }
 
 // outside decides on a call from outside AWS with a Lambda function's token, or with a
 // Lambda role's session that Lambda did not issue.
-func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller, s *session) error {
+func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller, s *session, where Where) error {
 	d.Stats.LambdaUsed++
 	t := r.Time
+	ip := r.Addr.String()
+	if !r.Addr.IsValid() {
+		ip = r.SourceIP
+	}
 	u := use{
-		at: t, eventID: r.EventID, ip: r.Addr.String(), service: r.Source, name: r.Name, region: r.Region,
+		at: t, recipient: r.RecipientAccount, eventID: r.EventID, ip: ip, service: r.Source, name: r.Name, region: r.Region,
 		errorCode: r.ErrorCode, userAgent: r.UserAgent, key: s.key, signals: []string{SignalOutside},
+	}
+	if where == ForeignEndpoint {
+		u.signals = append(u.signals, SignalForeignEndpoint)
 	}
 	if s.kind == sessOther {
 		u.signals = append(u.signals, SignalNotIssued)
@@ -181,7 +207,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller,
 		u.signals = append(u.signals, SignalCLI)
 	}
 	account := s.fnAccount
-	if number, org, ok := d.asns.ASN(r.Addr); ok {
+	if number, org, ok := d.asns.ASN(r.Addr); ok && where == Outside {
 		u.asn, u.org = number, org
 		known, _, err := d.seen(ctx, fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(number), 10)}, t)
 		if err != nil {
@@ -203,17 +229,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller,
 		u.signals = append(u.signals, SignalFailedCalls)
 	}
 
-	title := TitleRemote
-	switch {
-	case s.kind == sessOther:
-		title = TitleRole
-	case slices.Contains(u.signals, SignalCLI):
-		title = TitleCLI
-	case slices.Contains(u.signals, SignalKnownASN):
-		title = TitleKnownASN
-	case inside:
-		title = TitleInside
-	}
+	title := TitleOf(u.signals, false)
 
 	kind, subject := SubjectFunction, ""
 	partition := c.partition
@@ -259,7 +275,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller,
 	if d.cfg.TrainOnly {
 		return nil
 	}
-	if r.Presigned && !d.cfg.PresignedFindings {
+	if presignedUse(r) && !d.cfg.PresignedFindings {
 		// Signed by the function, made by whoever holds the URL: a signal of a finding
 		// for the same key, never a finding of its own.
 		d.Stats.Presigned++
@@ -295,12 +311,12 @@ func (d *Detector) crossRegion(ctx context.Context, r *cloudtrail.Record, c *cal
 	}
 	partition := c.partition
 	f := Finding{
-		Title: TitleCrossRegion, Severity: d.cfg.Severity[TitleCrossRegion], Account: account, Partition: partition, Region: fnRegion,
+		Title: TitleOf([]string{SignalCrossRegion}, true), Severity: d.cfg.Severity[TitleCrossRegion], Account: account, Partition: partition, Region: fnRegion,
 		SubjectKind: SubjectFunction, Subject: fnRegion + ":" + fn, Function: fn, Role: role, RoleARN: id.IssuerARN, Session: c.name,
 		FunctionARN: awsid.FunctionARN(partition, fnRegion, account, fn),
 	}
 	u := use{
-		at: r.Time, eventID: r.EventID, ip: r.Addr.String(), service: r.Source, name: r.Name, region: r.Region,
+		at: r.Time, recipient: r.RecipientAccount, eventID: r.EventID, ip: r.Addr.String(), service: r.Source, name: r.Name, region: r.Region,
 		errorCode: r.ErrorCode, userAgent: r.UserAgent, key: id.AccessKeyID, signals: []string{SignalCrossRegion},
 	}
 	if CommandLine(r.UserAgent) {

@@ -64,12 +64,13 @@ const (
 	keyAccount   = "acct#"    // acct#ACCOUNT -> first observed
 	keyRole      = "role#"    // role#ACCOUNT#ROLE -> a Lambda execution role, last seen
 	keyFunction  = "fn#"      // fn#ACCOUNT#ROLE#FUNCTION -> a function of that role, last seen
-	keyIssued    = "key#"     // key#ACCESSKEY -> who issued the key
+	keyIssued    = "key#"     // key#ACCESSKEY -> who issued the key (the caller's account's record)
+	keyIssuedBy  = "keyo#"    // keyo#ACCESSKEY -> who issued it, as the role owner's copy of a cross-account AssumeRole says
 	keyInside    = "inside#"  // inside#ACCESSKEY -> the key was used from inside AWS
 	keyASN       = "asn#"     // asn#ACCOUNT#ASN -> people of the account used this ASN
-	keyFinding   = "find#"    // find#ACCOUNT#KIND#SUBJECT#TITLE#START -> the finding of one window
-	keyWindows   = "win#"     // win#ACCOUNT#KIND#SUBJECT#TITLE -> its windows' starts, in the order they opened
-	keyCall      = "call#"    // call#EVENTID -> the finding a call was counted in
+	keyFinding   = "find#"    // find#ACCOUNT#KIND#SUBJECT#TITLE#PERIOD -> the finding of one dedup period
+	keyPresigned = "pre#"     // pre#ACCOUNT#KIND#SUBJECT#PERIOD -> the period's presigned-URL uses
+	keyCall      = "call#"    // call#RECIPIENT#EVENTID -> the finding a call was counted in
 	keyAssumers  = "assumed#" // assumed#ACCOUNT#ROLE -> AssumeRole of a Lambda role by other identities
 	keyFnRole    = "fnrole#"  // fnrole#ACCOUNT#FUNCTION -> the role a function was last given
 	keyInventory = "inv#"     // inv#ACCOUNT -> the account's functions, as ListFunctions gave them

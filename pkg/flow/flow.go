@@ -112,8 +112,8 @@ type Flow struct {
 	batches int
 }
 
-// Run decides on the inputs' records in event-time order (stable: records of equal time
-// keep their order), flushes the state and hands the changes to the sink. Inputs that must
+// Run decides on the inputs' records in event-time order (within a second, records that
+// may teach before calls from outside; otherwise stable), flushes the state and hands the changes to the sink. Inputs that must
 // be delivered again have Err set; the summary counts them in Failed.
 func (f *Flow) Run(ctx context.Context, inputs []*Input) Summary { return f.run(ctx, inputs, false) }
 
@@ -123,8 +123,9 @@ func (f *Flow) Finish(ctx context.Context, inputs []*Input) Summary {
 }
 
 type item struct {
-	in *Input
-	r  *cloudtrail.Record
+	in   *Input
+	r    *cloudtrail.Record
+	rank int // within a second, what teaches (0) before what is decided (1)
 }
 
 func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
@@ -139,7 +140,7 @@ func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
 	for _, in := range inputs {
 		in.Err, in.findings = nil, in.findings[:0]
 		for _, r := range in.Records {
-			items = append(items, item{in, r})
+			items = append(items, item{in, r, det.Rank(r)})
 		}
 		for _, reason := range in.Malformed {
 			if sum.Malformed == nil {
@@ -150,8 +151,13 @@ func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
 	}
 	sum.Records = len(items)
 	// Learning needs order (an AssumeRole before the calls made with its key), whatever
-	// order the inputs came in.
-	slices.SortStableFunc(items, func(a, b item) int { return a.r.Time.Compare(b.r.Time) })
+	// order the inputs came in; within one second, what teaches comes first.
+	slices.SortStableFunc(items, func(a, b item) int {
+		if c := a.r.Time.Compare(b.r.Time); c != 0 {
+			return c
+		}
+		return a.rank - b.rank
+	})
 	deadline, hasDeadline := ctx.Deadline()
 	for i, it := range items {
 		if it.in.Err != nil {

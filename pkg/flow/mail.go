@@ -52,8 +52,8 @@ var sentMark = []byte(`{"sent":true}`)
 // sends it.
 func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err error) {
 	key := keyNotified + f.ID
-	keep := f.WindowStart.Add(keepMarks)
-	won, err := m.claim(ctx, key, f.WindowStart, keep)
+	keep := f.PeriodStart.Add(keepMarks)
+	won, err := m.claim(ctx, key, f.PeriodStart, keep)
 	if err != nil || !won {
 		return false, err
 	}
@@ -69,13 +69,13 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 
 // claim claims the right to send a finding's email: a conditional write that one worker
 // wins; a claim left by a worker that died unsent is taken over after emailLease.
-func (m *Mailer) claim(ctx context.Context, key string, windowStart, keep time.Time) (bool, error) {
+func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.Time) (bool, error) {
 	mine, _ := json.Marshal(emailClaim{By: m.nonce(), At: m.now().Unix()})
-	won, err := m.Store.Claim(ctx, key, mine, windowStart, keep)
+	won, err := m.Store.Claim(ctx, key, mine, periodStart, keep)
 	if err != nil || won {
 		return won, err
 	}
-	cur, ok, err := m.Store.Get(ctx, key, windowStart)
+	cur, ok, err := m.Store.Get(ctx, key, periodStart)
 	if err != nil || !ok {
 		return false, err
 	}

@@ -25,7 +25,7 @@ func cases() map[string]detect.Finding {
 		Account: "123456789012", Partition: "aws", Region: "eu-west-1", SubjectKind: detect.SubjectFunction, Subject: "thumbnailer",
 		Function: "thumbnailer", FunctionARN: "arn:aws:lambda:eu-west-1:123456789012:function:thumbnailer",
 		Role: "thumbnailer-role", RoleARN: "arn:aws:iam::123456789012:role/thumbnailer-role", Session: "thumbnailer",
-		Signals: []string{detect.SignalOutside, detect.SignalCLI}, WindowStart: t0, FirstSeen: t0, LastSeen: t0.Add(80 * time.Second),
+		Signals: []string{detect.SignalOutside, detect.SignalCLI}, PeriodStart: t0, FirstSeen: t0, LastSeen: t0.Add(80 * time.Second),
 		Count: 3, AccessKeys: []string{"ASIAEXAMPLEKEY000001"}, Sources: []detect.Source{{IP: "27.192.8.8", ASN: 4837, Org: "CNCGROUP China169 Backbone", Count: 3}},
 		Calls:      []detect.Call{{Service: "sts.amazonaws.com", Name: "GetCallerIdentity", Count: 1}, {Service: "s3.amazonaws.com", Name: "ListBuckets", Count: 1}, {Service: "iam.amazonaws.com", Name: "ListRoles", Count: 1}},
 		UserAgents: []string{"aws-cli/2.22.0 md/awscrt#0.22.0 ua/2.0 os/linux#6.8.0"},

@@ -111,9 +111,9 @@ func checkInvariants(t *testing.T, e *env, emails []string) {
 			}
 			seen[id] = f.ID
 		}
-		end := f.WindowStart.Add(detect.Default().Dedup)
-		if f.FirstSeen.Before(f.WindowStart) || !f.LastSeen.Before(end) {
-			t.Errorf("%s: calls from %s to %s, outside its window [%s, %s)", f.ID, f.FirstSeen, f.LastSeen, f.WindowStart, end)
+		end := f.PeriodStart.Add(detect.Default().Dedup)
+		if f.FirstSeen.Before(f.PeriodStart) || !f.LastSeen.Before(end) {
+			t.Errorf("%s: calls from %s to %s, outside its window [%s, %s)", f.ID, f.FirstSeen, f.LastSeen, f.PeriodStart, end)
 		}
 	}
 	if len(emails) != len(fs) {

@@ -54,6 +54,7 @@ var attackerPrefixes = []string{"27.192.8.", "36.192.7.", "38.73.131."}
 
 type genRecord struct {
 	EventID         string `json:"eventID"`
+	Recipient       string `json:"recipientAccountId"`
 	EventTime       time.Time
 	EventName       string `json:"eventName"`
 	SourceIPAddress string `json:"sourceIPAddress"`
@@ -82,7 +83,7 @@ func titlesOfThefts(t *testing.T, lines [][]byte, delay time.Duration) map[strin
 		attacker := slices.ContainsFunc(attackerPrefixes, func(p string) bool { return strings.HasPrefix(r.SourceIPAddress, p) })
 		switch {
 		case attacker:
-			thefts = append(thefts, r.EventID)
+			thefts = append(thefts, r.Recipient+"#"+r.EventID)
 		case r.UserIdentity.InvokedBy == "lambda.amazonaws.com" && r.EventName == "AssumeRole",
 			strings.Contains(r.UserIdentity.ARN, ":assumed-role/svc-"):
 			at = at.Add(delay) // Lambda's AssumeRole and the functions' own calls
@@ -104,7 +105,8 @@ func titlesOfThefts(t *testing.T, lines [][]byte, delay time.Duration) map[strin
 	}
 	out := map[string]string{}
 	for _, id := range thefts {
-		f, ok, err := det.CountedIn(context.Background(), id)
+		recipient, eventID, _ := strings.Cut(id, "#")
+		f, ok, err := det.CountedIn(context.Background(), recipient, eventID)
 		if err != nil {
 			t.Fatal(err)
 		}

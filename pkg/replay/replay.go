@@ -97,7 +97,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	activation := fs.String("activation", "14d", "activation period: no finding for an account observed for less")
 	training := fs.String("training", "30d", "training period: baselines count what was seen this recently")
 	dedup := fs.String("dedup", "7d", "deduplication period: one finding per account, subject and title")
-	severity := fs.String("severity", "", "severities by title code, e.g. cli=CRITICAL,remote=LOW (codes: role, cli, known-asn, token, remote)")
+	severity := fs.String("severity", "", "severities by title code, e.g. cli=CRITICAL,remote=LOW (codes: "+detect.TitleCodes()+")")
 	fs.StringVar(&o.Format, "format", "", "json (one ASFF finding a line; the default when stdout is not a terminal), text (a table), or email (the email of each new finding)")
 	fs.StringVar(&o.Account, "security-account", "", "account id that imports the findings (ASFF AwsAccountId); default: the affected account")
 	fs.StringVar(&o.Region, "region", "", "Security Hub region of the findings; default: the function's region")
@@ -346,12 +346,15 @@ const batchRecords = 1000
 
 func (r *runner) process(ctx context.Context, rec *cloudtrail.Record) error {
 	b := r.batch
-	b.Records = append(b.Records, rec)
-	if len(b.Records) >= batchRecords || rec.Time.Sub(b.Records[0].Time) >= time.Hour {
+	// A batch ends between two seconds, never inside one: within a second, what teaches
+	// is decided before what it explains (flow.Run), whatever the input's order.
+	if n := len(b.Records); n > 0 && (n >= batchRecords || rec.Time.Sub(b.Records[0].Time) >= time.Hour) &&
+		rec.Time.Unix() != b.Records[n-1].Time.Unix() {
 		if err := r.decide(ctx, false); err != nil {
 			return err
 		}
 	}
+	b.Records = append(b.Records, rec)
 	if r.every > 0 && r.read%4096 == 0 && time.Since(r.last) >= r.every {
 		r.report(false)
 		r.last = time.Now()

@@ -10,25 +10,28 @@ import (
 	"time"
 )
 
-// windowIndex is the starts of one finding key's windows, in the order they opened. A
-// window is [start, start + dedup) and never moves: a call joins the first window that
-// opened among those holding its time, or opens its own at its own time.
-type windowIndex struct {
-	starts []int64 // Unix seconds
-	stored []byte  // as read or written: the condition of the next write
+// The dedup periods are fixed: consecutive intervals of the dedup length counted from
+// Monday 1970-01-05T00:00:00Z (for 7 days, the ISO weeks of UTC). A call's period is a
+// function of its time alone, so that no order of delivery, race between workers, restart
+// or backfill can split, merge or move findings: two workers that see the same theft
+// write the same finding.
+var periodEpoch = time.Date(1970, 1, 5, 0, 0, 0, 0, time.UTC).Unix()
+
+// periodOf returns the start of the dedup period holding t.
+func (d *Detector) periodOf(t time.Time) time.Time {
+	w := int64(d.cfg.Dedup / time.Second)
+	off := t.Unix() - periodEpoch
+	q := off / w
+	if off%w < 0 {
+		q--
+	}
+	return time.Unix(periodEpoch+q*w, 0).UTC()
 }
 
-// maxWindows bounds a key's index: years of weekly findings.
-const maxWindows = 500
-
-func (w *windowIndex) containing(t time.Time, dedup time.Duration) (int64, bool) {
-	ts, width := t.Unix(), int64(dedup/time.Second)
-	for _, s := range w.starts {
-		if s <= ts && ts < s+width {
-			return s, true
-		}
-	}
-	return 0, false
+// findingExpires: a finding lives as long as a call can still join it (a late delivery, a
+// backfill within the training period) and as long as its calls' marks do.
+func (d *Detector) findingExpires(start time.Time) time.Time {
+	return start.Add(d.cfg.Dedup + d.cfg.Training)
 }
 
 // pending is a finding changed since the last flush: its value, the bytes it was read
@@ -58,32 +61,13 @@ func findingKey(f Finding) string {
 	return f.Account + "#" + f.SubjectKind + "#" + f.Subject + "#" + f.Title.Code()
 }
 
-func windowKey(fk string) string { return keyWindows + fk }
-
-func findingStoreKey(fk string, start int64) string {
-	return keyFinding + fk + "#" + strconv.FormatInt(start, 10)
+func findingStoreKey(fk string, start time.Time) string {
+	return keyFinding + fk + "#" + strconv.FormatInt(start.Unix(), 10)
 }
 
-// windowsOf returns a finding key's windows, read once per flush.
-func (d *Detector) windowsOf(ctx context.Context, fk string) (*windowIndex, error) {
-	if w, ok := d.windows[fk]; ok {
-		return w, nil
-	}
-	d.Stats.StoreReads++
-	b, ok, err := d.store.Get(ctx, windowKey(fk), time.Time{})
-	if err != nil {
-		return nil, fmt.Errorf("%w: get %s: %w", ErrStore, windowKey(fk), err)
-	}
-	w := &windowIndex{}
-	if ok {
-		if err := json.Unmarshal(b, &w.starts); err != nil {
-			return nil, fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, windowKey(fk), err)
-		}
-		w.stored = b
-	}
-	d.windows[fk] = w
-	return w, nil
-}
+// callKey identifies a call: (recipientAccountId, eventID). One account's eventID never
+// stands for another's.
+func callKey(recipient, eventID string) string { return keyCall + recipient + "#" + eventID }
 
 // readFinding reads the finding stored under key, with the bytes it was read as.
 func (d *Detector) readFinding(ctx context.Context, key string) (Finding, []byte, bool, error) {
@@ -124,28 +108,30 @@ func (d *Detector) enqueue(p *pending) *pending {
 
 // countedIn returns the store key of the finding a call was counted in already (a
 // redelivery, maybe decided otherwise the first time), or "".
-func (d *Detector) countedIn(ctx context.Context, eventID string) (string, error) {
+func (d *Detector) countedIn(ctx context.Context, recipient, eventID string) (string, error) {
 	if eventID == "" {
 		return "", nil
 	}
+	key := callKey(recipient, eventID)
 	d.Stats.StoreReads++
-	b, ok, err := d.store.Get(ctx, keyCall+eventID, time.Time{})
+	b, ok, err := d.store.Get(ctx, key, time.Time{})
 	if err != nil || !ok {
 		if err != nil {
-			return "", fmt.Errorf("%w: get %s: %w", ErrStore, keyCall+eventID, err)
+			return "", fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
 		}
 		return "", nil
 	}
-	key, err := strconv.Unquote(string(b))
-	if err != nil || !strings.HasPrefix(key, keyFinding) {
-		return "", fmt.Errorf("%w: %s holds a bad value", ErrStore, keyCall+eventID)
+	fk, err := strconv.Unquote(string(b))
+	if err != nil || !strings.HasPrefix(fk, keyFinding) {
+		return "", fmt.Errorf("%w: %s holds a bad value", ErrStore, key)
 	}
-	return key, nil
+	return fk, nil
 }
 
-// CountedIn returns the finding a call (by its eventID) was counted in, if any.
-func (d *Detector) CountedIn(ctx context.Context, eventID string) (Finding, bool, error) {
-	key, err := d.countedIn(ctx, eventID)
+// CountedIn returns the finding a call — (recipientAccountId, eventID) — was counted in,
+// if any.
+func (d *Detector) CountedIn(ctx context.Context, recipient, eventID string) (Finding, bool, error) {
+	key, err := d.countedIn(ctx, recipient, eventID)
 	if err != nil || key == "" {
 		return Finding{}, false, err
 	}
@@ -165,57 +151,29 @@ func (d *Detector) again(ctx context.Context, key string) error {
 	return nil
 }
 
-// record counts a call in the finding of its window, opening the window when no window of
-// its key holds its time.
+// record counts a call in the finding of its period, opening it when there is none.
 func (d *Detector) record(ctx context.Context, f Finding, u use) error {
 	f.bound()
 	u.bound()
-	if key, err := d.countedIn(ctx, u.eventID); err != nil || key != "" {
+	if key, err := d.countedIn(ctx, u.recipient, u.eventID); err != nil || key != "" {
 		if err != nil {
 			return err
 		}
 		return d.again(ctx, key)
 	}
-	fk := findingKey(f)
-	for attempt := 0; attempt < 5; attempt++ {
-		w, err := d.windowsOf(ctx, fk)
-		if err != nil {
-			return err
-		}
-		start, ok := w.containing(u.at, d.cfg.Dedup)
-		if !ok {
-			// Open a window at the call's time. The index is the point where workers
-			// agree: a conditional write, read again when another worker wrote first.
-			start = u.at.Unix()
-			starts := append(slices.Clone(w.starts), start)
-			if len(starts) > maxWindows {
-				starts = starts[len(starts)-maxWindows:]
-			}
-			b, _ := json.Marshal(starts)
-			d.Stats.StoreClaims++
-			won, err := d.store.Swap(ctx, windowKey(fk), w.stored, b, time.Unix(slices.Max(starts), 0).Add(d.cfg.Dedup+d.cfg.Training))
-			if err != nil {
-				return fmt.Errorf("%w: open a window of %s: %w", ErrStore, fk, err)
-			}
-			if !won {
-				delete(d.windows, fk)
-				continue
-			}
-			w.starts, w.stored = starts, b
-		}
-		p, err := d.findingAt(ctx, f, fk, start, u.at)
-		if err != nil {
-			return err
-		}
-		d.fold(p, u)
-		return nil
+	start := d.periodOf(u.at)
+	p, err := d.findingAt(ctx, f, findingKey(f), start, u.at)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: open a window of %s: lost five races in a row", ErrStore, fk)
+	d.fold(p, u)
+	return nil
 }
 
-// findingAt returns the finding of the window at start, read from the store, or created
-// (with the call that opens it) when its window is new or its first write was lost.
-func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start int64, t time.Time) (*pending, error) {
+// findingAt returns the finding of the period at start, read from the store, or created
+// (with the presigned uses its period already holds) when there is none. Creating it is a
+// conditional write: two workers that open the same finding agree on one.
+func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start, t time.Time) (*pending, error) {
 	key := findingStoreKey(fk, start)
 	if p, ok := d.pending[key]; ok {
 		return p, nil
@@ -234,8 +192,8 @@ func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start in
 			return d.enqueue(&pending{key: key, f: cur, stored: b, new: cur.Count == 0}), nil
 		}
 		n := f
-		n.WindowStart = time.Unix(start, 0).UTC()
-		n.ID = findingID(n.Account, n.SubjectKind, n.Subject, n.Title, n.WindowStart)
+		n.PeriodStart = start
+		n.ID = findingID(n.Account, n.SubjectKind, n.Subject, n.Title, start)
 		if err := d.investigate(ctx, &n, t); err != nil {
 			return nil, err
 		}
@@ -244,12 +202,21 @@ func (d *Detector) findingAt(ctx context.Context, f Finding, fk string, start in
 			return nil, fmt.Errorf("detect: encode finding: %w", err)
 		}
 		d.Stats.StoreClaims++
-		won, err := d.store.Swap(ctx, key, nil, b, n.WindowStart.Add(d.cfg.Dedup))
+		won, err := d.store.Swap(ctx, key, nil, b, d.findingExpires(start))
 		if err != nil {
 			return nil, fmt.Errorf("%w: open %s: %w", ErrStore, key, err)
 		}
 		if won {
-			return d.enqueue(&pending{key: key, f: n, stored: b, new: true}), nil
+			p := d.enqueue(&pending{key: key, f: n, stored: b, new: true})
+			// The presigned uses seen in the period before the finding opened.
+			pre, err := d.presignedOf(ctx, presignedKey(f, start))
+			if err != nil {
+				return nil, err
+			}
+			for _, u := range pre.uses() {
+				p.fold(u, d.cfg.MaxList)
+			}
+			return p, nil
 		}
 		// Another worker opened it between our read and our write: read it again.
 	}
@@ -263,27 +230,97 @@ func (d *Detector) fold(p *pending, u use) {
 	}
 }
 
-// presigned lists a presigned-URL use of a function's token as a signal of the finding of
-// its key whose window holds it, if there is one; it never opens one, and is not counted.
+// presignedUses is what a subject's presigned-URL uses in one period were: the calls'
+// digests (so that a redelivery adds nothing) and their API names.
+type presignedUses struct {
+	IDs  []string `json:"ids"`
+	APIs []string `json:"apis"`
+	At   int64    `json:"at"` // the first use, Unix seconds
+}
+
+// maxPresigned bounds the uses a period's ledger remembers.
+const maxPresigned = 512
+
+func (p presignedUses) uses() []use {
+	var out []use
+	for _, api := range p.APIs {
+		out = append(out, use{at: time.Unix(p.At, 0).UTC(), name: api, presigned: true, uses: len(p.IDs)})
+	}
+	return out
+}
+
+// presignedKey: pre#ACCOUNT#KIND#SUBJECT#PERIOD, for every title of the subject.
+func presignedKey(f Finding, start time.Time) string {
+	return keyPresigned + f.Account + "#" + f.SubjectKind + "#" + f.Subject + "#" + strconv.FormatInt(start.Unix(), 10)
+}
+
+func (d *Detector) presignedOf(ctx context.Context, key string) (presignedUses, error) {
+	var p presignedUses
+	_, err := d.getJSON(ctx, key, time.Time{}, &p)
+	return p, err
+}
+
+// presigned lists a presigned-URL use of a function's token (an S3 object operation
+// signed by query string) on every finding of the same subject whose period holds it,
+// whatever its title, and in the period's ledger, which findings opened later read. It
+// never opens a finding and is not counted as a call.
 func (d *Detector) presigned(ctx context.Context, f Finding, u use) error {
 	f.bound()
 	u.bound()
-	fk := findingKey(f)
-	w, err := d.windowsOf(ctx, fk)
-	if err != nil {
-		return err
+	start := d.periodOf(u.at)
+	key := presignedKey(f, start)
+	id := eventDigest(u.recipient + "#" + u.eventID)
+	n := 0
+	for attempt := 0; ; attempt++ {
+		var p presignedUses
+		d.Stats.StoreReads++
+		old, found, err := d.store.Get(ctx, key, time.Time{})
+		if err != nil {
+			return fmt.Errorf("%w: get %s: %w", ErrStore, key, err)
+		}
+		if found {
+			if err := json.Unmarshal(old, &p); err != nil {
+				return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
+			}
+		} else {
+			old = nil
+		}
+		n = len(p.IDs)
+		if slices.Contains(p.IDs, id) || len(p.IDs) >= maxPresigned {
+			break // a redelivery, or a ledger that is full: the APIs it lists stand
+		}
+		n++
+		p.IDs = append(p.IDs, id)
+		if !slices.Contains(p.APIs, u.name) && len(p.APIs) < d.cfg.MaxList {
+			p.APIs = append(p.APIs, u.name)
+		}
+		if p.At == 0 || u.at.Unix() < p.At {
+			p.At = u.at.Unix()
+		}
+		b, _ := json.Marshal(p)
+		d.Stats.StoreClaims++
+		won, err := d.store.Swap(ctx, key, old, b, d.findingExpires(start))
+		if err != nil {
+			return fmt.Errorf("%w: put %s: %w", ErrStore, key, err)
+		}
+		if won {
+			break
+		}
+		if attempt == 5 {
+			return fmt.Errorf("%w: put %s: lost six races in a row", ErrStore, key)
+		}
 	}
-	start, ok := w.containing(u.at, d.cfg.Dedup)
-	if !ok {
-		return nil
+	u.presigned, u.uses = true, n
+	fk := f.Account + "#" + f.SubjectKind + "#" + f.Subject + "#"
+	for _, s := range TitleSpecs {
+		p, err := d.held(ctx, findingStoreKey(fk+s.Code, start))
+		if err != nil {
+			return err
+		}
+		if p != nil && p.fold(u, d.cfg.MaxList) {
+			d.touched = p.f.ID
+		}
 	}
-	p, err := d.held(ctx, findingStoreKey(fk, start))
-	if p == nil {
-		return err
-	}
-	u.presigned = true
-	d.touched = p.f.ID
-	p.fold(u, d.cfg.MaxList)
 	return nil
 }
 
@@ -354,11 +391,10 @@ func (d *Detector) FlushFindings(ctx context.Context) ([]Change, error) { return
 
 func (d *Detector) flush(ctx context.Context, facts bool) ([]Change, error) {
 	defer func() {
-		clear(d.windows)
 		// Who issued a key never changes once known; that a key is unknown may change
 		// (another worker saw its AssumeRole), so those answers are asked again.
 		for _, k := range d.unknownKeys {
-			if d.issuedMemo[k] == nil {
+			if is := d.issuedMemo[k]; is == nil || is.owner {
 				delete(d.issuedMemo, k)
 			}
 		}
@@ -384,9 +420,10 @@ func (d *Detector) flush(ctx context.Context, facts bool) ([]Change, error) {
 		p := d.pending[key]
 		for _, u := range p.uses {
 			if u.eventID != "" && !u.presigned {
-				if err := d.store.Put(ctx, keyCall+u.eventID, []byte(strconv.Quote(p.key)), u.at.Add(d.cfg.Training)); err != nil {
+				key := callKey(u.recipient, u.eventID)
+				if err := d.store.Put(ctx, key, []byte(strconv.Quote(p.key)), d.findingExpires(p.f.PeriodStart)); err != nil {
 					d.dropPending()
-					return nil, fmt.Errorf("%w: put %s: %w", ErrStore, keyCall+u.eventID, err)
+					return nil, fmt.Errorf("%w: put %s: %w", ErrStore, key, err)
 				}
 				d.Stats.StoreWrites++
 			}
@@ -418,7 +455,7 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 			return nil
 		}
 		d.Stats.StoreWrites++
-		ok, err := d.store.Swap(ctx, p.key, p.stored, b, p.f.WindowStart.Add(d.cfg.Dedup))
+		ok, err := d.store.Swap(ctx, p.key, p.stored, b, d.findingExpires(p.f.PeriodStart))
 		if err != nil {
 			return fmt.Errorf("%w: write %s: %w", ErrStore, p.key, err)
 		}
