@@ -24,9 +24,11 @@ type input struct {
 // https://docs.aws.amazon.com/awscloudtrail/latest/userguide/get-and-view-cloudtrail-log-files.html
 var logFileName = regexp.MustCompile(`^\d{12}_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(\.gz)?$`)
 
-// collect lists the files under paths: files whose name is CloudTrail's are merged by the
+// collect lists the files under paths: files whose name is CloudTrail's are ordered by the
 // time in their name (a whole trail folder, every account and region, read in time order
-// without loading it); other files are read first, in the order given and walked. A
+// without loading it) and carry that time; other files follow, in the order given and
+// walked. The merge reads the named files as one stream and every other file as a stream
+// of its own, merged by event time. A
 // symlink, a FIFO or a process substitution given as a path is read as the file it is.
 func collect(paths []string) ([]input, error) {
 	var plain, named []input
@@ -41,7 +43,9 @@ func collect(paths []string) ([]input, error) {
 	}
 	for _, p := range paths {
 		if p == "-" {
-			plain = append(plain, input{path: "-"})
+			if !slices.ContainsFunc(plain, func(in input) bool { return in.path == "-" }) {
+				plain = append(plain, input{path: "-"}) // stdin is read once
+			}
 			continue
 		}
 		st, err := os.Stat(p) // follows a symlink

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 
@@ -35,6 +36,7 @@ const wholeFile = 4 << 20
 type reader struct {
 	buf     []byte
 	workers int // goroutines that parse the lines of a large input (0, 1: this one)
+	chunk   int // records a chunk (0: chunkRecords)
 }
 
 // produceOne reads one input into chunks; false when the caller stopped listening.
@@ -62,6 +64,10 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 			r = f
 		}
 	}
+	size := rd.chunk
+	if size <= 0 {
+		size = chunkRecords
+	}
 	c := chunk{file: in.path, start: true}
 	stopped := false
 	err := cloudtrail.ReadN(r, workers, func(rec *cloudtrail.Record) {
@@ -69,7 +75,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 			return
 		}
 		c.recs = append(c.recs, rec)
-		if len(c.recs) >= chunkRecords {
+		if len(c.recs) >= size {
 			stopped = !send(c)
 			c = chunk{file: in.path}
 		}
@@ -118,13 +124,14 @@ func (rd *reader) readHead(path string) ([]byte, io.ReadCloser, error) {
 	return buf, nil, f.Close()
 }
 
-// consume counts a chunk and decides on its records.
-func (r *runner) consume(ctx context.Context, c chunk) error {
+// consume takes a chunk of a stream: its records go into the reorder window (decided by
+// merge once every stream has read past them), its skipped values are counted.
+func (r *runner) consume(c chunk) {
 	if c.start {
 		if c.unreadable != nil {
 			r.batch.Malformed = append(r.batch.Malformed, "unreadable-file")
 			fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", c.file, unwrapPath(c.unreadable))
-			return nil
+			return
 		}
 		r.files++
 		r.current = c.file
@@ -133,62 +140,142 @@ func (r *runner) consume(ctx context.Context, c chunk) error {
 	for _, rec := range c.recs {
 		r.read++
 		r.ro.push(rec)
-		for {
-			old, ok := r.ro.ready()
-			if !ok {
-				break
-			}
-			if err := r.process(ctx, old); err != nil {
-				return err
-			}
-		}
 	}
 	if c.readErr != nil {
 		r.batch.Malformed = append(r.batch.Malformed, "unreadable-file")
 		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", c.file, c.readErr)
 	}
-	return nil
 }
 
-// readInTurn reads and decides in this goroutine.
-func (r *runner) readInTurn(ctx context.Context, inputs []input, stdin io.Reader) error {
-	var err error
-	var rd reader
-	for _, in := range inputs {
-		rd.produceOne(in, stdin, func(c chunk) bool {
-			err = r.consume(ctx, c)
-			return err == nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// stream is one source of records in event-time order give or take the reorder window:
+// the trail folder's CloudTrail-named files (in the order of the time in their names), or
+// one other input (an NDJSON file, envelopes, stdin). Streams are merged by event time.
+type stream struct {
+	ch   <-chan chunk
+	high int64 // the newest eventTime read from it, Unix nanoseconds
+	seen bool  // it gave a chunk already
+	done bool
 }
 
-// jobFiles is how many consecutive inputs a reading goroutine takes at once: a trail
-// folder's files hold a few records each, and handing them over one by one would cost as
-// much as reading them.
+// jobFiles is how many small files one reader takes at a time from the trail stream.
 const jobFiles = 32
 
-// readParallel reads with n goroutines, each taking the next inputs, and decides in this
-// one, input after input in their order: each job's chunks go through a channel of its
-// own, and the channels are taken in input order. At most 4n jobs are read ahead.
-func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Reader, n int) error {
+// merge merges every input by event time: CloudTrail-named files form one stream in the
+// order of their names' times, and every other input is a stream of its own (one file per
+// account given one after another is the common case). The merge always reads from the
+// stream that is furthest behind, and decides a record once every stream still open has
+// read past its time by the reorder window: memory holds the window and one chunk a
+// stream, whatever the inputs' lengths. n goroutines read and parse the trail's files side
+// by side; each other input has a goroutine of its own.
+func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var named, plain []input
+	for _, in := range inputs {
+		if in.t.IsZero() {
+			plain = append(plain, in)
+		} else {
+			named = append(named, in)
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: every goroutine stops sending
+	var streams []*stream
+	if len(named) > 0 {
+		streams = append(streams, &stream{ch: ordered(ctx, &wg, named, stdin, n)})
+	}
+	// Many streams read side by side: smaller chunks keep their sum bounded.
+	per := max(16, chunkRecords*4/max(1, len(plain)))
+	per = min(per, chunkRecords)
+	for _, in := range plain {
+		workers := 1
+		if len(plain) == 1 {
+			workers = n // one large input: its lines parsed by every core
+		}
+		ch := make(chan chunk, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(ch)
+			rd := reader{workers: workers, chunk: per}
+			rd.produceOne(in, stdin, func(c chunk) bool {
+				select {
+				case ch <- c:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			})
+		}()
+		streams = append(streams, &stream{ch: ch})
+	}
+	for {
+		// The stream furthest behind (one not read yet first).
+		var s *stream
+		for _, c := range streams {
+			if !c.done && (s == nil || !c.seen && s.seen || c.seen == s.seen && c.high < s.high) {
+				s = c
+			}
+		}
+		if s == nil {
+			return nil
+		}
+		c, ok := <-s.ch
+		if !ok {
+			s.done = true
+		} else {
+			s.seen = true
+			for _, rec := range c.recs {
+				s.high = max(s.high, rec.Time.UnixNano())
+			}
+			r.consume(c)
+		}
+		// Every open stream has read up to low: what is older by the window is final.
+		low, open := int64(math.MaxInt64), false
+		for _, c := range streams {
+			if !c.done {
+				open = true
+				if !c.seen {
+					low = math.MinInt64
+					break
+				}
+				low = min(low, c.high)
+			}
+		}
+		if !open {
+			return nil // drain decides the rest
+		}
+		if low == math.MinInt64 {
+			continue
+		}
+		for {
+			rec, ok := r.ro.readyBelow(low)
+			if !ok {
+				break
+			}
+			if err := r.process(ctx, rec); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ordered reads inputs with n readers side by side and hands their chunks on in input
+// order.
+func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.Reader, n int) <-chan chunk {
 	type job struct {
 		ins []input
 		out chan chunk
 	}
 	jobs := make(chan job)
 	order := make(chan chan chunk, 4*n)
-	var wg sync.WaitGroup
+	out := make(chan chunk, 1)
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rd := reader{workers: n}
+			rd := reader{workers: n, chunk: chunkRecords}
 			for j := range jobs {
 				for _, in := range j.ins {
 					if !rd.produceOne(in, stdin, func(c chunk) bool {
@@ -206,47 +293,43 @@ func (r *runner) readParallel(ctx context.Context, inputs []input, stdin io.Read
 			}
 		}()
 	}
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
 		defer close(order)
 		defer close(jobs)
 		for len(inputs) > 0 {
-			// Small regular files go by jobFiles; anything else (a large file, a stream)
-			// alone, so that its chunks do not wait behind others.
 			k := 1
 			for k < min(jobFiles, len(inputs)) && inputs[k-1].regular && inputs[k].regular {
 				k++
 			}
-			out := make(chan chunk, max(2*k+2, 16))
+			ch := make(chan chunk, max(2*k+2, 16))
 			select {
-			case order <- out:
+			case order <- ch:
 			case <-ctx.Done():
 				return
 			}
 			select {
-			case jobs <- job{inputs[:k], out}:
+			case jobs <- job{inputs[:k], ch}:
 			case <-ctx.Done():
 				return
 			}
 			inputs = inputs[k:]
 		}
 	}()
-	var err error
-	for out := range order {
-		for c := range out {
-			if err == nil {
-				err = r.consume(ctx, c)
-				if err != nil {
-					cancel()
+	go func() {
+		defer wg.Done()
+		defer close(out)
+		for ch := range order {
+			for c := range ch {
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					for range ch { // let its reader finish
+					}
 				}
 			}
 		}
-		if err != nil {
-			break
-		}
-	}
-	cancel()
-	for range order { // let the dispatcher see the cancellation and stop
-	}
-	wg.Wait()
-	return err
+	}()
+	return out
 }

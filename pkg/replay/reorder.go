@@ -102,6 +102,16 @@ func (o *reorder) ready() (*cloudtrail.Record, bool) {
 }
 
 // pop returns the oldest record held, whatever the window.
+// readyBelow returns the oldest record held when it is older than limit by the window:
+// limit is the time every stream still open has read up to (the merge's watermark).
+func (o *reorder) readyBelow(limit int64) (*cloudtrail.Record, bool) {
+	e, inQueue, ok := o.oldest()
+	if !ok || e.t > limit-o.window {
+		return nil, false
+	}
+	return o.take(inQueue), true
+}
+
 func (o *reorder) pop() (*cloudtrail.Record, bool) {
 	_, inQueue, ok := o.oldest()
 	if !ok {

@@ -271,13 +271,7 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return exitFor(err), err
 	}
-	read := run.readInTurn
-	if o.Parallel > 1 {
-		read = func(ctx context.Context, inputs []input, stdin io.Reader) error {
-			return run.readParallel(ctx, inputs, stdin, o.Parallel)
-		}
-	}
-	if err := read(ctx, inputs, stdin); err != nil {
+	if err := run.merge(ctx, inputs, stdin, max(1, o.Parallel)); err != nil {
 		return exitFor(err), err
 	}
 	if err := run.drain(ctx); err != nil {

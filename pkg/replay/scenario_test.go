@@ -10,10 +10,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/gen"
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/ipranges"
 )
 
 type expected struct {
@@ -237,5 +241,73 @@ func TestPresignedFindingsSetting(t *testing.T) {
 	replayFindings(t, dir, []string{"--presigned-findings"}, t.TempDir(), true, []string{in}, on)
 	if len(off) != 1 || len(on) <= len(off) {
 		t.Errorf("findings: %d without the setting (want 1), %d with it (want more)", len(off), len(on))
+	}
+}
+
+// TestScenariosSplitAcrossInputs replays every scenario (without runs) split across three
+// inputs of different forms given together — an NDJSON of envelopes holding the calls from
+// outside AWS, an NDJSON of records holding every third day of the rest, and a CloudTrail
+// folder holding the rest, each in time order —
+// and wants the scenario's findings: the replay merges every input by event time, it does
+// not read one before the others.
+func TestScenariosSplitAcrossInputs(t *testing.T) {
+	dirs, _ := filepath.Glob("testdata/scenarios/*")
+	for _, dir := range dirs {
+		var exp expected
+		b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &exp); err != nil {
+			t.Fatal(err)
+		}
+		if len(exp.Runs) > 0 {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			parts := make([][][]byte, 3)
+			ranges := ipranges.Embedded()
+			for _, l := range lines(t, filepath.Join(dir, "records.ndjson")) {
+				var r struct {
+					EventTime       time.Time
+					SourceIPAddress string
+				}
+				if err := json.Unmarshal(l, &r); err != nil {
+					t.Fatal(err)
+				}
+				// Calls from outside AWS (the thefts, people's calls) in the envelopes,
+				// every third day of the rest in the records, the rest in the trail.
+				i := 0
+				if a := cloudtrail.ParseAddr(r.SourceIPAddress); detect.Public(a) && !ranges.Contains(a) {
+					i = 1
+				} else if r.EventTime.Unix()/86400%3 == 0 {
+					i = 2
+				}
+				parts[i] = append(parts[i], l)
+			}
+			// The envelopes and records are named first: a replay that read them before
+			// the trail would decide their calls without the trail's days.
+			inputs := []string{
+				writeEnvelopes(t, parts[1], t.TempDir()),
+				writeNDJSON(t, parts[2], t.TempDir()),
+				writeLogFiles(t, parts[0], t.TempDir()),
+			}
+			last := map[string]want{}
+			replayFindings(t, dir, exp.Flags, t.TempDir(), true, inputs, last)
+			var got []want
+			for _, w := range last {
+				w.Region = ""
+				got = append(got, w)
+			}
+			w := slices.Clone(exp.Findings)
+			for i := range w {
+				w[i].Region = ""
+			}
+			sortWants(got)
+			sortWants(w)
+			if diff := cmp.Diff(w, got); diff != "" {
+				t.Errorf("%s\nfindings (-want +got):\n%s", exp.About, diff)
+			}
+		})
 	}
 }
