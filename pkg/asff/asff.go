@@ -45,7 +45,19 @@ const (
 	generatorPrefix = "outsider/"
 )
 
-// Build returns the ASFF finding for f, imported by product p.
+// ForChange returns the ASFF finding of a change: an update leaves Severity and Types to
+// FindingProviderFields only, since the top-level ones are the analysts' (BatchUpdateFindings)
+// once a finding exists.
+// https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html
+func ForChange(c detect.Change, p Product) types.AwsSecurityFinding {
+	out := Build(c.Finding, p)
+	if !c.New {
+		out.Severity, out.Types = nil, nil
+	}
+	return out
+}
+
+// Build returns the ASFF finding for f as it is created, imported by product p.
 func Build(f detect.Finding, p Product) types.AwsSecurityFinding {
 	created := ts(f.PeriodStart)
 	updated := ts(f.LastSeen)
@@ -80,42 +92,53 @@ func Build(f detect.Finding, p Product) types.AwsSecurityFinding {
 		ProductFields: productFields(f),
 		RecordState:   types.RecordStateActive,
 	}
+	if len(f.Sources) > 0 {
+		if a, err := netip.ParseAddr(f.Sources[0].IP); err == nil && a.Is6() {
+			out.Network = &types.Network{Direction: types.NetworkDirectionIn, SourceIpV6: aws.String(a.String())}
+		}
+	}
 	return out
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// Description says what happened in one paragraph.
+// Description says what happened in one paragraph: who, from where, then what the title
+// adds (from the title table).
 func Description(f detect.Finding) string {
-	who := "role " + f.Role
-	if f.Function != "" {
-		who = fmt.Sprintf("Lambda function %s (role %s)", f.Function, f.Role)
-	}
+	spec, _ := f.Title.Spec()
 	var b strings.Builder
-	switch f.Title {
-	case detect.TitleRole:
-		fmt.Fprintf(&b, "A session %q of the Lambda execution role %s, which Lambda did not issue", f.Session, f.Role)
+	switch {
+	case f.SubjectKind == detect.SubjectRole:
+		fmt.Fprintf(&b, "A session %q of the Lambda execution role %s", f.Session, f.Role)
 		if f.IssuedBy != "" {
 			fmt.Fprintf(&b, " (the role was assumed by %s)", f.IssuedBy)
 		}
-		b.WriteString(", was used from outside AWS")
-	case detect.TitleCrossRegion:
-		fmt.Fprintf(&b, "The temporary credentials of %s, which runs in %s, were used from an AWS address of another region (a machine in AWS that is not the function)", who, f.Region)
+		b.WriteString(" was used")
 	default:
-		fmt.Fprintf(&b, "The temporary credentials of %s were used from outside AWS", who)
+		fmt.Fprintf(&b, "The temporary credentials of Lambda function %s (role %s", f.Function, f.Role)
+		if f.ChainedRoleARN != "" {
+			fmt.Fprintf(&b, ", through the role %s that its session assumed", f.ChainedRoleARN)
+		}
+		b.WriteString(") were used")
 	}
-	fmt.Fprintf(&b, " in account %s: %d call(s) from %s between %s and %s.",
-		f.Account, f.Count, strings.Join(f.SourceIPs(), ", "), ts(f.FirstSeen), ts(f.LastSeen))
-	switch f.Title {
-	case detect.TitleCLI:
-		b.WriteString(" The calls came from an interactive command-line or attack tool.")
-	case detect.TitleKnownASN:
-		b.WriteString(" The network is one the account's own people use: possibly a developer, still a credential outside its function.")
-	case detect.TitleInside:
-		b.WriteString(" The same key was also used by the function inside AWS: one live credential in two places.")
+	where := "from outside AWS"
+	if spec.Inside {
+		where = "from an AWS address"
+	}
+	count := strconv.Itoa(f.Count)
+	if f.Saturated {
+		count = "at least " + count
+	}
+	fmt.Fprintf(&b, " %s in account %s: %s call(s) from %s between %s and %s.",
+		where, f.Account, count, strings.Join(f.SourceIPs(), ", "), ts(f.FirstSeen), ts(f.LastSeen))
+	if spec.About != "" {
+		b.WriteString(" " + spec.About)
 	}
 	if f.Failed > 0 {
 		fmt.Fprintf(&b, " %d call(s) failed.", f.Failed)
+	}
+	if f.Presigned > 0 {
+		fmt.Fprintf(&b, " The period also holds %d presigned-URL use(s) of the function's S3 objects (listed in the signals), which open no finding.", f.Presigned)
 	}
 	return b.String()
 }
@@ -205,6 +228,14 @@ func resources(f detect.Finding) []types.Resource {
 		Type: aws.String("AwsIamRole"), Id: aws.String(f.RoleARN), Partition: types.Partition(*part), Region: aws.String(f.Region),
 		Details: &types.ResourceDetails{AwsIamRole: &types.AwsIamRoleDetails{RoleName: aws.String(f.Role)}},
 	})
+	if f.ChainedRoleARN != "" {
+		// The role whose key the function's session obtained: the key used is its session's.
+		rs = append(rs, types.Resource{
+			Type: aws.String("AwsIamRole"), Id: aws.String(f.ChainedRoleARN), Partition: types.Partition(*part), Region: aws.String(f.Region),
+			Details: &types.ResourceDetails{AwsIamRole: &types.AwsIamRoleDetails{RoleName: aws.String(awsid.RoleName(f.ChainedRoleARN))}},
+			Tags:    map[string]string{"outsider/relation": "chained-role"},
+		})
+	}
 	for _, k := range f.AccessKeys {
 		rs = append(rs, types.Resource{
 			Type: aws.String("AwsIamAccessKey"), Id: aws.String("AWS::IAM::AccessKey:" + k), Partition: types.Partition(*part), Region: aws.String(f.Region),
@@ -250,22 +281,24 @@ func action(f detect.Finding) *types.Action {
 // productFields carries what has no ASFF field: the signals, counts and bounded lists.
 func productFields(f detect.Finding) map[string]string {
 	m := map[string]string{
-		"outsider/Title":        f.Title.Code(),
-		"outsider/Signals":      strings.Join(f.Signals, ","),
-		"outsider/Count":        strconv.Itoa(f.Count),
-		"outsider/FailedCount":  strconv.Itoa(f.Failed),
-		"outsider/FirstSeen":    ts(f.FirstSeen),
-		"outsider/LastSeen":     ts(f.LastSeen),
-		"outsider/Account":      f.Account,
-		"outsider/Region":       f.Region,
-		"outsider/Role":         f.Role,
-		"outsider/RoleArn":      f.RoleARN,
-		"outsider/Session":      f.Session,
-		"outsider/AccessKeys":   strings.Join(f.AccessKeys, ","),
-		"outsider/SourceIPs":    strings.Join(f.SourceIPs(), ","),
-		"outsider/ApiCalls":     strings.Join(f.CallNames(), ","),
-		"outsider/UserAgents":   strings.Join(f.UserAgents, " | "),
-		"outsider/LookupEvents": LookupCommand(f),
+		"outsider/Title":             f.Title.Code(),
+		"outsider/Signals":           strings.Join(f.Signals, ","),
+		"outsider/Count":             strconv.Itoa(f.Count),
+		"outsider/CountIsLowerBound": map[bool]string{true: "true"}[f.Saturated],
+		"outsider/FailedCount":       strconv.Itoa(f.Failed),
+		"outsider/FirstSeen":         ts(f.FirstSeen),
+		"outsider/LastSeen":          ts(f.LastSeen),
+		"outsider/Account":           f.Account,
+		"outsider/Region":            f.Region,
+		"outsider/Role":              f.Role,
+		"outsider/RoleArn":           f.RoleARN,
+		"outsider/ChainedRoleArn":    f.ChainedRoleARN,
+		"outsider/Session":           f.Session,
+		"outsider/AccessKeys":        strings.Join(f.AccessKeys, ","),
+		"outsider/SourceIPs":         strings.Join(f.SourceIPs(), ","),
+		"outsider/ApiCalls":          strings.Join(f.CallNames(), ","),
+		"outsider/UserAgents":        strings.Join(f.UserAgents, " | "),
+		"outsider/LookupEvents":      LookupCommand(f),
 	}
 	if f.Function != "" {
 		m["outsider/Function"] = f.Function

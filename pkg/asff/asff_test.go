@@ -178,3 +178,37 @@ func TestSDKAcceptsAndJSONMatches(t *testing.T) {
 		t.Errorf("invalid finding accepted: %v", err)
 	}
 }
+
+// TestShowsWhatIsKnown: a chained token's finding names the chained role (a resource and a
+// product field), an IPv6 source is in Network.SourceIpV6, a full finding says its count
+// is a lower bound, and an update leaves Severity and Types to FindingProviderFields.
+func TestShowsWhatIsKnown(t *testing.T) {
+	f := findings()["remote"]
+	f.ChainedRoleARN = "arn:aws:iam::999988887777:role/deploy-target"
+	f.Sources = []detect.Source{{IP: "2003:db8:aa::5", Count: 1}}
+	f.Saturated = true
+	created := ForChange(detect.Change{Finding: f, New: true}, product)
+	var chained bool
+	for _, r := range created.Resources {
+		chained = chained || *r.Type == "AwsIamRole" && *r.Id == f.ChainedRoleARN && *r.Details.AwsIamRole.RoleName == "deploy-target"
+	}
+	if !chained || created.ProductFields["outsider/ChainedRoleArn"] != f.ChainedRoleARN {
+		t.Errorf("the chained role is not a resource and a product field: %+v", created.ProductFields)
+	}
+	if created.Network == nil || aws.ToString(created.Network.SourceIpV6) != "2003:db8:aa::5" {
+		t.Errorf("Network %+v, want SourceIpV6 2003:db8:aa::5", created.Network)
+	}
+	if created.ProductFields["outsider/CountIsLowerBound"] != "true" || !strings.Contains(*created.Description, "at least 3 call(s)") {
+		t.Errorf("a full finding does not say its count is a lower bound: %s", *created.Description)
+	}
+	if created.Severity == nil || len(created.Types) == 0 {
+		t.Error("a new finding has no top-level Severity or Types")
+	}
+	updated := ForChange(detect.Change{Finding: f}, product)
+	if updated.Severity != nil || updated.Types != nil {
+		t.Errorf("an update sets the top-level Severity %v or Types %v: they are the analysts'", updated.Severity, updated.Types)
+	}
+	if updated.FindingProviderFields == nil || updated.FindingProviderFields.Severity == nil || len(updated.FindingProviderFields.Types) == 0 {
+		t.Error("an update lacks FindingProviderFields' Severity and Types")
+	}
+}

@@ -156,7 +156,7 @@ func (s sink) Publish(ctx context.Context, changes []detect.Change) (flow.Publis
 	pub := flow.Published{Failed: map[string]error{}}
 	fs := make([]types.AwsSecurityFinding, len(changes))
 	for i, c := range changes {
-		fs[i] = asff.Build(c.Finding, h.Product)
+		fs[i] = asff.ForChange(c, h.Product)
 	}
 	if err := h.Hub.Import(ctx, fs); err != nil {
 		var ie *hub.ImportError

@@ -472,7 +472,7 @@ func (p *printer) email(_ context.Context, f detect.Finding) error {
 func (p *printer) print(c detect.Change) error {
 	f := c.Finding
 	if p.tw == nil {
-		b, err := asff.JSON(asff.Build(f, p.product(f)))
+		b, err := asff.JSON(asff.ForChange(c, p.product(f)))
 		if err != nil {
 			return fmt.Errorf("render finding %s: %w", f.ID, err)
 		}
