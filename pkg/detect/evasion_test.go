@@ -126,7 +126,7 @@ func TestEvasions(t *testing.T) {
 			assumeRole(day(19, 100), user, "arn:aws:iam::"+acct+":role/"+evRole, kp, awsIP, acct),
 			assumeRole(day(19, 200), roleSession(evRole, "dev", kp), "arn:aws:iam::"+acct+":role/reader", ko, awsIP, acct),
 			rec(day(19, 300), roleSession("reader", "chain", ko), "ListBuckets", cgIP, "Boto3/1.34"), // from home, AS4837
-			theft(100, "ListBuckets", cgIP, "python-requests"),                                  // before the key's use inside
+			theft(100, "ListBuckets", cgIP, "python-requests"),                                       // before the key's use inside
 		)
 		if got := titlesOf(run(t, newDetector(t, newCountingStore(), nil), recs...)); slices.Contains(got, string(TitleKnownASN)) {
 			t.Errorf("titles %q: the home network became known through a Lambda role's session", got)
