@@ -48,6 +48,23 @@ func lambdaHistory(t *testing.T, seed uint64) [][]byte {
 	return out
 }
 
+// sortedLists sorts the comma-separated lists of outcomes' values.
+func sortedLists(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		fields := strings.Fields(v)
+		for i, f := range fields {
+			if name, list, ok := strings.Cut(f, "="); ok && strings.Contains(list, ",") {
+				items := strings.Split(list, ",")
+				slices.Sort(items)
+				fields[i] = name + "=" + strings.Join(items, ",")
+			}
+		}
+		out[k] = strings.Join(fields, " ")
+	}
+	return out
+}
+
 // outcomes is every finding in Security Hub: what it counts, where from, which calls.
 func (e *env) outcomes(t *testing.T) map[string]string {
 	t.Helper()
@@ -191,6 +208,55 @@ func TestLambdaProperties(t *testing.T) {
 				}
 				close(work)
 				wg.Wait()
+				checkInvariants(t, e, e.emails(t))
+			})
+
+			t.Run("thefts split across batches that concurrent workers decide in any order", func(t *testing.T) {
+				// Every call from an attacker's address is a batch of its own; the rest is
+				// delivered first. Three containers then take the thefts' batches at once,
+				// in a shuffled order: each theft is still one finding and one email,
+				// as in the reference.
+				var rest, thefts [][]byte
+				for _, l := range lines {
+					if slices.ContainsFunc(attackerPrefixes, func(p string) bool { return bytes.Contains(l, []byte(`"sourceIPAddress":"`+p)) }) {
+						thefts = append(thefts, l)
+					} else {
+						rest = append(rest, l)
+					}
+				}
+				if len(thefts) < 2 {
+					t.Fatalf("%d theft calls", len(thefts))
+				}
+				e := setup(t)
+				h, _ := e.handler(t, nil)
+				deliver(t, h, batches(rest, 100))
+				one := batches(thefts, 1)
+				rng := rand.New(rand.NewPCG(seed, 7))
+				rng.Shuffle(len(one), func(i, j int) { one[i], one[j] = one[j], one[i] })
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				work := make(chan events.SQSEvent, len(one))
+				for _, b := range one {
+					work <- b
+				}
+				close(work)
+				for range 3 {
+					h, _ := e.handler(t, nil)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						for b := range work {
+							deliver(t, h, []events.SQSEvent{b})
+						}
+					}()
+				}
+				close(start)
+				wg.Wait()
+				// The lists keep the order calls arrived in: compared as sets.
+				if diff := cmp.Diff(sortedLists(want), sortedLists(e.outcomes(t))); diff != "" {
+					t.Errorf("findings (-reference +split and raced):\n%s", diff)
+				}
 				checkInvariants(t, e, e.emails(t))
 			})
 		})
