@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,18 +230,45 @@ func TestBootstrapOrderAndDelivery(t *testing.T) {
 		envs = append(envs, e)
 	}
 	invokeBootstrap(t, "210000000006", batchesOf(envs, 500, "g"))
-	own := ""
-	for id, f := range late.findings {
-		if strings.HasSuffix(id, "/20260520T140000Z") && strings.HasPrefix(f, "Remote command line usage of AWS Lambda's token count=3 ") {
-			own = id
-		}
-	}
-	if own == "" {
-		t.Errorf("the late theft has no finding of its own at its time: %v", late.findings)
+	// Late, the theft joins the finding of its period (the ISO week from 2026-05-18), which
+	// the day-19 call opened: the same findings as delivered in order.
+	if diff := cmp.Diff(asSets(first.findings), asSets(late.findings)); diff != "" {
+		t.Errorf("the late theft changed the findings (-in order +late):\n%s", diff)
 	}
 	if late.emails != len(late.findings) {
 		t.Errorf("%d emails for %d findings", late.emails, len(late.findings))
 	}
+
+	// Two containers decide the two halves of one theft at once: the first call, and the
+	// two after it, each with the whole history before. One finding, one email.
+	history := batchesOf(rest, 50, "m")
+	raced := invokeContainers(t, "210000000007", [][][]byte{
+		append(slices.Clone(history), batchesOf(theft[:1], 50, "a")...),
+		append(slices.Clone(history), batchesOf(theft[1:], 50, "b")...),
+	})
+	if diff := cmp.Diff(asSets(first.findings), asSets(raced.findings)); diff != "" {
+		t.Errorf("two containers on one theft (-one container +two):\n%s", diff)
+	}
+	if raced.emails != len(raced.findings) {
+		t.Errorf("%d emails for %d findings", raced.emails, len(raced.findings))
+	}
+}
+
+// asSets sorts the lists of findings' summaries: they keep the order calls arrived in.
+func asSets(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		fields := strings.Fields(v)
+		for i, f := range fields {
+			if name, list, ok := strings.Cut(f, "="); ok && strings.Contains(list, ",") {
+				items := strings.Split(list, ",")
+				slices.Sort(items)
+				fields[i] = name + "=" + strings.Join(items, ",")
+			}
+		}
+		out[k] = strings.Join(fields, " ")
+	}
+	return out
 }
 
 type bootstrapRun struct {
@@ -252,6 +280,14 @@ type bootstrapRun struct {
 // invokeBootstrap runs one container of the deploy artifact over a fresh table, hands it
 // the payloads one invocation at a time, and returns what reached Security Hub and SNS.
 func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...string) bootstrapRun {
+	t.Helper()
+	return invokeContainers(t, account, [][][]byte{payloads}, env...)
+}
+
+// invokeContainers runs one container of the deploy artifact for each list of payloads,
+// all at once over one fresh table, topic and Security Hub, as Lambda runs concurrent
+// invocations.
+func invokeContainers(t *testing.T, account string, containers [][][]byte, env ...string) bootstrapRun {
 	t.Helper()
 	endpoint := mototest.Endpoint(t)
 	bin := build(t)
@@ -276,44 +312,68 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...str
 	}
 	securityhub.NewFromConfig(cfg).EnableSecurityHub(ctx, &securityhub.EnableSecurityHubInput{})
 
-	api := &runtimeAPI{payloads: payloads, answer: make(chan string, len(payloads))}
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	cmd := exec.Command(bin)
-	cmd.Env = []string{
-		"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(srv.URL, "http://"),
-		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
-		config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
-	}
-	cmd.Env = append(cmd.Env, env...)
 	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop := func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	defer stop()
-	for range payloads {
-		select {
-		case answer := <-api.answer:
-			if answer != `response: {"batchItemFailures":null}` && answer != `response: {"batchItemFailures":[]}` {
-				t.Fatalf("answer %s\nlogs:\n%s", answer, logs.String())
+	var logMu sync.Mutex
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	for _, payloads := range containers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			api := &runtimeAPI{payloads: payloads, answer: make(chan string, len(payloads))}
+			srv := httptest.NewServer(api)
+			defer srv.Close()
+			cmd := exec.Command(bin)
+			cmd.Env = []string{
+				"AWS_LAMBDA_RUNTIME_API=" + strings.TrimPrefix(srv.URL, "http://"),
+				"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+				"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
+				config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
 			}
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("no answer from the function; its output:\n%s", logs.String())
-		}
+			cmd.Env = append(cmd.Env, env...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			started := time.Now()
+			if err := cmd.Start(); err != nil {
+				t.Error(err)
+				failed.Store(true)
+				return
+			}
+			defer func() {
+				cmd.Process.Kill()
+				cmd.Wait() // its output is all copied once it has exited
+				logMu.Lock()
+				logs.Write(out.Bytes())
+				logMu.Unlock()
+			}()
+			for range payloads {
+				select {
+				case answer := <-api.answer:
+					if answer != `response: {"batchItemFailures":null}` && answer != `response: {"batchItemFailures":[]}` {
+						t.Errorf("answer %s", answer)
+						failed.Store(true)
+						return
+					}
+				case <-time.After(2 * time.Minute):
+					t.Error("no answer from the function")
+					failed.Store(true)
+					return
+				}
+			}
+			api.mu.Lock()
+			if len(api.asked) > 1 {
+				// The deploy artifact's cost: its cold start (config, clients, the embedded
+				// ranges) to its first request for work, and the mean time of an invocation.
+				t.Logf("init %s; %d invocations, %s each on average (moto on loopback)", api.asked[0].Sub(started).Round(time.Millisecond),
+					len(api.asked)-1, (api.asked[len(api.asked)-1].Sub(api.asked[0]) / time.Duration(len(api.asked)-1)).Round(time.Millisecond))
+			}
+			api.mu.Unlock()
+		}()
 	}
-	api.mu.Lock()
-	if len(api.asked) > 1 {
-		// The deploy artifact's cost: its cold start (config, clients, the embedded ranges)
-		// to its first request for work, and the mean time of an invocation.
-		t.Logf("init %s; %d invocations, %s each on average (moto on loopback)", api.asked[0].Sub(started).Round(time.Millisecond),
-			len(api.asked)-1, (api.asked[len(api.asked)-1].Sub(api.asked[0]) / time.Duration(len(api.asked)-1)).Round(time.Millisecond))
+	wg.Wait()
+	if failed.Load() {
+		t.Fatalf("logs:\n%s", logs.String())
 	}
-	api.mu.Unlock()
 	run := bootstrapRun{findings: map[string]string{}}
 	p := securityhub.NewGetFindingsPaginator(securityhub.NewFromConfig(cfg), &securityhub.GetFindingsInput{})
 	for p.HasMorePages() {
@@ -341,7 +401,6 @@ func invokeBootstrap(t *testing.T, account string, payloads [][]byte, env ...str
 			q.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: queue.QueueUrl, ReceiptHandle: m.ReceiptHandle})
 		}
 	}
-	stop() // its output is all copied once it has exited
 	run.logs = logs.String()
 	return run
 }
