@@ -110,6 +110,7 @@ func readSettings(get func(string) string) (Settings, error) {
 			config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
 			config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB,
 			config.EnvCrossRegion: s.CrossRegion, config.EnvPresigned: s.Presigned,
+			config.EnvMemberAccounts: strings.Join(s.MemberAccounts, ","),
 		}[k]
 	}); err != nil {
 		errs = append(errs, err)
@@ -130,7 +131,8 @@ func (s Settings) env(table, topic, account string) map[string]*string {
 		config.EnvTable: table, config.EnvTopicARN: topic, config.EnvSecurityAccount: account,
 		config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
 	}
-	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB, config.EnvCrossRegion: s.CrossRegion, config.EnvPresigned: s.Presigned} {
+	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB, config.EnvCrossRegion: s.CrossRegion, config.EnvPresigned: s.Presigned,
+		config.EnvMemberAccounts: strings.Join(s.MemberAccounts, ",")} {
 		if v != "" {
 			m[k] = v
 		}

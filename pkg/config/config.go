@@ -42,6 +42,7 @@ const (
 	EnvIPRanges        = "OUTSIDER_IP_RANGES"          // s3://bucket/key of a newer ip-ranges.json (optional)
 	EnvCrossRegion     = "OUTSIDER_CROSS_REGION"       // "true": raise the cross-region title (off by default)
 	EnvPresigned       = "OUTSIDER_PRESIGNED_FINDINGS" // "true": presigned-URL uses from outside are findings of their own (off by default)
+	EnvMemberAccounts  = "OUTSIDER_MEMBER_ACCOUNTS"    // comma-separated: the organisation's accounts (a VPC endpoint they own is inside)
 )
 
 // Environment variables of the refresher Lambda.
@@ -209,6 +210,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{EnvDedup, func(d *detect.Config, v string) (err error) { d.Dedup, err = detect.ParseDuration(v); return }},
 		{EnvSeverity, func(d *detect.Config, v string) error { return d.ParseSeverities(v) }},
 		{EnvTrustedCIDRs, func(d *detect.Config, v string) (err error) { d.Trusted, err = detect.ParseCIDRs(v); return }},
+		{EnvMemberAccounts, func(d *detect.Config, v string) (err error) { d.Members, err = detect.ParseAccounts(v); return }},
 	} {
 		if v := getenv(p.name); v != "" {
 			if err := p.set(&c.Detect, v); err != nil {

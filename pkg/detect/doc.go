@@ -36,30 +36,51 @@
 // whether a person or a function obtained it) from the key's issue until its expiration
 // (responseElements.credentials.expiration; 12 hours when the record does not say),
 // whether or not the role is known as a Lambda role then. A key obtained with a function's
-// token is a chained token: still the function's until it expires; its use from outside is
-// reported on the function, naming both roles, and the role title never applies to it. The
-// chained role does not become a Lambda execution role.
+// token is a chained token: still the function's until it expires (the expiration instant
+// excluded), along a chain of any length; its use from outside is reported on the function,
+// naming both roles, and the role title never applies to it. The chained role does not
+// become a Lambda execution role. A cross-account AssumeRole is logged in both accounts: the
+// role owner's copy (the caller shown as AWSAccount) is kept apart and counts only where the
+// caller's own copy is missing, whichever arrives first. The function's code using a chained
+// key from inside (its SDK's exec-env user agent) makes that key seen inside.
+//
+// People never pass through a Lambda execution role: what a session of a Lambda role
+// obtains is no person's, whoever assumed the role.
 //
 // # Outside
 //
 // sourceIPAddress is outside when it parses as an address (IPv4-mapped IPv6 unmapped
-// first; service names and "AWS Internal" are inside), the call did not come through a VPC
-// endpoint (vpcEndpointId set is inside, whatever the address), the address is public
-// (private, loopback, link-local, CGNAT, documentation and other special ranges are
-// inside), it is in none of AWS's published prefixes (every service, IPv4 and IPv6), and it
-// is not in the operator's trusted networks — which only ever move a public address out of
-// "outside". Calls AWS makes with the role on its behalf (invokedBy set, an AWS service
-// identity, a service name as the source) are never usage from outside.
+// first; service names and "AWS Internal" are inside, and "AWS Internal" is AWS acting: it
+// never makes a key seen inside), the call did not come through a VPC endpoint of the
+// organisation, the address is globally reachable by IANA's special-purpose registries
+// (private, loopback, link-local, CGNAT, documentation, multicast are inside; AMT, Teredo,
+// 6to4 and the other reachable or N/A ranges are public), it is in none of AWS's published
+// prefixes (every service, IPv4 and IPv6), and it is not in the operator's trusted networks
+// — which only ever move a public address out of "outside".
 //
-// A presigned-URL request (additionalEventData.AuthenticationMethod "QueryString") was
-// signed by the function but made by whoever holds the URL: it never opens a finding and is
-// not one of a finding's calls; it is listed as a signal of the finding whose window holds
-// it for the same subject and title. Config.PresignedFindings makes such calls findings.
+// A VPC endpoint is the organisation's when its account (vpcEndpointAccountId) is a
+// configured member, or an account whose own trail was read at or before the call; a
+// record naming no endpoint account is inside. Through any other account's endpoint the
+// call is outside whatever its address (the thief's network inside AWS), with the signal
+// foreign-vpc-endpoint.
+//
+// Calls AWS makes with the role on its behalf (invokedBy set, or an AWS service identity,
+// with a service name, "AWS Internal" or an address inside AWS as the source) are never
+// usage from outside. invokedBy with a public address outside AWS silences nothing.
+//
+// A presigned-URL use — an S3 object operation (GetObject, HeadObject, PutObject and the
+// multipart ones) authenticated by query string — was signed by the function but made by
+// whoever holds the URL: it never opens a finding and is not one of a finding's calls; it
+// is listed (with its API) on every finding of the same subject whose period holds it,
+// whatever the title, before or after the finding opened (a per-period ledger keeps them).
+// Any other call signed by query string is usage like any other. Config.PresignedFindings
+// makes the object uses findings.
 //
 // # Titles
 //
 // A call from outside with a Lambda's token gets the first title whose condition holds;
-// every signal that holds is listed:
+// every signal that holds is listed. The titles are a table (TitleSpecs: code, default
+// severity, the signal that selects each); the decision is TitleOf(signals):
 //
 //  1. Suspicious usage of AWS Lambda's role: a session of a Lambda execution role that
 //     Lambda did not issue (another identity obtained the key, or the session name is
@@ -94,16 +115,21 @@
 // activation period before the call. Appearing as a caller in another account's trail does
 // not start it. Records during activation still train.
 //
-// Deduplication: one finding per window per (account, subject, title), the subject being
-// the function (the role, for the role title). A finding's window is [first call, first
-// call + dedup) and never moves: a call joins the first-opened window of its key holding
-// its time, or opens its own at its own time, even before existing ones (a backfill, a late
-// delivery). A call (by eventID) is counted once, in one finding, however often it arrives.
+// Deduplication: one finding per (account, subject, title, period), the subject being the
+// function (the role, for the role title). Periods are fixed: consecutive intervals of the
+// dedup length from Monday 1970-01-05T00:00:00Z (for 7 days, the ISO weeks of UTC). A
+// call's period is a function of its time alone, so no order of delivery, race, restart or
+// backfill can split, merge or move findings. A call — (recipientAccountId, eventID) — is
+// counted once, in one finding, however often it arrives. A finding counts its calls
+// exactly up to 4,096; past that its count is a lower bound and it still gathers every
+// later call's addresses, APIs, user agents, keys and signals. It lives (in the store) as
+// long as a call can still join it: its period plus the training period.
 //
 // # Order and delivery
 //
 // Records may arrive out of order, twice, and late. Deciding them again changes nothing:
-// a call is counted once, facts are merged, windows do not move. The residual: a learning
+// a call is counted once, facts are merged, periods do not move. Within one second, what
+// teaches is applied before what is decided (Rank), whatever the input's order. The residual: a learning
 // event that arrives after the call it would explain (beyond one batch) can change that
 // call's title or hide it; the replay reorders within an event-time window and the Lambda
 // sorts each batch, which keeps it rare.

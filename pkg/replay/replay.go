@@ -93,6 +93,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.ASNDB, "asn-db", "", "ASN database: MaxMind format (GeoLite2-ASN, GeoIP2-ISP), or comma-separated start,end,asn,org range tables (.csv or .csv.gz); without one the known-ASN title never matches")
 	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
 	fs.StringVar(&o.IPRanges, "ip-ranges", "", "AWS ip-ranges.json to use instead of the embedded snapshot (must not be older)")
+	members := fs.String("member-accounts", "", "comma-separated account ids of your organisation: a VPC endpoint one of them owns is inside (every account whose own trail is replayed is, from its first record)")
 	trusted := fs.String("trusted-cidrs", "", "comma-separated CIDRs of your own networks (office, VPN): calls from them are not outside")
 	activation := fs.String("activation", "14d", "activation period: no finding for an account observed for less")
 	training := fs.String("training", "30d", "training period: baselines count what was seen this recently")
@@ -134,6 +135,13 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 			errs = append(errs, fmt.Errorf("--trusted-cidrs: %w", err))
 		}
 		o.Config.Trusted = cidrs
+	}
+	if *members != "" {
+		accts, err := detect.ParseAccounts(*members)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--member-accounts: %w", err))
+		}
+		o.Config.Members = accts
 	}
 	if *severity != "" {
 		if err := o.Config.ParseSeverities(*severity); err != nil {
