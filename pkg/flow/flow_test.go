@@ -156,3 +156,58 @@ func TestDeadlineDefers(t *testing.T) {
 		t.Errorf("deferred %d of %d records, %d inputs failed (%v)", sum.Deferred, sum.Records, sum.Failed, ins[0].Err)
 	}
 }
+
+// TestSameSecondTeachesFirst: within one second, what teaches is applied before what is
+// decided, whatever the order of the batch. The billing-export theft's calls are moved to
+// the very second of its key's first use inside AWS, and listed before it: the key is
+// still seen inside when they are decided (title 4, not the plain title 5).
+func TestSameSecondTeachesFirst(t *testing.T) {
+	var recs []*cloudtrail.Record
+	for _, in := range demo(t) {
+		recs = append(recs, in.Records...)
+	}
+	var thefts []*cloudtrail.Record
+	for _, r := range recs {
+		if r.SourceIP == "36.192.7.9" {
+			thefts = append(thefts, r)
+		}
+	}
+	if len(thefts) == 0 {
+		t.Fatal("no billing-export theft in the demo")
+	}
+	i := slices.IndexFunc(recs, func(r *cloudtrail.Record) bool {
+		return r.Identity.AccessKeyID == thefts[0].Identity.AccessKeyID && r.SourceIP != "36.192.7.9" && r.Addr.IsValid()
+	})
+	if i < 0 {
+		t.Fatal("the key is never used inside")
+	}
+	inside := recs[i]
+	var batch []*cloudtrail.Record
+	for _, r := range recs {
+		switch {
+		case r == inside:
+			for _, th := range thefts {
+				th.Time = inside.Time
+				batch = append(batch, th)
+			}
+			batch = append(batch, r)
+		case r.Identity.AccessKeyID == inside.Identity.AccessKeyID && r.SourceIP == "AWS Internal":
+			// AWS acting with the key: no sighting inside, left out so that the moved
+			// second alone decides.
+		case r.SourceIP != "36.192.7.9":
+			batch = append(batch, r)
+		}
+	}
+	sink := &refusing{refuse: func(detect.Finding) bool { return false }, kept: map[string]detect.Finding{}}
+	fl := newFlow(t, store.NewMemory(), sink)
+	fl.Finish(context.Background(), []*flow.Input{{ID: "all", Records: batch}})
+	var titles []detect.Title
+	for _, f := range sink.kept {
+		if f.Function == "billing-export" {
+			titles = append(titles, f.Title)
+		}
+	}
+	if !slices.Equal(titles, []detect.Title{detect.TitleInside}) {
+		t.Errorf("billing-export's findings %q, want one %q", titles, detect.TitleInside)
+	}
+}
