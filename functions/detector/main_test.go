@@ -30,6 +30,7 @@ import (
 
 	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/internal/mototest"
+	"github.com/outsider-sec/outsider/internal/storetest"
 	"github.com/outsider-sec/outsider/pkg/config"
 )
 
@@ -232,7 +233,7 @@ func TestBootstrapOrderAndDelivery(t *testing.T) {
 	invokeBootstrap(t, "210000000006", batchesOf(envs, 500, "g"))
 	// Late, the theft joins the finding of its period (the ISO week from 2026-05-18), which
 	// the day-19 call opened: the same findings as delivered in order.
-	if diff := cmp.Diff(asSets(first.findings), asSets(late.findings)); diff != "" {
+	if diff := cmp.Diff(storetest.ListsAsSets(first.findings), storetest.ListsAsSets(late.findings)); diff != "" {
 		t.Errorf("the late theft changed the findings (-in order +late):\n%s", diff)
 	}
 	if late.emails != len(late.findings) {
@@ -246,29 +247,12 @@ func TestBootstrapOrderAndDelivery(t *testing.T) {
 		append(slices.Clone(history), batchesOf(theft[:1], 50, "a")...),
 		append(slices.Clone(history), batchesOf(theft[1:], 50, "b")...),
 	})
-	if diff := cmp.Diff(asSets(first.findings), asSets(raced.findings)); diff != "" {
+	if diff := cmp.Diff(storetest.ListsAsSets(first.findings), storetest.ListsAsSets(raced.findings)); diff != "" {
 		t.Errorf("two containers on one theft (-one container +two):\n%s", diff)
 	}
 	if raced.emails != len(raced.findings) {
 		t.Errorf("%d emails for %d findings", raced.emails, len(raced.findings))
 	}
-}
-
-// asSets sorts the lists of findings' summaries: they keep the order calls arrived in.
-func asSets(m map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range m {
-		fields := strings.Fields(v)
-		for i, f := range fields {
-			if name, list, ok := strings.Cut(f, "="); ok && strings.Contains(list, ",") {
-				items := strings.Split(list, ",")
-				slices.Sort(items)
-				fields[i] = name + "=" + strings.Join(items, ",")
-			}
-		}
-		out[k] = strings.Join(fields, " ")
-	}
-	return out
 }
 
 type bootstrapRun struct {

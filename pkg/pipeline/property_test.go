@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/gen"
+	"github.com/outsider-sec/outsider/internal/storetest"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/flow"
@@ -44,23 +45,6 @@ func lambdaHistory(t *testing.T, seed uint64) [][]byte {
 			t.Fatal(err)
 		}
 		out = append(out, env)
-	}
-	return out
-}
-
-// sortedLists sorts the comma-separated lists of outcomes' values.
-func sortedLists(m map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range m {
-		fields := strings.Fields(v)
-		for i, f := range fields {
-			if name, list, ok := strings.Cut(f, "="); ok && strings.Contains(list, ",") {
-				items := strings.Split(list, ",")
-				slices.Sort(items)
-				fields[i] = name + "=" + strings.Join(items, ",")
-			}
-		}
-		out[k] = strings.Join(fields, " ")
 	}
 	return out
 }
@@ -254,7 +238,7 @@ func TestLambdaProperties(t *testing.T) {
 				close(start)
 				wg.Wait()
 				// The lists keep the order calls arrived in: compared as sets.
-				if diff := cmp.Diff(sortedLists(want), sortedLists(e.outcomes(t))); diff != "" {
+				if diff := cmp.Diff(storetest.ListsAsSets(want), storetest.ListsAsSets(e.outcomes(t))); diff != "" {
 					t.Errorf("findings (-reference +split and raced):\n%s", diff)
 				}
 				checkInvariants(t, e, e.emails(t))

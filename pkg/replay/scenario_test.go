@@ -37,6 +37,19 @@ type want struct {
 	Region   string `json:"region,omitempty"` // the function ARN's region, where the scenario names one
 }
 
+func readExpected(t *testing.T, dir string) expected {
+	t.Helper()
+	var exp expected
+	b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &exp); err != nil {
+		t.Fatal(err)
+	}
+	return exp
+}
+
 // The forms the same records are replayed in: they must give the same findings.
 var forms = []struct {
 	name  string
@@ -55,14 +68,7 @@ func TestScenarios(t *testing.T) {
 		t.Fatalf("found %d scenarios", len(dirs))
 	}
 	for _, dir := range dirs {
-		var exp expected
-		b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &exp); err != nil {
-			t.Fatal(err)
-		}
+		exp := readExpected(t, dir)
 		runs := exp.Runs
 		if len(runs) == 0 {
 			runs = [][]string{{"records.ndjson"}}
@@ -253,14 +259,7 @@ func TestPresignedFindingsSetting(t *testing.T) {
 func TestScenariosSplitAcrossInputs(t *testing.T) {
 	dirs, _ := filepath.Glob("testdata/scenarios/*")
 	for _, dir := range dirs {
-		var exp expected
-		b, err := os.ReadFile(filepath.Join(dir, "expected.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &exp); err != nil {
-			t.Fatal(err)
-		}
+		exp := readExpected(t, dir)
 		if len(exp.Runs) > 0 {
 			continue
 		}
