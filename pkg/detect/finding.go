@@ -172,7 +172,7 @@ func (f *Finding) merge(u use, max int, ids callSet) bool {
 	if u.presigned {
 		sig := SignalPresigned + ":" + u.name
 		changed := u.uses > f.Presigned
-		f.Presigned = maxInt(f.Presigned, u.uses)
+		f.Presigned = max(f.Presigned, u.uses)
 		if !slices.Contains(f.Signals, sig) && len(f.Signals) < 2*max {
 			f.Signals = append(f.Signals, sig)
 			changed = true
@@ -251,13 +251,6 @@ func (f *Finding) merge(u use, max int, ids callSet) bool {
 		f.Calls = f.Calls[:max]
 	}
 	return changed
-}
-
-func maxInt(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // Bounds of what a record carries into a finding: every string an attacker may choose is
