@@ -168,12 +168,12 @@ type use struct {
 }
 
 // merge folds u into f. It reports false when u added nothing (a redelivery).
-func (f *Finding) merge(u use, max int, ids callSet) bool {
+func (f *Finding) merge(u use, limit int, ids callSet) bool {
 	if u.presigned {
 		sig := SignalPresigned + ":" + u.name
 		changed := u.uses > f.Presigned
 		f.Presigned = max(f.Presigned, u.uses)
-		if !slices.Contains(f.Signals, sig) && len(f.Signals) < 2*max {
+		if !slices.Contains(f.Signals, sig) && len(f.Signals) < 2*limit {
 			f.Signals = append(f.Signals, sig)
 			changed = true
 		}
@@ -215,15 +215,15 @@ func (f *Finding) merge(u use, max int, ids callSet) bool {
 		f.InsideSeen, changed = u.inside, true
 	}
 	n := len(f.AccessKeys) + len(f.UserAgents)
-	f.AccessKeys = addBounded(f.AccessKeys, u.key, max)
-	f.UserAgents = addBounded(f.UserAgents, u.userAgent, max)
+	f.AccessKeys = addBounded(f.AccessKeys, u.key, limit)
+	f.UserAgents = addBounded(f.UserAgents, u.userAgent, limit)
 	changed = changed || n != len(f.AccessKeys)+len(f.UserAgents)
 
 	if i := slices.IndexFunc(f.Sources, func(s Source) bool { return s.IP == u.ip }); i >= 0 {
 		if counted {
 			f.Sources[i].Count++
 		}
-	} else if len(f.Sources) < max {
+	} else if len(f.Sources) < limit {
 		f.Sources, changed = append(f.Sources, Source{IP: u.ip, ASN: u.asn, Org: u.org, Count: 1}), true
 	}
 
@@ -245,10 +245,10 @@ func (f *Finding) merge(u use, max int, ids callSet) bool {
 	if u.at.After(c.LastSeen) {
 		c.LastSeen = u.at
 	}
-	if len(f.Calls) > max {
+	if len(f.Calls) > limit {
 		// Keep the newest calls: they say what the attacker is doing now.
 		slices.SortStableFunc(f.Calls, func(a, b Call) int { return b.LastSeen.Compare(a.LastSeen) })
-		f.Calls = f.Calls[:max]
+		f.Calls = f.Calls[:limit]
 	}
 	return changed
 }
