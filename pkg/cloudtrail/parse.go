@@ -210,6 +210,16 @@ func ParseValue(b []byte, emit func(*Record), bad func(error)) {
 	parseValue(b, 0, &out{emit: emit, bad: bad, latest: Now().Add(futureSlack)})
 }
 
+// ParseEnvelope decodes one EventBridge event as a rule's target receives it: an "AWS API
+// Call via CloudTrail" envelope from AWS whose detail is one record. Any other value — a
+// bare record, an array, a log file, an envelope around anything but one record — was not
+// put there by EventBridge and is forged: the Lambda's queue may be written by principals
+// other than the rules, and what they write must never teach or raise anything.
+// https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html
+func ParseEnvelope(b []byte, emit func(*Record), bad func(error)) {
+	parseValue(b, 0, &out{emit: emit, bad: bad, latest: Now().Add(futureSlack), only: onlyEnvelope})
+}
+
 // wireSpace is a decoding space, reused: the wire, and a log file's records.
 type wireSpace struct {
 	w    fastWire
@@ -227,7 +237,17 @@ type out struct {
 	bad    func(error)
 	latest time.Time // a record after this is out of range (read once, not per record)
 	arena  *arena    // where records come from; nil: one allocation each
+	only   shape     // the one shape accepted here; anything else is forged
 }
+
+// shape restricts what a value may be.
+type shape uint8
+
+const (
+	anyShape     shape = iota
+	onlyEnvelope       // an EventBridge envelope (the Lambda's messages)
+	onlyRecord         // one record (an envelope's detail, in the Lambda)
+)
 
 // arena hands out records and their strings from larger allocations: a reader of many
 // records makes one allocation for dozens of them instead of two for each. A block stays
@@ -283,6 +303,10 @@ func parseValue(b []byte, depth int, o *out) {
 	}
 	switch b[0] {
 	case '[':
+		if o.only != anyShape {
+			o.bad(malformed(ReasonForged, "an array, not one EventBridge event"))
+			return
+		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(b, &items); err != nil {
 			o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
@@ -332,7 +356,9 @@ func parseValue(b []byte, depth int, o *out) {
 		}
 		parseObject(&tw, depth, o)
 	default:
-		if json.Valid(b) {
+		if o.only == onlyEnvelope && json.Valid(b) {
+			o.bad(malformed(ReasonForged, "a JSON %s, not an EventBridge event", jsonKind(b[0])))
+		} else if json.Valid(b) {
 			o.bad(malformed(ReasonNotRecord, "a JSON %s", jsonKind(b[0])))
 		} else {
 			o.bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(b), 16)))
@@ -368,6 +394,15 @@ func isRecord(r *fastRecord, depth int) bool {
 }
 
 func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S, Q, P, R, D], depth int, o *out) {
+	envelope := w.DetailType != "" || w.hasDetail()
+	switch {
+	case o.only == onlyEnvelope && (!envelope || w.Records != nil):
+		o.bad(malformed(ReasonForged, "a bare record or log file, not an EventBridge event"))
+		return
+	case o.only == onlyRecord && (w.Records != nil || envelope):
+		o.bad(malformed(ReasonForged, "an envelope's detail that is not one record"))
+		return
+	}
 	switch {
 	case w.Records != nil:
 		switch recs := any(w.Records).(type) {
@@ -385,7 +420,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 				parseValue(it, depth+1, o)
 			}
 		}
-	case w.DetailType != "" || w.hasDetail():
+	case envelope:
 		if w.DetailType != detailTypeAPICall {
 			o.bad(malformed(ReasonNotAPICall, "detail-type %q", truncate(w.DetailType, 64)))
 			return
@@ -397,7 +432,7 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 			return
 		}
 		account := string(w.EnvAccount)
-		inner := &out{latest: o.latest, bad: o.bad, arena: o.arena, emit: func(r *Record) {
+		inner := &out{latest: o.latest, bad: o.bad, arena: o.arena, only: anyShape, emit: func(r *Record) {
 			if account != r.RecipientAccount {
 				o.bad(malformed(ReasonForged, "envelope account is not the record's recipientAccountId"))
 				return
@@ -412,6 +447,9 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 				inner.emit(rec)
 			}
 		case json.RawMessage:
+			if o.only == onlyEnvelope {
+				inner.only = onlyRecord
+			}
 			parseValue(d, depth+1, inner)
 		}
 	default:

@@ -82,6 +82,46 @@ func TestParseShapes(t *testing.T) {
 	}
 }
 
+// TestParseEnvelope: the Lambda reads one EventBridge envelope around one record, and takes
+// every other shape, however valid the records in it, as forged.
+func TestParseEnvelope(t *testing.T) {
+	rec := `{"eventTime":"2024-06-02T20:27:12Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","recipientAccountId":"210987654321"}`
+	env := `{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","account":"210987654321","detail":` + rec + `}`
+	tests := []struct {
+		name    string
+		in      string
+		records int
+		bad     []string
+	}{
+		{"envelope", env, 1, nil},
+		{"envelope, odd types in its record", strings.Replace(env, `"eventName"`, `"sourceIPAddress":7,"eventName"`, 1), 1, nil},
+		{"bare record", rec, 0, []string{ReasonForged}},
+		{"array of records", `[` + rec + `]`, 0, []string{ReasonForged}},
+		{"array of envelopes", `[` + env + `]`, 0, []string{ReasonForged}},
+		{"log file", `{"Records":[` + rec + `]}`, 0, []string{ReasonForged}},
+		{"envelope around a log file", strings.Replace(env, rec, `{"Records":[`+rec+`,`+rec+`]}`, 1), 0, []string{ReasonForged}},
+		{"envelope around an array", strings.Replace(env, rec, `[`+rec+`]`, 1), 0, []string{ReasonForged}},
+		{"envelope around an envelope", strings.Replace(env, rec, env, 1), 0, []string{ReasonForged}},
+		{"envelope and log file at once", strings.Replace(env, `"detail":`, `"Records":[`+rec+`],"detail":`, 1), 0, []string{ReasonForged}},
+		{"a number", `42`, 0, []string{ReasonForged}},
+		{"not json", `{x`, 0, []string{ReasonNotJSON}},
+		{"other event type", `{"detail-type":"EC2 Instance State-change Notification","source":"aws.ec2","detail":{}}`, 0, []string{ReasonNotAPICall}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var n int
+			var bad []string
+			ParseEnvelope([]byte(tc.in), func(*Record) { n++ }, func(err error) { bad = append(bad, Reason(err)) })
+			if n != tc.records {
+				t.Errorf("records = %d, want %d", n, tc.records)
+			}
+			if diff := cmp.Diff(tc.bad, bad); diff != "" {
+				t.Errorf("skipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestParseFields(t *testing.T) {
 	recs, bad := readAll(t, []byte(lambdaAssumeRole))
 	if len(recs) != 1 || len(bad) != 0 {

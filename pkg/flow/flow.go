@@ -240,8 +240,8 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 		}
 	}
 	if err := f.Store.Flush(ctx); err != nil && f.Log != nil {
-		// The sink's marks (emails sent) stay in the store's memory, written with the
-		// next batch.
+		// Only give-backs of failed sends are left to write here (sent marks are
+		// written by the Mailer before it returns): they wait for the next batch.
 		f.Log.WarnContext(ctx, "marks of the published findings not written yet", "error", err)
 	}
 	return pub.Emails

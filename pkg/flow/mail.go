@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -30,10 +31,17 @@ const keyNotified = "notify#"
 // IsEmailKey reports whether key holds a finding's email claim (for tests and tools).
 func IsEmailKey(key string) bool { return strings.HasPrefix(key, keyNotified) }
 
-// emailLease is how long a claim on an email holds without a sent mark: a worker that died
-// between its claim and the send leaves a claim that the next delivery takes over once the
-// lease has passed. Longer than any invocation (Lambda's limit is 15 minutes).
-const emailLease = 16 * time.Minute
+// EmailLease is how long a claim on an email holds without a sent mark. A message whose
+// email another worker has claimed fails and comes back; if that worker died between its
+// claim and the send, the redelivery takes the claim over. So the lease is longer than an
+// invocation (the stack's function timeout, 2 minutes) and shorter than the queue's
+// visibility timeout (12 minutes): the first redelivery always finds it passed (DESIGN §8).
+const EmailLease = 5 * time.Minute
+
+// ErrClaimedElsewhere fails a message whose finding's email another worker claimed and has
+// not marked sent: the message comes back after the lease, and the email is sent then by
+// whoever holds it — never dropped because someone else said they would send it.
+var ErrClaimedElsewhere = errors.New("flow: the finding's email is claimed by another worker and not sent yet; retried after the lease")
 
 // keepMarks is how long a finding's mark is kept after its window opened.
 const keepMarks = 90 * 24 * time.Hour
@@ -47,13 +55,14 @@ type emailClaim struct {
 
 var sentMark = []byte(`{"sent":true}`)
 
-// Mail sends f's email unless it went already or another worker is sending it; sent tells
-// whether this call sent it. On a send error the claim is given back, so that a retry
-// sends it.
+// Mail sends f's email unless it went already; sent tells whether this call sent it. A
+// live claim by another worker is ErrClaimedElsewhere (the message is retried). On a send
+// error the claim is given back, so that a retry sends it. The sent mark is written before
+// Mail returns: a message is never reported done on a mark that lives only in memory.
 func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err error) {
 	key := keyNotified + f.ID
 	keep := f.PeriodStart.Add(keepMarks)
-	won, err := m.claim(ctx, key, f.PeriodStart, keep)
+	mine, won, err := m.claim(ctx, key, f.PeriodStart, keep)
 	if err != nil || !won {
 		return false, err
 	}
@@ -61,34 +70,50 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 		m.Store.Put(ctx, key, []byte(`{}`), time.Unix(1, 0))
 		return false, err
 	}
-	// A gathering store fails at its Flush, not here; the flow logs that. Until the mark
-	// is written, the claim (ours, within its lease) keeps other workers from sending.
-	m.Store.Put(ctx, key, sentMark, keep)
+	// From our claim to the mark, at once. Should this write fail, the email went but the
+	// message fails: its redelivery finds our claim, and after the lease sends again (a
+	// second email rather than none, as when SNS's answer is lost).
+	if _, err := m.Store.Swap(ctx, key, mine, sentMark, keep); err != nil {
+		return true, fmt.Errorf("flow: email sent, its mark not written: %w", err)
+	}
 	return true, nil
 }
 
 // claim claims the right to send a finding's email: a conditional write that one worker
-// wins; a claim left by a worker that died unsent is taken over after emailLease.
-func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.Time) (bool, error) {
+// wins; a claim left by a worker that died unsent is taken over after EmailLease. It
+// returns the claim written, to turn into the sent mark.
+func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.Time) ([]byte, bool, error) {
 	mine, _ := json.Marshal(emailClaim{By: m.nonce(), At: m.now().Unix()})
 	won, err := m.Store.Claim(ctx, key, mine, periodStart, keep)
 	if err != nil || won {
-		return won, err
+		return mine, won, err
 	}
 	cur, ok, err := m.Store.Get(ctx, key, periodStart)
-	if err != nil || !ok {
-		return false, err
+	switch {
+	case err != nil:
+		return nil, false, err
+	case !ok:
+		// Claimed, then given back or expired between our two reads: claim again.
+		won, err := m.Store.Swap(ctx, key, nil, mine, keep)
+		if err == nil && !won {
+			err = ErrClaimedElsewhere
+		}
+		return mine, won, err
 	}
 	var c emailClaim
 	switch {
 	case json.Unmarshal(cur, &c) != nil || c.Sent:
-		return false, nil
+		return nil, false, nil
 	case c.By == m.nonce():
-		return true, nil // our own claim, whose answer was lost
-	case m.now().Sub(time.Unix(c.At, 0)) < emailLease:
-		return false, nil // another worker is sending it
+		return cur, true, nil // our own claim, whose answer was lost
+	case m.now().Sub(time.Unix(c.At, 0)) < EmailLease:
+		return nil, false, ErrClaimedElsewhere
 	}
-	return m.Store.Swap(ctx, key, cur, mine, keep)
+	won, err = m.Store.Swap(ctx, key, cur, mine, keep)
+	if err == nil && !won {
+		err = ErrClaimedElsewhere // another worker took it over first
+	}
+	return mine, won, err
 }
 
 // nonce is this worker's name in its claims.

@@ -111,11 +111,13 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 	return nil, h.HandleEvent(ctx, payload)
 }
 
-// parse reads a message's records. Malformed values are counted and logged, never
-// retried: a retry would not make them valid.
+// parse reads a message's record: an EventBridge envelope, nothing else (a bare record,
+// an array or a log file in the queue was put there by someone other than the rules, and
+// is forged). Malformed values are counted and logged, never retried: a retry would not
+// make them valid.
 func (h *Handler) parse(ctx context.Context, id string, body []byte) *flow.Input {
 	in := &flow.Input{ID: id}
-	cloudtrail.ParseValue(body, func(r *cloudtrail.Record) {
+	cloudtrail.ParseEnvelope(body, func(r *cloudtrail.Record) {
 		in.Records = append(in.Records, r)
 	}, func(err error) {
 		in.Malformed = append(in.Malformed, cloudtrail.Reason(err))
@@ -194,7 +196,7 @@ func (h *Handler) now() time.Time {
 // report writes the invocation's one summary line and its metrics.
 func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err error) {
 	attrs := []any{
-		"messages", s.Inputs, "failed", s.Failed, "records", s.Records, "malformed", s.MalformedTotal(),
+		"messages", s.Inputs, "failed", s.Failed, "records", s.Records, "malformed", s.MalformedTotal(), "forged", s.Malformed[cloudtrail.ReasonForged],
 		"outside", s.Outside, "lambdaTokensOutside", s.LambdaUsed, "findingsNew", s.Created, "findingsUpdated", s.Updated,
 		"emails", s.Emails, "storeCalls", s.StoreCalls, "deferred", s.Deferred, "durationMs", took.Milliseconds(),
 	}
@@ -208,8 +210,9 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	}
 	// CloudWatch Embedded Metric Format: a log line CloudWatch turns into metrics.
 	// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
-	names := []string{"Records", "Malformed", "Outside", "LambdaTokensOutside", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls"}
-	values := []int{s.Records, s.MalformedTotal(), s.Outside, s.LambdaUsed, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls}
+	// Forged: messages not put by the rules (DESIGN §8), alarmed on by the stack.
+	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls"}
+	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls}
 	metrics := make([]map[string]string, len(names))
 	line := map[string]any{}
 	for i, n := range names {
