@@ -36,7 +36,7 @@ func main() {
 		os.Exit(1)
 	}
 	s3c := s3.NewFromConfig(awsCfg)
-	h := &refresh.Handler{Log: log, Ranges: &refresh.Refresher{
+	h := &refresh.Handler{Log: log, Metrics: os.Stdout, Ranges: &refresh.Refresher{
 		HTTP: &http.Client{Timeout: 30 * time.Second}, URL: cfg.URL, S3: s3c, Bucket: cfg.Ranges.Bucket, Key: cfg.Ranges.Key,
 	}}
 	if len(cfg.Accounts) > 0 {

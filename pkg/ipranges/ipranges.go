@@ -71,19 +71,76 @@ const (
 	minBits6 = 24
 )
 
+// maxShare4 bounds the share of the IPv4 space a file may cover. AWS's prefixes, collapsed,
+// covered 0.91% of it on 2018-12-28 and 2.37% on 2026-08-22 (the snapshots under
+// testdata); 8% is more than three times the largest. A file of 256 prefixes N.0.0.0/8,
+// each as wide as the bound above allows, covers all of it.
+const maxShare4 = 0.08
+
+// createDateLayout is createDate's layout; syncToken is the same instant in Unix seconds
+// (equal to the second in every snapshot under testdata).
+// https://docs.aws.amazon.com/vpc/latest/userguide/aws-ip-syntax.html
+const createDateLayout = "2006-01-02-15-04-05"
+
 // Plausible reports whether r looks like a file AWS publishes at now: no prefix wider than
-// the bounds (0.0.0.0/0 and ::/0 included), and a syncToken (its publication time) no more
-// than a day ahead of now.
+// the bounds (0.0.0.0/0 and ::/0 included), no more of the IPv4 space than maxShare4, a
+// syncToken (its publication time) no more than a day ahead of now, and the same instant
+// as its createDate.
 func (r *Ranges) Plausible(now time.Time) error {
 	if r.SyncToken > now.Add(24*time.Hour).Unix() {
 		return fmt.Errorf("%w: syncToken %d is in the future (%s)", ErrImplausible, r.SyncToken, time.Unix(r.SyncToken, 0).UTC().Format(time.RFC3339))
+	}
+	created, err := time.Parse(createDateLayout, r.CreateDate)
+	if err != nil {
+		return fmt.Errorf("%w: createDate %q is not a date", ErrImplausible, truncate(r.CreateDate, 32))
+	}
+	if d := r.SyncToken - created.Unix(); d < -60 || d > 60 {
+		return fmt.Errorf("%w: syncToken %d is not its createDate %s", ErrImplausible, r.SyncToken, r.CreateDate)
 	}
 	for p := range r.table.All() {
 		if p.Addr().Is4() && p.Bits() < minBits4 || p.Addr().Is6() && p.Bits() < minBits6 {
 			return fmt.Errorf("%w: prefix %s is wider than any AWS publishes", ErrImplausible, p)
 		}
 	}
+	if share := r.Share4(); share > maxShare4 {
+		return fmt.Errorf("%w: covers %.1f%% of the IPv4 space, AWS's prefixes never more than %.0f%%", ErrImplausible, 100*share, 100*maxShare4)
+	}
 	return nil
+}
+
+// Share4 is the share of the IPv4 space the file's prefixes cover (nested ones once).
+func (r *Ranges) Share4() float64 {
+	var ps []netip.Prefix
+	for p := range r.table.All4() {
+		ps = append(ps, p)
+	}
+	// Two prefixes nest or are apart: in address order (the wider first), a prefix that
+	// starts before the covered end is inside the last counted one.
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	var covered, end uint64 // end: first address after the last counted prefix
+	for _, p := range ps {
+		a := p.Addr().As4()
+		start := uint64(a[0])<<24 | uint64(a[1])<<16 | uint64(a[2])<<8 | uint64(a[3])
+		if start < end {
+			continue
+		}
+		size := uint64(1) << (32 - p.Bits())
+		covered += size
+		end = start + size
+	}
+	return float64(covered) / (1 << 32)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // Parse reads an ip-ranges.json (either schema: with or without network_border_group).

@@ -22,6 +22,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/flow"
 	"github.com/outsider-sec/outsider/pkg/hub"
+	"github.com/outsider-sec/outsider/pkg/ipranges"
 )
 
 // Importer sends findings to Security Hub (pkg/hub).
@@ -53,9 +54,10 @@ type Handler struct {
 	Ranges   Checker   // reloads AWS's ranges when the refresher stored new ones; nil: none
 	Now      func() time.Time
 
-	once sync.Once
-	flow *flow.Flow
-	mail *flow.Mailer
+	once    sync.Once
+	refused int // 1 when the last look at the stored ranges refused them
+	flow    *flow.Flow
+	mail    *flow.Mailer
 }
 
 // Summary is what one invocation did: the summary log line and the metrics.
@@ -128,8 +130,12 @@ func (h *Handler) parse(ctx context.Context, id string, body []byte) *flow.Input
 
 func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 	start := h.now()
+	h.refused = 0
 	if h.Ranges != nil {
 		if err := h.Ranges.Check(ctx); err != nil {
+			if errors.Is(err, ipranges.ErrImplausible) {
+				h.refused = 1 // an alarm: someone wrote a file that would blind the detector
+			}
 			// The ranges in use stay; a stale range list is no reason to stop detecting.
 			h.Log.WarnContext(ctx, "could not reload AWS's ip ranges", "error", err)
 		}
@@ -211,8 +217,8 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	// CloudWatch Embedded Metric Format: a log line CloudWatch turns into metrics.
 	// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 	// Forged: messages not put by the rules (DESIGN §8), alarmed on by the stack.
-	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls"}
-	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls}
+	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls", "RangesRefused"}
+	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls, h.refused}
 	metrics := make([]map[string]string, len(names))
 	line := map[string]any{}
 	for i, n := range names {

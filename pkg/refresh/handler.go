@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -20,9 +21,10 @@ type Job interface {
 // Handler is the refresher function: an SNS notification (AmazonIpSpaceChanged) refreshes
 // the ranges; a scheduled event refreshes them and runs the jobs.
 type Handler struct {
-	Ranges *Refresher
-	Jobs   []Job
-	Log    *slog.Logger
+	Ranges  *Refresher
+	Jobs    []Job
+	Log     *slog.Logger
+	Metrics io.Writer // CloudWatch Embedded Metric Format lines; nil: none
 }
 
 // Handle takes whatever Lambda hands the function. An error makes Lambda retry it.
@@ -53,6 +55,11 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) error {
 		if err != nil {
 			errs = append(errs, err)
 			h.Log.ErrorContext(ctx, "ip-ranges.json not stored", "error", err)
+			if errors.Is(err, ErrInvalid) {
+				// A refused file is an alarm (the stack's RangesRefusedAlarm), not
+				// only a log line: someone may be trying to blind the detector.
+				h.metric("RangesRefused", 1)
+			}
 			continue
 		}
 		h.Log.InfoContext(ctx, "ip-ranges.json checked", "stored", res.Stored, "syncToken", res.SyncToken, "prefixes", res.Prefixes, "reason", res.Reason)
@@ -78,4 +85,20 @@ func (j ASNJob) Run(ctx context.Context, log *slog.Logger) error {
 	n, err := j.ASNConverter.Run(ctx)
 	log.InfoContext(ctx, "ASN database converted", "bytes", n, "error", err)
 	return err
+}
+
+// metric writes one CloudWatch Embedded Metric Format line, namespace Outsider.
+// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+func (h *Handler) metric(name string, v int) {
+	if h.Metrics == nil {
+		return
+	}
+	b, _ := json.Marshal(map[string]any{
+		name: v,
+		"_aws": map[string]any{
+			"Timestamp":         time.Now().UnixMilli(),
+			"CloudWatchMetrics": []any{map[string]any{"Namespace": "Outsider", "Dimensions": [][]string{{}}, "Metrics": []any{map[string]string{"Name": name, "Unit": "Count"}}}},
+		},
+	})
+	h.Metrics.Write(append(b, '\n'))
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,19 +26,22 @@ func TestHandler(t *testing.T) {
 	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("refresher-test")}); err != nil {
 		t.Fatal(err)
 	}
-	body := []byte(`{"syncToken":"1900000000","createDate":"2030-03-17-12-00-00","prefixes":[` + prefixes(12000) + `],"ipv6_prefixes":[]}`)
+	body := []byte(`{"syncToken":"1900000000","createDate":"2030-03-17-17-46-40","prefixes":[` + prefixes(12000) + `],"ipv6_prefixes":[]}`)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) }))
 	defer srv.Close()
 	// The wall clock of the publication: a syncToken ahead of it is refused.
 	r := &Refresher{HTTP: srv.Client(), URL: srv.URL, S3: client, Bucket: "refresher-test", Key: "ip-ranges.json",
 		Now: func() time.Time { return time.Date(2030, 3, 17, 12, 5, 0, 0, time.UTC) }}
 	var logs bytes.Buffer
-	h := (&Handler{Ranges: r, Log: slog.New(slog.NewJSONHandler(&logs, nil))}).Handle
+	h := (&Handler{Ranges: r, Log: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: &logs}).Handle
 
 	bad, _ := json.Marshal(map[string]any{"Records": []any{map[string]any{"EventSource": "aws:sns", "Sns": map[string]any{
-		"Message": `{"create-time":"2030-03-17-12-00-00","synctoken":"1900000000","md5":"00000000000000000000000000000000"}`}}}})
+		"Message": `{"create-time":"2030-03-17-17-46-40","synctoken":"1900000000","md5":"00000000000000000000000000000000"}`}}}})
 	if err := h(ctx, bad); err == nil {
 		t.Error("a mismatched md5 did not fail the invocation")
+	}
+	if !strings.Contains(logs.String(), `"RangesRefused":1`) {
+		t.Errorf("a refused file raised no metric:\n%s", logs.String())
 	}
 	if err := h(ctx, json.RawMessage(`{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`)); err != nil {
 		t.Fatalf("schedule: %v\n%s", err, logs.String())

@@ -111,11 +111,7 @@ func (r *Refresher) Run(ctx context.Context, n *Notice) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
-	if err := ranges.Plausible(now()); err != nil {
+	if err := ranges.Plausible(r.now()); err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	v4, v6 := ranges.Len()
@@ -189,19 +185,39 @@ func (r *Refresher) download(ctx context.Context, url string) ([]byte, error) {
 	return body, nil
 }
 
-// stored returns the syncToken and prefix count of the stored file; 0 when there is none.
+// stored returns the syncToken and prefix count of the stored file, read from the file
+// itself (object metadata is whatever its writer said); 0 when there is none, or when what
+// is stored is not a file AWS would publish (a poisoned write never stops later updates).
 func (r *Refresher) stored(ctx context.Context) (int64, int, error) {
-	out, err := r.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(r.Key)})
-	var nf *types.NotFound
+	out, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(r.Key)})
+	var nf *types.NoSuchKey
 	if errors.As(err, &nf) {
 		return 0, 0, nil
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("refresh: s3://%s/%s: %w", r.Bucket, r.Key, err)
 	}
-	tok, _ := strconv.ParseInt(out.Metadata[metaSyncToken], 10, 64)
-	n, _ := strconv.Atoi(out.Metadata[metaPrefixes])
-	return tok, n, nil
+	defer out.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(out.Body, maxFile))
+	if err != nil {
+		return 0, 0, fmt.Errorf("refresh: s3://%s/%s: %w", r.Bucket, r.Key, err)
+	}
+	ranges, err := ipranges.Parse(body)
+	if err == nil {
+		err = ranges.Plausible(r.now())
+	}
+	if err != nil {
+		return 0, 0, nil
+	}
+	v4, v6 := ranges.Len()
+	return ranges.SyncToken, v4 + v6, nil
+}
+
+func (r *Refresher) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // Watcher reloads the stored file into the detector's ranges when it changes, looking at

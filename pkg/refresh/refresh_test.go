@@ -7,6 +7,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -124,6 +125,11 @@ func TestRefreshAndReload(t *testing.T) {
 		"covers the internet":       {tampered(after, "1787500000", `{"ip_prefix":"0.0.0.0/0","region":"GLOBAL","service":"AMAZON"},`, `{"ipv6_prefix":"::/0","region":"GLOBAL","service":"AMAZON"},`), nil},
 		"a prefix wider than AWS's": {tampered(after, "1787500000", `{"ip_prefix":"64.0.0.0/3","region":"us-east-1","service":"EC2"},`, ""), nil},
 		"syncToken in the future":   {tampered(after, "9223372036854775807", "", ""), nil},
+		// Every prefix as wide as allowed, published 23 hours ahead, dated consistently:
+		// the whole IPv4 space would be inside.
+		"the space in /8s":                   {republished(after, 1787411825+23*3600, slash8s(0, 256)), nil},
+		"syncToken not its createDate":       {tampered(after, "1787500000", "", ""), nil},
+		"three and a half times AWS's share": {republished(after, 1787500000, slash8s(64, 16)), nil},
 	} {
 		srv.set(tc.body)
 		res, err := r.Run(ctx, tc.notice)
@@ -149,6 +155,34 @@ func TestRefreshAndReload(t *testing.T) {
 	if err := w.Check(ctx); !errors.Is(err, ipranges.ErrImplausible) || current.Contains(attacker) || current.Load().SyncToken != 1787411825 {
 		t.Errorf("a tampered file was loaded: %v, token %d", err, current.Load().SyncToken)
 	}
+	// A write whose metadata claims a far newer file: "newer" is read from the file, so
+	// AWS's next publication is stored all the same.
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("ip-ranges.json"), Body: bytes.NewReader(before),
+		Metadata: map[string]string{"synctoken": "9999999999", "prefixes": "99999"}}); err != nil {
+		t.Fatal(err)
+	}
+	next := republished(after, 1787500000, "")
+	srv.set(next)
+	if res, err := r.Run(ctx, nil); err != nil || !res.Stored {
+		t.Errorf("a newer file not stored over a poisoned one: %+v, %v", res, err)
+	}
+}
+
+// republished rewrites an ip-ranges.json as if published at token (syncToken and createDate
+// agree), with prefixes added at the head of its IPv4 list.
+func republished(b []byte, token int64, v4 string) []byte {
+	s := strings.Replace(string(b), `"syncToken": "1787411825"`, fmt.Sprintf(`"syncToken": "%d"`, token), 1)
+	s = strings.Replace(s, `"createDate": "2026-08-22-15-17-05"`, `"createDate": "`+time.Unix(token, 0).UTC().Format("2006-01-02-15-04-05")+`"`, 1)
+	return []byte(strings.Replace(s, `"prefixes": [`, `"prefixes": [`+v4, 1))
+}
+
+// slash8s lists n prefixes N.0.0.0/8 from first on.
+func slash8s(first, n int) string {
+	var b strings.Builder
+	for i := first; i < first+n; i++ {
+		fmt.Fprintf(&b, `{"ip_prefix":"%d.0.0.0/8","region":"us-east-1","service":"EC2"},`, i)
+	}
+	return b.String()
 }
 
 // tampered rewrites an ip-ranges.json: its syncToken, and prefixes added at the head of
