@@ -51,7 +51,10 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
 		Resources:  jsii.Strings("*"), // in a key policy, "*" is this key
-		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": *account}},
+		Conditions: &map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": *account},
+			"ArnLike":      map[string]any{"aws:SourceArn": *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"), nil)},
+		},
 	}), nil)
 	topic := awssns.NewTopic(stack, jsii.String("Findings"), &awssns.TopicProps{
 		DisplayName: jsii.String("Outsider findings"),
@@ -97,7 +100,12 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:        jsii.Bool(true),
 		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(720)),
-		RetentionPeriod:   awscdk.Duration_Days(jsii.Number(4)),
+		// SQS's longest: a backlog has 14 days to drain (the age alarm fires after 15
+		// minutes). A message that fails goes to the DLQ after 5 receives, an hour at
+		// most, long before it could expire here; the DLQ keeps it what is left of its 14
+		// days (an expiry counts from the first enqueue on standard queues).
+		// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
 		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(5)},
 	})
 
@@ -126,6 +134,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		DetailType: jsii.Strings("AWS API Call via CloudTrail"),
 		Detail:     ptr(eventPattern()["detail"].(map[string]any)),
 	}
+	var ruleArns []any
 	for _, r := range []struct {
 		id  string
 		bus awsevents.IEventBus
@@ -139,7 +148,21 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 			Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewSqsQueue(queue, nil)},
 		})
 		rule.Node().DefaultChild().(awsevents.CfnRule).SetState(jsii.String(ruleState))
+		ruleArns = append(ruleArns, *rule.RuleArn())
 	}
+	// Only the two rules write the queue: the target's grant allows them, and this denies
+	// every other principal, however broad its own sqs:SendMessage (power-user and CI roles
+	// have it). A principal's request carries no aws:SourceArn, and a negated operator on
+	// an absent key matches, so the deny applies to it.
+	// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_multi-value-conditions.html
+	queue.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("OnlyTheRulesSend"),
+		Effect:     awsiam.Effect_DENY,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+		Actions:    jsii.Strings("sqs:SendMessage"),
+		Resources:  jsii.Strings(*queue.QueueArn()),
+		Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:SourceArn": ruleArns}},
+	}))
 
 	logs, role := functionRole(stack, "Detector", detectorRoleName, "Outsider detector function", awscdk.RemovalPolicy_RETAIN)
 	// State: the three item calls the store makes, on its table. Its transactions need no
@@ -173,6 +196,9 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		LogGroup:      logs,
 		LoggingFormat: awslambda.LoggingFormat_JSON,
 		Environment:   &env,
+		// As many as the queue's consumers: a flood elsewhere in the account cannot starve
+		// the detector, nor the detector the account.
+		ReservedConcurrentExecutions: reserve(s, float64(s.MaxConcurrency)),
 	})
 	fn.AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(float64(s.BatchSize)),
@@ -212,6 +238,13 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	queueAge.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	outsiderMetric := func(name string) awscloudwatch.IMetric {
+		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace: jsii.String("Outsider"), MetricName: jsii.String(name), Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(5)),
+		})
+	}
+	alarm("RangesRefusedAlarm", "a stored or downloaded ip-ranges.json does not look like AWS's and was refused (someone may be trying to blind the detector)", outsiderMetric("RangesRefused"))
+	alarm("ForgedAlarm", "messages that are not AWS's EventBridge events reached the detector (someone wrote to its bus or queue)", outsiderMetric("Forged"))
 	alarm("RefresherErrorsAlarm", "the refresher of AWS's IP ranges and the Lambda inventory failed", refresher.MetricErrors(five))
 	alarm("RefresherDeadLettersAlarm", "refresher invocations failed after their retries", refresherDLQ.MetricApproximateNumberOfMessagesVisible(five))
 
@@ -269,6 +302,14 @@ func allow(role awsiam.Role, sid, resource string, actions ...string) {
 
 func ptr[T any](v T) *T { return &v }
 
+// reserve is a function's reserved concurrency, unless -c reserveConcurrency=false.
+func reserve(s Settings, n float64) *float64 {
+	if !s.Reserve {
+		return nil
+	}
+	return &n
+}
+
 // nagSuppress suppresses findings on one construct and its children (a role and its
 // policy), never on a whole stack.
 func nagSuppress(c constructs.IConstruct, s []*cdknag.NagPackSuppression) {
@@ -308,20 +349,33 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		Sid:        jsii.String("OnlyTheRefresherWrites"),
 		Effect:     awsiam.Effect_DENY,
 		Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
-		Actions:    jsii.Strings("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:RestoreObject"),
+		Actions:    jsii.Strings("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:RestoreObject", "s3:ReplicateObject"),
 		Resources:  jsii.Strings(*bucket.ArnForObjects(jsii.String("*"))),
 		Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": *role.RoleArn()}},
 	}))
-	// The inventory: this account's functions directly, member accounts' through the
-	// read-only role the forwarder stack creates there (trusting this role only).
-	allow(role, "ListOwnFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
-	allow(role, "ReadMemberInventories", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRolePrefix+"*"), nil), "sts:AssumeRole")
-	// Its own keys of the table only: the inventories.
-	// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html
-	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid: jsii.String("KeepInventory"), Actions: jsii.Strings("dynamodb:PutItem", "dynamodb:BatchWriteItem"), Resources: jsii.Strings(*table.TableArn()),
-		Conditions: &map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": []any{detect.InventoryKey("*")}}},
-	}))
+	if s.Inventory {
+		// The inventory (-c inventory=true): this account's functions directly, member
+		// accounts' through the read-only role the forwarder stack creates there
+		// (trusting this role only). ListFunctions returns every function's environment
+		// variables: this role can read them wherever it lists.
+		allow(role, "ListOwnFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
+		assume := awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("ReadMemberInventories"), Actions: jsii.Strings("sts:AssumeRole"),
+			Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+inventoryRolePrefix+"*"), nil)),
+		})
+		if s.OrganizationID != "" {
+			// Only roles of the organisation: not a role of that name in anyone's account.
+			// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-resourceorgid
+			assume.AddCondition(jsii.String("StringEquals"), map[string]any{"aws:ResourceOrgID": s.OrganizationID})
+		}
+		role.AddToPolicy(assume)
+		// Its own keys of the table only: the inventories.
+		// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html
+		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("KeepInventory"), Actions: jsii.Strings("dynamodb:PutItem", "dynamodb:BatchWriteItem"), Resources: jsii.Strings(*table.TableArn()),
+			Conditions: &map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": []any{detect.InventoryKey("*")}}},
+		}))
+	}
 	// The one object it keeps (HeadObject needs s3:GetObject).
 	allow(role, "RangesObject", *bucket.ArnForObjects(jsii.String(rangesKey)), "s3:GetObject", "s3:PutObject")
 	env := map[string]*string{
@@ -329,8 +383,10 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		config.EnvRangesKey:         jsii.String(rangesKey),
 		config.EnvTable:             table.TableName(),
 		config.EnvSecurityAccount:   stack.Account(),
-		config.EnvInventoryAccounts: jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ",")),
-		config.EnvInventoryRegions:  jsii.String(orDefault(s.InventoryRegions, *stack.Region())),
+	}
+	if s.Inventory {
+		env[config.EnvInventoryAccounts] = jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ","))
+		env[config.EnvInventoryRegions] = jsii.String(orDefault(s.InventoryRegions, *stack.Region()))
 	}
 	if s.ASNSources != "" {
 		if s.ASNDB == "" {
@@ -358,6 +414,8 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		LogGroup:        logs,
 		LoggingFormat:   awslambda.LoggingFormat_JSON,
 		Environment:     &env,
+		// One at a time: the hourly schedule and AWS's notices never need more.
+		ReservedConcurrentExecutions: reserve(*s, 1),
 	})
 	awsevents.NewRule(stack, jsii.String("RefreshHourly"), &awsevents.RuleProps{
 		Description: jsii.String("Outsider: check AWS's IP ranges every hour (notifications can be missed)"),

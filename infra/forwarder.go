@@ -39,8 +39,20 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 		AllowedPattern: jsii.String(`^[0-9]{12}$`),
 	})
 
+	inventoryOn := awscdk.NewCfnParameter(stack, jsii.String("Inventory"), &awscdk.CfnParameterProps{
+		Type:          jsii.String("String"),
+		Default:       jsii.String("false"),
+		AllowedValues: jsii.Strings("false", "true"),
+		Description: jsii.String("true: create the read-only role the security account's refresher assumes to list this account's Lambda functions " +
+			"(lambda:ListFunctions, which returns every function's environment variables). Off by default: CloudTrail teaches the detector every function that runs."),
+	})
+
+	// Only EventBridge acting for this account's own rules may use the role.
+	// https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html
 	forward := awsiam.NewRole(stack, jsii.String("ForwardRole"), &awsiam.RoleProps{
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil),
+		AssumedBy: awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil).WithConditions(&map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": *stack.Account()},
+		}),
 		Description: jsii.String("Outsider: EventBridge forwards CloudTrail API calls to the security account"),
 	})
 	target := awsevents.EventBus_FromEventBusArn(stack, jsii.String("CentralBus"), central.ValueAsString())
@@ -60,9 +72,19 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+refresherRoleName), nil)),
 		Description: jsii.String("Outsider: the security account lists this account's Lambda functions and their roles (the inventory)"),
 	})
-	// Only what the inventory calls: ListFunctions (names, ARNs, roles). Not GetFunction,
-	// which would hand out every function's code location and environment variables.
+	// Only what the inventory calls: ListFunctions. It returns each function's name, role
+	// and configuration, environment variables included (GetFunction would add the code's
+	// location): whoever holds the refresher's role can read them. Hence off by default.
+	// https://docs.aws.amazon.com/lambda/latest/api/API_ListFunctions.html
 	allow(inventory, "ListFunctions", "*", "lambda:ListFunctions") // ListFunctions takes no resource
+	on := awscdk.NewCfnCondition(stack, jsii.String("InventoryOn"), &awscdk.CfnConditionProps{
+		Expression: awscdk.Fn_ConditionEquals(inventoryOn.ValueAsString(), jsii.String("true")),
+	})
+	for _, c := range *inventory.Node().FindAll(constructs.ConstructOrder_PREORDER) {
+		if r, ok := c.(awscdk.CfnResource); ok {
+			r.CfnOptions().SetCondition(on)
+		}
+	}
 
 	nagSuppress(inventory, []*cdknag.NagPackSuppression{
 		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("lambda:ListFunctions supports no resource-level permission (Service Authorization Reference, AWS Lambda): its resource can only be *."),

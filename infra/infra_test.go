@@ -185,6 +185,32 @@ func TestDetectorStack(t *testing.T) {
 			t.Errorf("queue policy %s does not enforce TLS", id)
 		}
 	}
+	// Only the two rules may write the events queue: a deny for every other principal.
+	var deny map[string]any
+	for _, st := range get(where(t, tpl, "AWS::SQS::QueuePolicy", "PolicyDocument", "OnlyTheRulesSend"), "PolicyDocument", "Statement").([]any) {
+		if st := st.(map[string]any); st["Sid"] == "OnlyTheRulesSend" {
+			deny = st
+		}
+	}
+	senders, _ := get(deny, "Condition", "ArnNotEquals", "aws:SourceArn").([]any)
+	if deny["Effect"] != "Deny" || fmt.Sprint(deny["Principal"]) != "map[AWS:*]" || deny["Action"] != "sqs:SendMessage" ||
+		len(senders) != 2 || !strings.Contains(fmt.Sprint(senders), "FromOrganization") || !strings.Contains(fmt.Sprint(senders), "FromThisAccount") {
+		t.Errorf("events queue: SendMessage not denied to all but the two rules: %v", deny)
+	}
+	for id, q := range queues {
+		if q["MessageRetentionPeriod"] != 1209600.0 {
+			t.Errorf("queue %s keeps messages %v s, want 14 days", id, q["MessageRetentionPeriod"])
+		}
+	}
+	if fn["ReservedConcurrentExecutions"] != 10.0 {
+		t.Errorf("detector reserved concurrency %v, want maxConcurrency", fn["ReservedConcurrentExecutions"])
+	}
+	if kp := fmt.Sprint(one(t, tpl, "AWS::KMS::Key")["KeyPolicy"]); !strings.Contains(kp, "aws:SourceArn") {
+		t.Errorf("CloudWatch may use the topic's key for any alarm of any account: %s", kp)
+	}
+	if bp := fmt.Sprint(one(t, tpl, "AWS::S3::BucketPolicy")); !strings.Contains(bp, "s3:ReplicateObject") {
+		t.Errorf("the ranges bucket lets others replicate objects into it: %s", bp)
+	}
 
 	table := one(t, tpl, "AWS::DynamoDB::Table")
 	if table["BillingMode"] != "PAY_PER_REQUEST" || get(table, "TimeToLiveSpecification", "AttributeName") != "exp" ||
@@ -225,7 +251,7 @@ func TestDetectorStack(t *testing.T) {
 		}
 	}
 	slices.Sort(metrics)
-	want := []string{"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "FailedMessages", "Throttles"}
+	want := []string{"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "FailedMessages", "Forged", "RangesRefused", "Throttles"}
 	if !cmp.Equal(metrics, want) {
 		t.Errorf("alarms on %v, want %v", metrics, want)
 	}
@@ -369,9 +395,24 @@ func TestKeylessASN(t *testing.T) {
 }
 
 func TestRefresherPolicy(t *testing.T) {
+	// Off by default: the refresher lists nothing and may assume nothing.
 	tpl, _, _ := synth(t, nil)
 	got := statements(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"))
 	want := []string{
+		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
+		"[s3:GetObject s3:PutObject] on map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]",
+		"sqs:SendMessage on map[Fn::GetAtt:[RefresherDeadLettersFC354EAE Arn]]",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("refresher policy, no inventory (-want +got):\n%s", diff)
+	}
+	if env := fmt.Sprint(get(where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges"), "Environment")); strings.Contains(env, config.EnvInventoryAccounts) {
+		t.Errorf("inventory accounts set with the inventory off: %s", env)
+	}
+
+	tpl, _, _ = synth(t, map[string]string{"inventory": "true", "organizationId": "o-abcdef1234"})
+	got = statements(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"))
+	want = []string{
 		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
 		"lambda:ListFunctions on *",
 		"sts:AssumeRole on map[Fn::Sub:arn:${AWS::Partition}:iam::*:role/outsider-inventory-reader-*]",
@@ -406,6 +447,13 @@ func TestRefresherPolicy(t *testing.T) {
 	if p := fmt.Sprint(get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument")); !strings.Contains(p, "dynamodb:LeadingKeys") || !strings.Contains(p, "inv#*") {
 		t.Errorf("the refresher may write any key of the table: %s", p)
 	}
+	// It may assume the inventory role's name only in the organisation's accounts.
+	if p := fmt.Sprint(get(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"), "PolicyDocument")); !strings.Contains(p, "aws:ResourceOrgID:o-abcdef1234") {
+		t.Errorf("the refresher may assume the inventory role in any account: %s", p)
+	}
+	if fn := where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges"); fn["ReservedConcurrentExecutions"] != 1.0 {
+		t.Errorf("refresher reserved concurrency %v, want 1", fn["ReservedConcurrentExecutions"])
+	}
 }
 
 func TestForwarderStack(t *testing.T) {
@@ -415,6 +463,21 @@ func TestForwarderStack(t *testing.T) {
 		if _, ok := params[p]; !ok {
 			t.Errorf("no parameter %s", p)
 		}
+	}
+	if get(params, "Inventory", "Default") != "false" {
+		t.Errorf("the inventory role is not off by default: %v", params["Inventory"])
+	}
+	for _, typ := range []string{"AWS::IAM::Role", "AWS::IAM::Policy"} {
+		for id, r := range tpl["Resources"].(map[string]any) {
+			r := r.(map[string]any)
+			if r["Type"] == typ && strings.Contains(id, "InventoryRole") && r["Condition"] != "InventoryOn" {
+				t.Errorf("%s %s exists whatever the Inventory parameter says", typ, id)
+			}
+		}
+	}
+	// EventBridge may use the forward role only for this account's rules.
+	if fwd := fmt.Sprint(where(t, tpl, "AWS::IAM::Role", "AssumeRolePolicyDocument", "events.amazonaws.com")["AssumeRolePolicyDocument"]); !strings.Contains(fwd, "aws:SourceAccount") {
+		t.Errorf("forward role trust has no aws:SourceAccount: %s", fwd)
 	}
 	if _, ok := params["BootstrapVersion"]; ok {
 		t.Error("the forwarder needs a CDK bootstrap: a StackSet cannot deploy it")
@@ -468,9 +531,10 @@ func TestNag(t *testing.T) {
 
 func TestSettings(t *testing.T) {
 	_, err := readSettings(func(k string) string {
-		return map[string]string{ctxEmail: "not-an-email", ctxOrganizationID: "org", ctxMemberAccounts: "123", ctxDedup: "soon", ctxBatchSize: "0"}[k]
+		return map[string]string{ctxEmail: "not-an-email", ctxOrganizationID: "org", ctxMemberAccounts: "123", ctxDedup: "soon", ctxBatchSize: "0",
+			ctxASNSources: "http://example.org/asn.csv", ctxInventory: "yes", ctxReserve: "maybe"}[k]
 	})
-	for _, name := range []string{ctxEmail, ctxOrganizationID, ctxMemberAccounts, config.EnvDedup, ctxBatchSize} {
+	for _, name := range []string{ctxEmail, ctxOrganizationID, ctxMemberAccounts, config.EnvDedup, ctxBatchSize, ctxASNSources, ctxInventory, ctxReserve} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}

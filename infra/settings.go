@@ -27,6 +27,14 @@ const (
 	ctxMaxConcurrency = "maxConcurrency"    // containers consuming the queue at once (2 to 1000)
 	ctxInvAccounts    = "inventoryAccounts" // member accounts whose functions are listed hourly (the security account always is)
 	ctxInvRegions     = "inventoryRegions"  // in these regions (default: the stack's)
+	// "true": the refresher lists functions hourly (off by default: CloudTrail teaches every
+	// function that runs). lambda:ListFunctions returns each function's environment
+	// variables, where many teams keep secrets: turned on, the refresher's role can read
+	// them in every listed account.
+	ctxInventory = "inventory"
+	// "false": no reserved concurrency (for accounts whose concurrency quota is too small
+	// to reserve maxConcurrency + 1 and keep the 100 unreserved Lambda requires).
+	ctxReserve = "reserveConcurrency"
 )
 
 // Settings are the deployment's choices, read from the CDK context.
@@ -46,8 +54,10 @@ type Settings struct {
 	CrossRegion    string
 	Presigned      string
 
+	Inventory         bool
 	InventoryAccounts []string
 	InventoryRegions  string
+	Reserve           bool
 }
 
 var (
@@ -88,6 +98,26 @@ func readSettings(get func(string) string) (Settings, error) {
 	s.InventoryAccounts = accounts(ctxInvAccounts)
 	if len(s.InventoryAccounts) == 0 {
 		s.InventoryAccounts = s.MemberAccounts
+	}
+	switch v := get(ctxInventory); v {
+	case "", "false":
+	case "true":
+		s.Inventory = true
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q is neither true nor false", ctxInventory, v))
+	}
+	switch v := get(ctxReserve); v {
+	case "", "true":
+		s.Reserve = true
+	case "false":
+	default:
+		errs = append(errs, fmt.Errorf("%s: %q is neither true nor false", ctxReserve, v))
+	}
+	// The ASN tables decide what a call's network is: fetched over TLS only.
+	for _, u := range strings.Split(s.ASNSources, ",") {
+		if u = strings.TrimSpace(u); u != "" && !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("%s: %q is not an https:// URL", ctxASNSources, u))
+		}
 	}
 	s.InventoryRegions = get(ctxInvRegions)
 	if v := get(ctxBatchSize); v != "" {

@@ -89,6 +89,11 @@ func LoadRefresher(getenv func(string) string) (Refresher, error) {
 			errs = append(errs, fmt.Errorf("%s: %w (where the converted tables go)", EnvASNDB, err))
 		}
 		r.ASNDB = loc
+		for _, u := range r.ASNSources {
+			if !strings.HasPrefix(u, "https://") {
+				errs = append(errs, fmt.Errorf("%s: %q is not an https:// URL", EnvASNSources, u))
+			}
+		}
 	}
 	r.Accounts = list(getenv(EnvInventoryAccounts))
 	for _, a := range r.Accounts {
