@@ -106,7 +106,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		// days (an expiry counts from the first enqueue on standard queues).
 		// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html
 		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
-		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(5)},
+		DeadLetterQueue: &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(5)},
 	})
 
 	bus := awsevents.NewEventBus(stack, jsii.String("Bus"), &awsevents.EventBusProps{EventBusName: jsii.String(busName)})
@@ -379,10 +379,10 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 	// The one object it keeps (HeadObject needs s3:GetObject).
 	allow(role, "RangesObject", *bucket.ArnForObjects(jsii.String(rangesKey)), "s3:GetObject", "s3:PutObject")
 	env := map[string]*string{
-		config.EnvRangesBucket:      bucket.BucketName(),
-		config.EnvRangesKey:         jsii.String(rangesKey),
-		config.EnvTable:             table.TableName(),
-		config.EnvSecurityAccount:   stack.Account(),
+		config.EnvRangesBucket:    bucket.BucketName(),
+		config.EnvRangesKey:       jsii.String(rangesKey),
+		config.EnvTable:           table.TableName(),
+		config.EnvSecurityAccount: stack.Account(),
 	}
 	if s.Inventory {
 		env[config.EnvInventoryAccounts] = jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ","))
