@@ -667,7 +667,8 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 			return fmt.Errorf("cloudtrail: gzip: %w", err)
 		}
 		defer rs.zr.Close()
-		rs.unzipped.Reset(&rs.zr)
+		rs.capped = capped{r: &rs.zr, left: maxUnzipped}
+		rs.unzipped.Reset(&rs.capped)
 		br = rs.unzipped
 	}
 	// A UTF-8 byte order mark, as some editors and exporters write, is not an error.
@@ -689,6 +690,10 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 			bad(malformed(ReasonTooLong, "a line longer than %d MiB, skipped", maxLine>>20))
 			seen = true
 			continue
+		}
+		if errors.Is(err, errUnzippedTooLarge) {
+			bad(malformed(ReasonTooLong, "a gzipped file %s, the rest skipped", errUnzippedTooLarge))
+			break
 		}
 		if err != nil {
 			if pp != nil {
@@ -768,6 +773,10 @@ func readDocument(lr *lineReader, first, second []byte, o *out) error {
 				o.bad(malformed(ReasonTooLong, "a line longer than %d MiB, skipped", maxLine>>20))
 				continue
 			}
+			if errors.Is(err, errUnzippedTooLarge) {
+				o.bad(malformed(ReasonTooLong, "a gzipped file %s, the rest skipped", errUnzippedTooLarge))
+				break
+			}
 			return scanErr(err)
 		}
 		if len(doc)+len(line) > maxDocument {
@@ -781,7 +790,7 @@ func readDocument(lr *lineReader, first, second []byte, o *out) error {
 		return nil
 	}
 	salvaged := 0
-	for _, l := range bytes.Split(doc, []byte("\n")) {
+	for l := range bytes.Lines(doc) { // one line at a time: no slice of them all
 		l = bytes.TrimSuffix(bytes.TrimSpace(l), []byte(","))
 		if len(l) > 0 && l[0] == '{' && json.Valid(l) {
 			salvaged++
@@ -795,6 +804,7 @@ func readDocument(lr *lineReader, first, second []byte, o *out) error {
 // readerSet is what reading one file needs, kept across files.
 type readerSet struct {
 	raw, unzipped *bufio.Reader
+	capped        capped
 	zr            gzip.Reader
 	lines         lineReader
 	arena         arena
@@ -881,8 +891,35 @@ func incomplete(b []byte) bool {
 // CloudTrail's log files are far smaller. A longer line is skipped in bounded memory.
 const maxLine = 64 << 20
 
-// maxDocument bounds a pretty-printed document, which is read whole.
-const maxDocument = 256 << 20
+// maxDocument bounds a pretty-printed document, which is read whole (CloudTrail writes
+// its files on one line: this is for exports and hand-made files). Reading one costs
+// about twice its size.
+const maxDocument = 32 << 20
+
+// maxUnzipped bounds what one gzipped file may decompress to: CloudTrail's are kilobytes
+// to a few megabytes; a file that inflates past this is a bomb, and its rest is skipped.
+const maxUnzipped = 1 << 30
+
+// errUnzippedTooLarge ends a gzipped file that inflates past maxUnzipped.
+var errUnzippedTooLarge = fmt.Errorf("decompressed past %d MiB", maxUnzipped>>20)
+
+// capped reads at most left bytes, then fails with errUnzippedTooLarge.
+type capped struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errUnzippedTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
 
 func scanErr(err error) error {
 	if err == nil {

@@ -126,6 +126,27 @@ func TestHostileInput(t *testing.T) {
 			}
 			return []string{dir}
 		}, map[string]int{"unreadable-file": 1}},
+		{"links to /dev/zero and to a FIFO inside a folder", func(t *testing.T) []string {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "history.ndjson"), clean, 0o644)
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.json")); err != nil {
+				t.Fatal(err)
+			}
+			fifo := filepath.Join(t.TempDir(), "fifo")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Skip("no FIFOs here:", err)
+			}
+			if err := os.Symlink(fifo, filepath.Join(dir, "fifo.json")); err != nil {
+				t.Fatal(err)
+			}
+			return []string{dir} // neither is followed: a device never ends, the FIFO never opens
+		}, nil},
+		{"two million bad lines, gzipped", func(t *testing.T) []string {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "ones.json.gz"), gz(bytes.Repeat([]byte("1\n"), 2_000_000)), 0o644)
+			os.WriteFile(filepath.Join(dir, "history.ndjson"), clean, 0o644)
+			return []string{dir} // counted, not listed: memory stays flat
+		}, map[string]int{"not-a-record": 2_000_000}},
 		{"a FIFO, as process substitution gives", func(t *testing.T) []string {
 			fifo := filepath.Join(t.TempDir(), "fifo")
 			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -181,5 +202,43 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("%d findings, the clean history has %d", len(findings), len(want))
 			}
 		})
+	}
+}
+
+// TestHostilePaths: paths that would hang the replay or write where they should not are
+// refused with a message: a device named on the command line, a state folder others may
+// write, a state file planted as a symlink (its target stays untouched).
+func TestHostilePaths(t *testing.T) {
+	run := func(args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := Main(append([]string{"--progress", "0"}, args...), nil, &stdout, &stderr)
+		return code, stderr.String()
+	}
+	history := filepath.Join(t.TempDir(), "h.ndjson")
+	os.WriteFile(history, []byte("{}\n"), 0o644)
+
+	if code, msg := run("--state", t.TempDir(), "/dev/zero"); code == ExitOK || !strings.Contains(msg, "/dev/zero") {
+		t.Errorf("/dev/zero named on the command line: exit %d, %q", code, msg)
+	}
+
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := run("--state", open, history); code == ExitOK || !strings.Contains(msg, "writable") {
+		t.Errorf("a world-writable state folder: exit %d, %q", code, msg)
+	}
+
+	planted := t.TempDir()
+	target := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(target, []byte("precious"), 0o600)
+	if err := os.Symlink(target, filepath.Join(planted, "state.db")); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := run("--state", planted, history); code == ExitOK || !strings.Contains(msg, "symbolic link") {
+		t.Errorf("a planted state.db link: exit %d, %q", code, msg)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious" {
+		t.Errorf("the link's target was written: %q", b)
 	}
 }

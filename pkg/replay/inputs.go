@@ -53,6 +53,11 @@ func collect(paths []string) ([]input, error) {
 			return nil, usageError{fmt.Errorf("cannot read %s: %w", p, unwrapPath(err))}
 		}
 		if !st.IsDir() {
+			// Named on the command line: a file, or a pipe (a FIFO, a process
+			// substitution). A device never ends (/dev/zero) or blocks (a tty).
+			if !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
+				return nil, usageError{fmt.Errorf("cannot read %s: not a file, a folder or a pipe (%v)", p, st.Mode().Type())}
+			}
 			add(p, st.Mode().IsRegular())
 			continue
 		}
@@ -76,11 +81,15 @@ func collect(paths []string) ([]input, error) {
 			}
 			if d.Type()&fs.ModeSymlink != 0 {
 				st, err := os.Stat(path)
-				if err == nil && st.IsDir() {
-					return nil // a link to a folder: not followed (no loops)
+				switch {
+				case err != nil:
+					add(path, false) // dangling: reported as unreadable
+				case st.Mode().IsRegular():
+					add(path, true) // a link to a file is read
 				}
-				// A link to a file is read; a dangling one is reported as unreadable.
-				add(path, err == nil && st.Mode().IsRegular())
+				// A link to a folder (loops), a FIFO or a device (/dev/zero never
+				// ends, a FIFO may never open) inside a folder: not followed. A pipe
+				// is read only when named on the command line.
 				return nil
 			}
 			if !d.Type().IsRegular() {

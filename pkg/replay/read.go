@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/flow"
 )
 
 // Inputs are read in chunks of records, and decided chunk by chunk, in input order: in
@@ -21,9 +22,9 @@ type chunk struct {
 	file       string // the input's name, on its first chunk
 	start      bool
 	recs       []*cloudtrail.Record
-	bad        []string // reasons of skipped values, in order
-	readErr    error    // the input's read error, on its last chunk
-	unreadable error    // the input could not be opened
+	bad        map[string]int // skipped values by reason: counted, not listed (a file of 20M bad lines is a few counters)
+	readErr    error          // the input's read error, on its last chunk
+	unreadable error          // the input could not be opened
 }
 
 const chunkRecords = 512
@@ -80,7 +81,10 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 			c = chunk{file: in.path}
 		}
 	}, func(err error) {
-		c.bad = append(c.bad, cloudtrail.Reason(err))
+		if c.bad == nil {
+			c.bad = map[string]int{}
+		}
+		c.bad[cloudtrail.Reason(err)]++
 	})
 	if stopped {
 		return false
@@ -129,21 +133,28 @@ func (rd *reader) readHead(path string) ([]byte, io.ReadCloser, error) {
 func (r *runner) consume(c chunk) {
 	if c.start {
 		if c.unreadable != nil {
-			r.batch.Malformed = append(r.batch.Malformed, "unreadable-file")
+			r.skipped(map[string]int{"unreadable-file": 1})
 			fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", c.file, unwrapPath(c.unreadable))
 			return
 		}
 		r.files++
 		r.current = c.file
 	}
-	r.batch.Malformed = append(r.batch.Malformed, c.bad...)
+	r.skipped(c.bad)
 	for _, rec := range c.recs {
 		r.read++
 		r.ro.push(rec)
 	}
 	if c.readErr != nil {
-		r.batch.Malformed = append(r.batch.Malformed, "unreadable-file")
+		r.skipped(map[string]int{"unreadable-file": 1})
 		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", c.file, c.readErr)
+	}
+}
+
+// skipped counts skipped values into the summary.
+func (r *runner) skipped(bad map[string]int) {
+	if len(bad) > 0 {
+		r.sum.Add(flow.Summary{Malformed: bad})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -38,10 +39,22 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	// The state decides what is known and what was reported: a folder others may write
+	// lets them plant or swap it.
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if st.Mode().Perm()&0o022 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("store: %s is writable by its group or by others (mode %v): chmod go-w it, or choose another --state", dir, st.Mode().Perm())
+	}
 	path := filepath.Join(dir, "state.db")
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil, fmt.Errorf("store: %s is a symbolic link: refused (state is written there; remove the link)", path)
+	}
 	// Opening takes the file's lock: a fresh start empties the state only once no other
-	// replay holds it.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, NoSync: true})
+	// replay holds it. A symlink planted as state.db is not followed.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, NoSync: true, OpenFile: openNoFollow})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
