@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -245,6 +246,31 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	}
 	alarm("RangesRefusedAlarm", "a stored or downloaded ip-ranges.json does not look like AWS's and was refused (someone may be trying to blind the detector)", outsiderMetric("RangesRefused"))
 	alarm("ForgedAlarm", "messages that are not AWS's EventBridge events reached the detector (someone wrote to its bus or queue)", outsiderMetric("Forged"))
+	// Nobody goes quiet unseen: an alarm per account whose records stop reaching the
+	// detector (a member admin disabled the forwarding rule, the trail stopped). Missing
+	// data is the silence itself, so it breaches. The accounts are the security account
+	// and memberAccounts; an organisation's accounts not listed there have none.
+	if s.SilenceHours > 0 {
+		for _, a := range append([]string{*account}, s.MemberAccounts...) {
+			id := "Silence" + a
+			if a == *account {
+				id = "SilenceSecurityAccount"
+			}
+			silent := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+				AlarmDescription: awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("Outsider: no CloudTrail record from account "), jsii.String(a),
+					jsii.String(fmt.Sprintf(" for %d hours (its forwarding rule or trail may be off)", s.SilenceHours))}),
+				Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+					Namespace: jsii.String("Outsider"), MetricName: jsii.String("AccountRecords"), Statistic: jsii.String("Sum"),
+					Period: awscdk.Duration_Hours(jsii.Number(1)), DimensionsMap: &map[string]*string{"Account": jsii.String(a)},
+				}),
+				Threshold:          jsii.Number(1),
+				EvaluationPeriods:  jsii.Number(float64(s.SilenceHours)),
+				ComparisonOperator: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+				TreatMissingData:   awscloudwatch.TreatMissingData_BREACHING,
+			})
+			silent.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+		}
+	}
 	alarm("RefresherErrorsAlarm", "the refresher of AWS's IP ranges and the Lambda inventory failed", refresher.MetricErrors(five))
 	alarm("RefresherDeadLettersAlarm", "refresher invocations failed after their retries", refresherDLQ.MetricApproximateNumberOfMessagesVisible(five))
 

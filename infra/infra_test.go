@@ -244,7 +244,14 @@ func TestDetectorStack(t *testing.T) {
 
 	alarms := resources(tpl, "AWS::CloudWatch::Alarm")
 	var metrics []string
-	for _, a := range alarms {
+	for id, a := range alarms {
+		if a["MetricName"] == "AccountRecords" {
+			// The security account's silence: missing data breaches, after 6 hours.
+			if !strings.HasPrefix(id, "SilenceSecurityAccount") || a["TreatMissingData"] != "breaching" || a["EvaluationPeriods"] != 6.0 || a["Period"] != 3600.0 {
+				t.Errorf("silence alarm %s: %v", id, a)
+			}
+			continue
+		}
 		metrics = append(metrics, a["MetricName"].(string))
 		if len(a["AlarmActions"].([]any)) != 1 {
 			t.Errorf("alarm %v has no action", a["MetricName"])
@@ -410,7 +417,18 @@ func TestRefresherPolicy(t *testing.T) {
 		t.Errorf("inventory accounts set with the inventory off: %s", env)
 	}
 
-	tpl, _, _ = synth(t, map[string]string{"inventory": "true", "organizationId": "o-abcdef1234"})
+	tpl, _, _ = synth(t, map[string]string{"inventory": "true", "organizationId": "o-abcdef1234", "memberAccounts": "111122223333,444455556666", "silenceHours": "3"})
+	for _, a := range []string{"111122223333", "444455556666"} {
+		var al map[string]any
+		for id, r := range resources(tpl, "AWS::CloudWatch::Alarm") {
+			if strings.HasPrefix(id, "Silence"+a) {
+				al = r
+			}
+		}
+		if al == nil || !strings.Contains(fmt.Sprint(al["Dimensions"]), a) || al["EvaluationPeriods"] != 3.0 {
+			t.Errorf("no silence alarm for member account %s: %v", a, al)
+		}
+	}
 	got = statements(where(t, tpl, "AWS::IAM::Policy", "Roles", "RefresherRole"))
 	want = []string{
 		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
@@ -532,9 +550,9 @@ func TestNag(t *testing.T) {
 func TestSettings(t *testing.T) {
 	_, err := readSettings(func(k string) string {
 		return map[string]string{ctxEmail: "not-an-email", ctxOrganizationID: "org", ctxMemberAccounts: "123", ctxDedup: "soon", ctxBatchSize: "0",
-			ctxASNSources: "http://example.org/asn.csv", ctxInventory: "yes", ctxReserve: "maybe"}[k]
+			ctxASNSources: "http://example.org/asn.csv", ctxInventory: "yes", ctxReserve: "maybe", ctxSilence: "-1"}[k]
 	})
-	for _, name := range []string{ctxEmail, ctxOrganizationID, ctxMemberAccounts, config.EnvDedup, ctxBatchSize, ctxASNSources, ctxInventory, ctxReserve} {
+	for _, name := range []string{ctxEmail, ctxOrganizationID, ctxMemberAccounts, config.EnvDedup, ctxBatchSize, ctxASNSources, ctxInventory, ctxReserve, ctxSilence} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}

@@ -35,6 +35,8 @@ const (
 	// "false": no reserved concurrency (for accounts whose concurrency quota is too small
 	// to reserve maxConcurrency + 1 and keep the 100 unreserved Lambda requires).
 	ctxReserve = "reserveConcurrency"
+	// Hours without a record from an account before its alarm (default 6; 0: no alarms).
+	ctxSilence = "silenceHours"
 )
 
 // Settings are the deployment's choices, read from the CDK context.
@@ -58,6 +60,7 @@ type Settings struct {
 	InventoryAccounts []string
 	InventoryRegions  string
 	Reserve           bool
+	SilenceHours      int
 }
 
 var (
@@ -105,6 +108,12 @@ func readSettings(get func(string) string) (Settings, error) {
 		s.Inventory = true
 	default:
 		errs = append(errs, fmt.Errorf("%s: %q is neither true nor false", ctxInventory, v))
+	}
+	s.SilenceHours = 6
+	if v := get(ctxSilence); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &s.SilenceHours); err != nil || s.SilenceHours < 0 || s.SilenceHours > 24*7 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a number of hours from 0 to 168", ctxSilence, v))
+		}
 	}
 	switch v := get(ctxReserve); v {
 	case "", "true":

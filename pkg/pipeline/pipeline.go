@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,8 +56,9 @@ type Handler struct {
 	Ranges   Checker   // reloads AWS's ranges when the refresher stored new ones; nil: none
 	Now      func() time.Time
 
-	once    sync.Once
-	refused int // 1 when the last look at the stored ranges refused them
+	once     sync.Once
+	refused  int            // 1 when the last look at the stored ranges refused them
+	accounts map[string]int // records of this invocation by recipient account
 	flow    *flow.Flow
 	mail    *flow.Mailer
 }
@@ -120,6 +123,10 @@ func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, err
 func (h *Handler) parse(ctx context.Context, id string, body []byte) *flow.Input {
 	in := &flow.Input{ID: id}
 	cloudtrail.ParseEnvelope(body, func(r *cloudtrail.Record) {
+		if h.accounts == nil {
+			h.accounts = map[string]int{}
+		}
+		h.accounts[r.RecipientAccount]++
 		in.Records = append(in.Records, r)
 	}, func(err error) {
 		in.Malformed = append(in.Malformed, cloudtrail.Reason(err))
@@ -201,6 +208,7 @@ func (h *Handler) now() time.Time {
 
 // report writes the invocation's one summary line and its metrics.
 func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err error) {
+	defer clear(h.accounts) // counted per invocation
 	attrs := []any{
 		"messages", s.Inputs, "failed", s.Failed, "records", s.Records, "malformed", s.MalformedTotal(), "forged", s.Malformed[cloudtrail.ReasonForged],
 		"outside", s.Outside, "lambdaTokensOutside", s.LambdaUsed, "findingsNew", s.Created, "findingsUpdated", s.Updated,
@@ -231,4 +239,16 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	}
 	b, _ := json.Marshal(line)
 	h.Metrics.Write(append(b, '\n'))
+	// Records by account: the stack alarms on an account whose records stop (DESIGN §8,
+	// "nobody goes quiet unseen"). One line per account of the batch.
+	for _, a := range slices.Sorted(maps.Keys(h.accounts)) {
+		b, _ := json.Marshal(map[string]any{
+			"Account": a, "AccountRecords": h.accounts[a],
+			"_aws": map[string]any{
+				"Timestamp":         h.now().UnixMilli(),
+				"CloudWatchMetrics": []any{map[string]any{"Namespace": "Outsider", "Dimensions": [][]string{{"Account"}}, "Metrics": []any{map[string]string{"Name": "AccountRecords", "Unit": "Count"}}}},
+			},
+		})
+		h.Metrics.Write(append(b, '\n'))
+	}
 }

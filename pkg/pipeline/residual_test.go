@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/pkg/asff"
@@ -176,4 +177,40 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestRecordsByAccount: each invocation reports its records by recipient account (the
+// metric the stack's silence alarms watch), and forged messages count for no account.
+func TestRecordsByAccount(t *testing.T) {
+	h, _ := memoryHandler(t)
+	var metrics bytes.Buffer
+	h.Metrics = &metrics
+	lines := demo(t)
+	want := map[string]int{}
+	for _, l := range lines {
+		var env struct {
+			Detail struct {
+				Recipient string `json:"recipientAccountId"`
+			} `json:"detail"`
+		}
+		if err := json.Unmarshal(l, &env); err != nil {
+			t.Fatal(err)
+		}
+		want[env.Detail.Recipient]++
+	}
+	bs := batches(append(lines, []byte(`{"eventName":"GetCallerIdentity","eventSource":"sts.amazonaws.com","eventTime":"2026-01-01T00:00:00Z","recipientAccountId":"999999999999"}`)), 100)
+	deliver(t, h, bs)
+	got := map[string]int{}
+	for _, l := range bytes.Split(bytes.TrimSpace(metrics.Bytes()), []byte("\n")) {
+		var m struct {
+			Account        string
+			AccountRecords int
+		}
+		if json.Unmarshal(l, &m) == nil && m.Account != "" {
+			got[m.Account] += m.AccountRecords
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("records by account (-want +got):\n%s", diff)
+	}
 }
