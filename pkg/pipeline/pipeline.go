@@ -59,8 +59,8 @@ type Handler struct {
 	once     sync.Once
 	refused  int            // 1 when the last look at the stored ranges refused them
 	accounts map[string]int // records of this invocation by recipient account
-	flow    *flow.Flow
-	mail    *flow.Mailer
+	flow     *flow.Flow
+	mail     *flow.Mailer
 }
 
 // Summary is what one invocation did: the summary log line and the metrics.
