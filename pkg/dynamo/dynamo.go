@@ -231,49 +231,87 @@ func (s *Store) Swap(ctx context.Context, key string, old, value []byte, expires
 const transactLimit = 100
 
 // SwapAll implements detect.SwapAller with TransactWriteItems, 100 conditional puts a
-// request. A transaction is all or nothing: when one condition fails, none is written,
-// and the cancellation reasons say which failed. The SDK's idempotency token makes a
-// retried request whose first answer was lost succeed rather than fail on itself.
+// request. A transaction is all or nothing: when one condition fails, none is written, and
+// the cancellation reasons say which failed. Those are reported lost (the caller reads
+// them again and merges); the rest are sent again without them, so one conflict never
+// fails the other writes of its chunk. The SDK's idempotency token makes a retried request
+// whose first answer was lost succeed rather than fail on itself.
 func (s *Store) SwapAll(ctx context.Context, swaps []detect.Swap) ([]bool, error) {
 	ok := make([]bool, len(swaps))
 	for start := 0; start < len(swaps); start += transactLimit {
-		chunk := swaps[start:min(start+transactLimit, len(swaps))]
-		items := make([]types.TransactWriteItem, len(chunk))
-		for i, sw := range chunk {
-			s.mu.Lock()
-			it, pending := s.pending[sw.Key]
-			s.mu.Unlock()
-			if pending {
-				if err := s.writeOne(ctx, sw.Key, it); err != nil {
-					return nil, err
+		idx := make([]int, 0, transactLimit) // the swaps of this chunk still to write
+		for i := start; i < min(start+transactLimit, len(swaps)); i++ {
+			idx = append(idx, i)
+		}
+		// Each round writes the chunk or drops at least one lost swap from it.
+		for len(idx) > 0 {
+			lost, err := s.transact(ctx, swaps, idx)
+			if err != nil {
+				return nil, err
+			}
+			if lost == nil {
+				for _, i := range idx {
+					ok[i] = true
+				}
+				break
+			}
+			keep := idx[:0]
+			for j, i := range idx {
+				if !lost[j] {
+					keep = append(keep, i)
 				}
 			}
-			cond, names, values := swapCondition(sw.Old)
-			items[i] = types.TransactWriteItem{Put: &types.Put{
-				TableName: aws.String(s.table), Item: encode(sw.Key, item{value: sw.Value, exp: unix(sw.Expires)}),
-				ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: values,
-			}}
-		}
-		s.mu.Lock()
-		s.Calls++
-		s.Written += 2 * len(items) // a transactional write costs two write units
-		s.mu.Unlock()
-		_, err := s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
-		var tce *types.TransactionCanceledException
-		switch {
-		case err == nil:
-			for i := range chunk {
-				ok[start+i] = true
+			if len(keep) == len(idx) {
+				break // cancelled for no item's reason (throttled): the caller retries all
 			}
-		case errors.As(err, &tce):
-			// Nothing of the chunk was written; the caller reads the keys again and
-			// retries. Reasons other than a failed condition (a conflict with another
-			// transaction, throttling) are retried the same way.
-		default:
-			return nil, fmt.Errorf("dynamo: transact %d writes: %w", len(items), err)
+			idx = keep
 		}
 	}
 	return ok, nil
+}
+
+// transact writes swaps[idx...] in one transaction. lost is nil when it was written; when
+// it was cancelled, lost[j] tells whether idx[j] was a reason (a failed condition, a
+// conflict with another transaction).
+func (s *Store) transact(ctx context.Context, swaps []detect.Swap, idx []int) (lost []bool, err error) {
+	items := make([]types.TransactWriteItem, len(idx))
+	for j, i := range idx {
+		sw := swaps[i]
+		s.mu.Lock()
+		it, pending := s.pending[sw.Key]
+		s.mu.Unlock()
+		if pending {
+			if err := s.writeOne(ctx, sw.Key, it); err != nil {
+				return nil, err
+			}
+		}
+		cond, names, values := swapCondition(sw.Old)
+		items[j] = types.TransactWriteItem{Put: &types.Put{
+			TableName: aws.String(s.table), Item: encode(sw.Key, item{value: sw.Value, exp: unix(sw.Expires)}),
+			ConditionExpression: aws.String(cond), ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+		}}
+	}
+	s.mu.Lock()
+	s.Calls++
+	s.Written += 2 * len(items) // a transactional write costs two write units
+	s.mu.Unlock()
+	_, err = s.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	var tce *types.TransactionCanceledException
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.As(err, &tce):
+		// One reason per item, in order; "None" for an item that was not the cause.
+		// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html
+		lost = make([]bool, len(idx))
+		for j, r := range tce.CancellationReasons {
+			if j < len(lost) && aws.ToString(r.Code) != "" && aws.ToString(r.Code) != "None" {
+				lost[j] = true
+			}
+		}
+		return lost, nil
+	}
+	return nil, fmt.Errorf("dynamo: transact %d writes: %w", len(items), err)
 }
 
 // swapCondition is the condition of a conditional put: the key absent (old nil), or

@@ -1,16 +1,20 @@
 package dynamo_test
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/internal/storetest"
+	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
@@ -87,5 +91,35 @@ func TestRefusedWriteDoesNotBlock(t *testing.T) {
 	}
 	if s.Pending() != 0 {
 		t.Errorf("%d writes still pending", s.Pending())
+	}
+}
+
+// TestSwapAllLosesOnlyTheConflict: of a hundred conditional writes, one whose condition
+// fails (another worker wrote the key) is the only one lost: the other 99 are written.
+func TestSwapAllLosesOnlyTheConflict(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, nil)
+	var swaps []detect.Swap
+	for i := range 100 {
+		key := fmt.Sprintf("fact#%03d", i)
+		if _, err := s.Swap(ctx, key, nil, []byte("v0"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		swaps = append(swaps, detect.Swap{Key: key, Old: []byte("v0"), Value: []byte("v1")})
+	}
+	swaps[37].Old = []byte("stale") // another worker wrote fact#037 meanwhile
+	ok, err := s.SwapAll(ctx, swaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, sw := range swaps {
+		v, _, err := s.Get(ctx, sw.Key, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := i != 37
+		if ok[i] != want || (string(v) == "v1") != want {
+			t.Errorf("%s: ok %v, holds %q; want written %v", sw.Key, ok[i], v, want)
+		}
 	}
 }
