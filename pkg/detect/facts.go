@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -334,9 +335,18 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		}
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
-		if attempt == 6 {
+		if attempt == factAttempts {
 			d.dirtyFacts = todo
-			return fmt.Errorf("%w: write %s: lost six races in a row", ErrStore, todo[0])
+			return fmt.Errorf("%w: write %s: lost %d races in a row", ErrStore, todo[0], factAttempts)
+		}
+		if attempt > 0 {
+			// Only the keys that lost are tried again (the store writes the others): a
+			// hot key several workers write at once. A random pause, growing, lets the
+			// racers fall out of step instead of colliding again on every try.
+			if err := backoff(ctx, attempt); err != nil {
+				d.dirtyFacts = todo
+				return fmt.Errorf("%w: write facts: %w", ErrStore, err)
+			}
 		}
 		swaps := make([]Swap, len(todo))
 		for i, f := range todo {
@@ -383,6 +393,23 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// factAttempts is how many times a fact's write is tried against other workers' writes
+// of it before its batch fails (and is retried by SQS).
+const factAttempts = 12
+
+// backoff waits a random time below 5 ms × 2^attempt (at most 320 ms), or until ctx ends.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(rand.Int64N(int64(5*time.Millisecond) << min(attempt, 6)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (d *Detector) swapAll(ctx context.Context, swaps []Swap) ([]bool, error) {
