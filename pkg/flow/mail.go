@@ -70,14 +70,38 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 		m.Store.Put(ctx, key, []byte(`{}`), time.Unix(1, 0))
 		return false, err
 	}
-	// From our claim to the mark, at once. Should this write fail, the email went but the
-	// message fails: its redelivery finds our claim, and after the lease sends again (a
-	// second email rather than none, as when SNS's answer is lost).
-	if _, err := m.Store.Swap(ctx, key, mine, sentMark, keep); err != nil {
-		return true, fmt.Errorf("flow: email sent, its mark not written: %w", err)
+	// From our claim to the mark, at once, whatever the key holds by then (unless it says
+	// sent already). Should this fail, the email went but the message fails: its
+	// redelivery finds our claim, and after the lease sends again (a second email rather
+	// than none, as when SNS's answer is lost).
+	old := mine
+	for range 3 {
+		ok, err := m.Store.Swap(ctx, key, old, sentMark, keep)
+		if err != nil {
+			return true, fmt.Errorf("flow: email sent, its mark not written: %w", err)
+		}
+		if ok {
+			return true, nil
+		}
+		cur, found, err := m.Store.Get(ctx, key, f.PeriodStart)
+		if err != nil {
+			return true, fmt.Errorf("flow: email sent, its mark not written: %w", err)
+		}
+		var c emailClaim
+		if found && json.Unmarshal(cur, &c) == nil && c.Sent {
+			return true, nil
+		}
+		old = nil
+		if found {
+			old = cur
+		}
 	}
-	return true, nil
+	return true, fmt.Errorf("flow: email sent, its mark not written: the key kept changing")
 }
+
+// claimWait is how long a worker waits for another's live claim to turn into a sent mark
+// before failing its message: the other worker is usually sending at that moment.
+var claimWait = 2 * time.Second
 
 // claim claims the right to send a finding's email: a conditional write that one worker
 // wins; a claim left by a worker that died unsent is taken over after EmailLease. It
@@ -107,6 +131,22 @@ func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.T
 	case c.By == m.nonce():
 		return cur, true, nil // our own claim, whose answer was lost
 	case m.now().Sub(time.Unix(c.At, 0)) < EmailLease:
+		// Another worker is sending it: wait a little for its mark, then give up.
+		for waited := time.Duration(0); waited < claimWait; waited += claimWait / 10 {
+			select {
+			case <-ctx.Done():
+				return nil, false, ErrClaimedElsewhere
+			case <-time.After(claimWait / 10):
+			}
+			cur, ok, err := m.Store.Get(ctx, key, periodStart)
+			if err != nil {
+				return nil, false, err
+			}
+			var c emailClaim
+			if ok && json.Unmarshal(cur, &c) == nil && c.Sent {
+				return nil, false, nil
+			}
+		}
 		return nil, false, ErrClaimedElsewhere
 	}
 	won, err = m.Store.Swap(ctx, key, cur, mine, keep)
