@@ -86,15 +86,27 @@ func (f *runtimeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/2018-06-01/runtime/invocation/next":
 		f.mu.Lock()
-		payloads := f.payloads
 		n := f.served
 		f.served++
 		f.asked = append(f.asked, time.Now())
 		f.mu.Unlock()
-		if n >= len(payloads) {
-			<-r.Context().Done() // no more invocations: wait to be stopped
-			return
+		// No more invocations: wait for a redelivery, or to be stopped.
+		for {
+			f.mu.Lock()
+			more := n < len(f.payloads)
+			f.mu.Unlock()
+			if more {
+				break
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
+		f.mu.Lock()
+		payloads := f.payloads
+		f.mu.Unlock()
 		w.Header().Set("Lambda-Runtime-Aws-Request-Id", fmt.Sprintf("req-%d", n+1))
 		w.Header().Set("Lambda-Runtime-Deadline-Ms", fmt.Sprint(time.Now().Add(5*time.Minute).UnixMilli()))
 		w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:outsider-detector")
@@ -330,14 +342,39 @@ func invokeContainers(t *testing.T, account string, containers [][][]byte, env .
 				logs.Write(out.Bytes())
 				logMu.Unlock()
 			}()
-			for range payloads {
+			for i := 0; ; i++ {
+				api.mu.Lock()
+				if i >= len(api.payloads) {
+					api.mu.Unlock()
+					break
+				}
+				sent := api.payloads[i]
+				api.mu.Unlock()
 				select {
 				case answer := <-api.answer:
-					if answer != `response: {"batchItemFailures":null}` && answer != `response: {"batchItemFailures":[]}` {
+					if answer == `response: {"batchItemFailures":null}` || answer == `response: {"batchItemFailures":[]}` {
+						continue
+					}
+					// Messages reported for retry (an email another container has
+					// claimed and not marked sent yet) come back, as SQS redelivers them.
+					var resp events.SQSEventResponse
+					var batch events.SQSEvent
+					if !strings.HasPrefix(answer, "response: ") || json.Unmarshal([]byte(strings.TrimPrefix(answer, "response: ")), &resp) != nil ||
+						json.Unmarshal(sent, &batch) != nil || i > 10*len(payloads) {
 						t.Errorf("answer %s", answer)
 						failed.Store(true)
 						return
 					}
+					again := events.SQSEvent{}
+					for _, m := range batch.Records {
+						if slices.ContainsFunc(resp.BatchItemFailures, func(f events.SQSBatchItemFailure) bool { return f.ItemIdentifier == m.MessageId }) {
+							again.Records = append(again.Records, m)
+						}
+					}
+					b, _ := json.Marshal(again)
+					api.mu.Lock()
+					api.payloads = append(api.payloads, b)
+					api.mu.Unlock()
 				case <-time.After(2 * time.Minute):
 					t.Error("no answer from the function")
 					failed.Store(true)
