@@ -55,6 +55,12 @@ type emailClaim struct {
 
 var sentMark = []byte(`{"sent":true}`)
 
+// isSent reports whether a claim's value is the sent mark.
+func isSent(b []byte) bool {
+	var c emailClaim
+	return json.Unmarshal(b, &c) == nil && c.Sent
+}
+
 // Mail sends f's email unless it went already; sent tells whether this call sent it. A
 // live claim by another worker is ErrClaimedElsewhere (the message is retried). On a send
 // error the claim is given back, so that a retry sends it. The sent mark is written before
@@ -87,8 +93,7 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 		if err != nil {
 			return true, fmt.Errorf("flow: email sent, its mark not written: %w", err)
 		}
-		var c emailClaim
-		if found && json.Unmarshal(cur, &c) == nil && c.Sent {
+		if found && isSent(cur) {
 			return true, nil
 		}
 		old = nil
@@ -142,8 +147,7 @@ func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.T
 			if err != nil {
 				return nil, false, err
 			}
-			var c emailClaim
-			if ok && json.Unmarshal(cur, &c) == nil && c.Sent {
+			if ok && isSent(cur) {
 				return nil, false, nil
 			}
 		}
