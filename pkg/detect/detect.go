@@ -68,6 +68,7 @@ type Detector struct {
 	facts       map[string]*factEntry // by store key
 	keyBuf      []byte                // scratch for lookup
 	dirtyFacts  []fact
+	lateFacts   []fact              // facts whose only change is a later last sighting, not yet written
 	issuedMemo  map[string]*issued  // keys looked up since the last flush (nil: none issued)
 	unknownKeys []string            // the keys issuedMemo holds as not issued
 	lastAcct    *factEntry          // the last account observed: records come in runs of one account
@@ -209,12 +210,12 @@ func (d *Detector) observeAccount(ctx context.Context, account string, t time.Ti
 	}
 	d.lastAcct = e
 	ts := t.Unix()
-	d.update(e, func(v *factValue) bool {
+	d.update(e, func(v *factValue) change {
 		if v.First == 0 || ts < v.First {
 			v.First = ts
-			return true
+			return changed
 		}
-		return false
+		return unchanged
 	})
 	return nil
 }
@@ -307,12 +308,12 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 	}
 	ip := r.SourceIP
 	ts := t.Unix()
-	e, isNew := d.sight(fact{prefix: keyInside, a: id.AccessKeyID}, func(v *factValue) bool {
-		changed := v.Days.add(ts)
+	e, isNew := d.sight(fact{prefix: keyInside, a: id.AccessKeyID}, func(v *factValue) change {
+		c := v.Days.add(ts)
 		if v.IP == "" {
-			v.IP, changed = strings.Clone(ip), true
+			v.IP, c = strings.Clone(ip), changed
 		}
-		return changed
+		return c
 	})
 	if e == nil {
 		return nil // a key no real record carries: not kept
@@ -374,7 +375,7 @@ func (d *Detector) knownASN(ctx context.Context, r *cloudtrail.Record, account s
 		return nil
 	}
 	ts := r.Time.Unix()
-	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(number), 10)}, func(v *factValue) bool {
+	d.sight(fact{prefix: keyASN, a: account, b: strconv.FormatUint(uint64(number), 10)}, func(v *factValue) change {
 		return v.Days.add(ts)
 	})
 	return nil

@@ -54,8 +54,20 @@ func (s sightings) latest(t int64) int64 {
 	return 0
 }
 
-// add records a sighting at t and reports whether the fact changed.
-func (s *sightings) add(t int64) bool {
+// change is what a sighting did to a fact.
+type change uint8
+
+const (
+	unchanged change = iota
+	// later: only the last sighting of the fact's newest day moved later. It changes
+	// answers a training period from now, and only by as much as it moved: such a change
+	// waits (see lastSeenSlack) instead of being written every batch.
+	later
+	changed // anything else: a new day, an earlier first sighting, a new value
+)
+
+// add records a sighting at t and reports what it changed.
+func (s *sightings) add(t int64) change {
 	d := floorDay(t)
 	i, found := slices.BinarySearchFunc(*s, d, func(e [2]int64, d int64) int { return compareInt(floorDay(e[0]), d) })
 	if found {
@@ -65,16 +77,19 @@ func (s *sightings) add(t int64) bool {
 			e[0] = t
 		case t > e[1]:
 			e[1] = t
+			if i == len(*s)-1 {
+				return later
+			}
 		default:
-			return false
+			return unchanged
 		}
-		return true
+		return changed
 	}
 	*s = slices.Insert(*s, i, [2]int64{t, t})
 	if len(*s) > maxDays {
 		*s = slices.Delete(*s, 0, len(*s)-maxDays)
 	}
-	return true
+	return changed
 }
 
 // merge adds every sighting of o and reports whether s changed.
@@ -83,7 +98,7 @@ func (s *sightings) merge(o sightings) bool {
 	for _, e := range o {
 		a := s.add(e[0])
 		b := s.add(e[1])
-		changed = changed || a || b
+		changed = changed || a != unchanged || b != unchanged
 	}
 	return changed
 }
@@ -231,6 +246,10 @@ type factEntry struct {
 	stored []byte    // the bytes last read or written: the condition of the next write
 	read   time.Time // wall time of the last read; zero: never read
 	dirty  bool
+	// written is the newest sighting the store holds (as last read or written); late is
+	// set when the entry holds a later last sighting not yet written (see lastSeenSlack).
+	written int64
+	late    bool
 	// For a key seen inside: the function Lambda issued it to, once known (memory only).
 	fn, region string
 }
@@ -284,6 +303,7 @@ func (d *Detector) load(ctx context.Context, key string, e *factEntry) error {
 		return fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
 	}
 	e.stored = b
+	e.written = v.newest()
 	// What this detector saw and the store did not hold stays dirty, to be written.
 	e.v.merge(v)
 	return nil
@@ -303,7 +323,7 @@ func (d *Detector) seen(ctx context.Context, f fact, t time.Time) (bool, *factEn
 // sight records a sighting of a fact. It is written at the next Flush, merged with
 // whatever the store holds by then.
 // It returns the fact's entry, nil for a key no real record carries.
-func (d *Detector) sight(f fact, update func(*factValue) bool) (e *factEntry, created bool) {
+func (d *Detector) sight(f fact, update func(*factValue) change) (e *factEntry, created bool) {
 	if len(f.a)+len(f.b)+len(f.c) > maxFactKey {
 		return nil, false
 	}
@@ -316,18 +336,54 @@ func (d *Detector) sight(f fact, update func(*factValue) bool) (e *factEntry, cr
 	return e, created
 }
 
-// update applies a sighting to an entry held, and marks it to be written if it changed.
-func (d *Detector) update(e *factEntry, update func(*factValue) bool) {
-	if update(&e.v) && !e.dirty {
+// lastSeenSlack bounds how far a fact's last sighting may run ahead of the store's before
+// it is written. A hot fact (a busy function's role, seen in every batch) changes only its
+// last sighting from batch to batch; writing each of those is most of a busy detector's
+// writes and what racing containers collide on. Waiting costs little: the last sighting
+// decides only whether the fact still holds a training period later, so another container
+// reading the store then may see the fact lapse at most this much early, and only when no
+// later sighting was written in between (every new day, earlier first sighting or new
+// value is written at once, and this container's memory and a replay's end stay exact).
+// An hour keeps a hot fact to at most 25 writes a day per container, instead of one a
+// batch, for an error of an hour in thirty days.
+const lastSeenSlack = 60 * 60
+
+// update applies a sighting to an entry held, and marks it to be written if it changed
+// what a reader of the store would need now.
+func (d *Detector) update(e *factEntry, update func(*factValue) change) {
+	switch update(&e.v) {
+	case unchanged:
+		return
+	case later:
+		if e.v.newest()-e.written < lastSeenSlack {
+			if !e.late && !e.dirty {
+				e.late = true
+				d.lateFacts = append(d.lateFacts, e.key)
+			}
+			return
+		}
+	}
+	if !e.dirty {
 		e.dirty = true
 		d.dirtyFacts = append(d.dirtyFacts, e.key)
 	}
 }
 
-// flushFacts writes the facts changed since the last flush. A write is conditional on what
-// the detector last read: when another worker wrote meanwhile, the two are merged and the
-// write is tried again.
-func (d *Detector) flushFacts(ctx context.Context) error {
+// flushFacts writes the facts changed since the last flush (with all, also those whose
+// only change is a later last sighting). A write is conditional on what the detector last
+// read: when another worker wrote meanwhile, the two are merged and the write is tried
+// again.
+func (d *Detector) flushFacts(ctx context.Context, all bool) error {
+	// Past the memory bound, facts are dropped once written: the late ones are written too.
+	if all = all || len(d.facts) > maxFacts; all {
+		for _, f := range d.lateFacts {
+			if e := d.lookup(f); e != nil && e.late && !e.dirty {
+				e.dirty = true
+				d.dirtyFacts = append(d.dirtyFacts, f)
+			}
+		}
+		d.lateFacts = d.lateFacts[:0]
+	}
 	todo := d.dirtyFacts[:0:0]
 	for _, f := range d.dirtyFacts {
 		if e := d.lookup(f); e != nil && e.dirty {
@@ -372,7 +428,7 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		for i, f := range todo {
 			e := d.lookup(f)
 			if ok[i] {
-				e.stored, e.dirty = swaps[i].Value, false
+				e.stored, e.dirty, e.late, e.written = swaps[i].Value, false, false, e.v.newest()
 				continue
 			}
 			if err := d.load(ctx, swaps[i].Key, e); err != nil {
@@ -384,10 +440,17 @@ func (d *Detector) flushFacts(ctx context.Context) error {
 		todo = again
 	}
 	d.dirtyFacts = d.dirtyFacts[:0]
+	late := d.lateFacts[:0]
+	for _, f := range d.lateFacts {
+		if e := d.lookup(f); e != nil && e.late {
+			late = append(late, f)
+		}
+	}
+	d.lateFacts = late
 	if len(d.facts) > maxFacts {
 		d.lastAcct = nil
 		for k, e := range d.facts {
-			if !e.dirty {
+			if !e.dirty && !e.late {
 				delete(d.facts, k)
 			}
 		}

@@ -1,9 +1,14 @@
 package detect
 
 import (
+	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/outsider-sec/outsider/pkg/store"
 )
 
 // TestSightingsExact: a fact kept as each day's first and last sighting answers "seen in
@@ -67,6 +72,79 @@ func TestStoredFactStaysSmall(t *testing.T) {
 	for q := newest - training; q < newest+training+2*daySeconds; q += 997 {
 		if st.Days.seen(q, training) != v.Days.seen(q, training) {
 			t.Fatalf("at %d the written fact says %v, the whole history %v", q, st.Days.seen(q, training), v.Days.seen(q, training))
+		}
+	}
+}
+
+// writeCounter is the reference store, counting the writes of each key.
+type writeCounter struct {
+	*store.Memory
+	writes map[string]int
+}
+
+func (s *writeCounter) Swap(ctx context.Context, k string, old, v []byte, exp time.Time) (bool, error) {
+	s.writes[k]++
+	return s.Memory.Swap(ctx, k, old, v, exp)
+}
+
+// A busy function's own calls, one batch every ten seconds, change only the last sightings
+// of its role, its function and its key: those are written when they run an hour ahead of
+// the store, at a new day and at the end, not every batch; and what is written at the end
+// is exact.
+func TestHotFactWrites(t *testing.T) {
+	ctx := context.Background()
+	s := &writeCounter{Memory: store.NewMemory(), writes: map[string]int{}}
+	d := newDetector(t, s, nil)
+	const role, fn, key = "hot-role", "hot-fn", "ASIAHOT"
+	batch := func(at time.Time) {
+		t.Helper()
+		r := rec(at, roleSession(role, fn, key), "GetObject", awsIP, "aws-sdk-go-v2/1.32.2 exec-env/AWS_Lambda_go1.x")
+		if _, err := d.Process(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.FlushBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Process(ctx, lambdaIssues(day(0, 50), role, key)); err != nil {
+		t.Fatal(err)
+	}
+	// Three hours of batches, ten seconds apart, from 00:01 on day 0.
+	last := day(0, 60)
+	for at := day(0, 60); at.Before(day(0, 3*3600+60)); at = at.Add(10 * time.Second) {
+		batch(at)
+		last = at
+	}
+	hot := []string{"role#" + acct + "#" + role, "fn#" + acct + "#" + role + "#" + fn, "inside#" + key}
+	for _, k := range hot {
+		// The first sighting, then one write an hour: 00:01, 01:01, 02:01 (and 03:01 at most).
+		if got := s.writes[k]; got == 0 || got > 4 {
+			t.Errorf("%s written %d times in 1,080 batches over three hours, want 1 to 4", k, got)
+		}
+	}
+	// A new day is written at once.
+	before := s.writes[hot[0]]
+	batch(day(1, 30))
+	if s.writes[hot[0]] != before+1 {
+		t.Errorf("the first sighting of a new day was not written at once (%d writes, had %d)", s.writes[hot[0]], before)
+	}
+	last = day(1, 40)
+	batch(last)
+	if _, err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// What the store holds now answers as this detector's memory does, to the second.
+	for _, k := range hot {
+		b, ok, err := s.Get(ctx, k, time.Time{})
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", k, ok, err)
+		}
+		var v factValue
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		if got := v.newest(); got != last.Unix() {
+			t.Errorf("%s: the store's last sighting after Flush is %s, want %s", k, time.Unix(got, 0).UTC(), last)
 		}
 	}
 }

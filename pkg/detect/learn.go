@@ -257,7 +257,7 @@ func (d *Detector) learnRole(account, role string, t time.Time) {
 		return
 	}
 	ts := t.Unix()
-	d.sight(fact{prefix: keyRole, a: account, b: role}, func(v *factValue) bool { return v.Days.add(ts) })
+	d.sight(fact{prefix: keyRole, a: account, b: role}, func(v *factValue) change { return v.Days.add(ts) })
 }
 
 func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) {
@@ -266,16 +266,16 @@ func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) 
 	}
 	d.learnRole(account, role, t)
 	ts := t.Unix()
-	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, func(v *factValue) bool {
+	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, func(v *factValue) change {
 		if v.Regions == nil {
 			v.Regions = map[string]sightings{}
 		}
 		s, ok := v.Regions[region]
-		changed := s.add(ts)
-		if changed || !ok {
+		c := s.add(ts)
+		if c != unchanged || !ok {
 			v.Regions[strings.Clone(region)] = s
 		}
-		return changed
+		return c
 	})
 }
 

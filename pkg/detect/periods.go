@@ -382,14 +382,27 @@ func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) err
 // the last Flush. A finding's write is conditional on what was read: when another worker
 // updated it meanwhile, the calls folded here are folded again into its value (a call is
 // counted once, by its eventID) and the write is tried again.
-func (d *Detector) Flush(ctx context.Context) ([]Change, error) { return d.flush(ctx, true) }
+// Every fact is written, exactly as this detector knows it.
+func (d *Detector) Flush(ctx context.Context) ([]Change, error) { return d.flush(ctx, allFacts) }
+
+// FlushBatch is Flush for a worker that goes on: a fact whose only change is a later last
+// sighting, less than lastSeenSlack ahead of the store's, stays in memory until it moves
+// further, changes otherwise or a Flush.
+func (d *Detector) FlushBatch(ctx context.Context) ([]Change, error) { return d.flush(ctx, someFacts) }
 
 // FlushFindings is Flush without the facts: they stay in memory, dirty, until the next
 // Flush. A replay, which reads its own state back, prints findings far more often than it
 // needs its facts on disk.
-func (d *Detector) FlushFindings(ctx context.Context) ([]Change, error) { return d.flush(ctx, false) }
+func (d *Detector) FlushFindings(ctx context.Context) ([]Change, error) { return d.flush(ctx, noFacts) }
 
-func (d *Detector) flush(ctx context.Context, facts bool) ([]Change, error) {
+// Which facts a flush writes.
+const (
+	noFacts = iota
+	someFacts
+	allFacts
+)
+
+func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 	defer func() {
 		// Who issued a key never changes once known; that a key is unknown may change
 		// (another worker saw its AssumeRole), so those answers are asked again.
@@ -400,8 +413,8 @@ func (d *Detector) flush(ctx context.Context, facts bool) ([]Change, error) {
 		}
 		d.unknownKeys = d.unknownKeys[:0]
 	}()
-	if facts {
-		if err := d.flushFacts(ctx); err != nil {
+	if facts != noFacts {
+		if err := d.flushFacts(ctx, facts == allFacts); err != nil {
 			d.dropPending()
 			return nil, err
 		}

@@ -211,8 +211,11 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 	f.batches++
 	flush := f.Detector.FlushFindings
 	facts := last || f.FactsEvery <= 1 || f.batches%f.FactsEvery == 0
-	if facts {
+	switch {
+	case last:
 		flush = f.Detector.Flush
+	case facts:
+		flush = f.Detector.FlushBatch
 	}
 	changes, err := flush(ctx)
 	if err == nil && (facts || len(changes) > 0) {
