@@ -25,6 +25,7 @@ import (
 
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/silence"
 )
 
 // Names other stacks and the documentation refer to.
@@ -249,8 +250,23 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	// Nobody goes quiet unseen: an alarm per account whose records stop reaching the
 	// detector (a member admin disabled the forwarding rule, the trail stopped). Missing
 	// data is the silence itself, so it breaches. The accounts are the security account
-	// and memberAccounts; an organisation's accounts not listed there have none.
+	// and memberAccounts; every other account the detector heard from is in the register
+	// the refresher reads hourly (SilentAccounts).
 	if s.SilenceHours > 0 {
+		silent := awscloudwatch.NewAlarm(stack, jsii.String("SilentAccountsAlarm"), &awscloudwatch.AlarmProps{
+			AlarmDescription: jsii.String(fmt.Sprintf("Outsider: accounts the detector heard from sent no CloudTrail record for %d hours "+
+				"(their forwarding rule or trail may be off); the refresher's log names them", s.SilenceHours)),
+			Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+				Namespace: jsii.String("Outsider"), MetricName: jsii.String("SilentAccounts"), Statistic: jsii.String("Maximum"),
+				Period: awscdk.Duration_Hours(jsii.Number(1)),
+			}),
+			Threshold:          jsii.Number(0),
+			EvaluationPeriods:  jsii.Number(1),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			// The refresher failing has its own alarm.
+			TreatMissingData: awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+		silent.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
 		for _, a := range append([]string{*account}, s.MemberAccounts...) {
 			id := "Silence" + a
 			if a == *account {
@@ -409,6 +425,15 @@ func newRefresher(stack awscdk.Stack, table awsdynamodb.Table, s *Settings) (aws
 		config.EnvRangesKey:       jsii.String(rangesKey),
 		config.EnvTable:           table.TableName(),
 		config.EnvSecurityAccount: stack.Account(),
+	}
+	if s.SilenceHours > 0 {
+		// The accounts heard from, learned from their records: the refresher reads the
+		// register hourly and reports the silent ones (SilentAccountsAlarm). Its one key.
+		env[config.EnvSilenceHours] = jsii.String(fmt.Sprint(s.SilenceHours))
+		role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid: jsii.String("ReadAccountsHeard"), Actions: jsii.Strings("dynamodb:GetItem"), Resources: jsii.Strings(*table.TableArn()),
+			Conditions: &map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:LeadingKeys": []any{silence.Key}}},
+		}))
 	}
 	if s.Inventory {
 		env[config.EnvInventoryAccounts] = jsii.String(strings.Join(append([]string{*stack.Account()}, s.InventoryAccounts...), ","))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/outsider-sec/outsider/internal/mototest"
 	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/silence"
 )
 
 func TestMain(m *testing.M) {
@@ -105,6 +106,16 @@ func where(t *testing.T, tpl map[string]any, typ, key, value string) map[string]
 		t.Fatalf("%d %s with %s containing %q, want 1", len(found), typ, key, value)
 	}
 	return found[0]
+}
+
+// sid returns the statement of a policy with that Sid, or nil.
+func sid(policy map[string]any, id string) map[string]any {
+	for _, st := range get(policy, "PolicyDocument", "Statement").([]any) {
+		if st := st.(map[string]any); st["Sid"] == id {
+			return st
+		}
+	}
+	return nil
 }
 
 // statements renders a policy's statements as "ACTIONS on RESOURCE".
@@ -258,9 +269,18 @@ func TestDetectorStack(t *testing.T) {
 		}
 	}
 	slices.Sort(metrics)
-	want := []string{"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "FailedMessages", "Forged", "RangesRefused", "Throttles"}
+	want := []string{"ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesVisible", "Errors", "Errors", "FailedMessages", "Forged", "RangesRefused", "SilentAccounts", "Throttles"}
 	if !cmp.Equal(metrics, want) {
 		t.Errorf("alarms on %v, want %v", metrics, want)
+	}
+	// Every account heard from: the refresher reads the register (its one key) and
+	// reports the silent ones hourly.
+	refresherFn := where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges")
+	if env := fmt.Sprint(get(refresherFn, "Environment")); !strings.Contains(env, config.EnvSilenceHours+":6") {
+		t.Errorf("the refresher does not report silent accounts: %s", env)
+	}
+	if p := fmt.Sprint(sid(where(t, tpl, "AWS::IAM::Policy", "PolicyDocument", "ReadAccountsHeard"), "ReadAccountsHeard")); !strings.Contains(p, "dynamodb:GetItem") || !strings.Contains(p, silence.Key) || strings.Contains(p, "PutItem") {
+		t.Errorf("the refresher's read of the register: %s", p)
 	}
 	for id, lg := range resources(tpl, "AWS::Logs::LogGroup") {
 		if lg["RetentionInDays"] != 365.0 {

@@ -1,6 +1,7 @@
 // Command refresher keeps AWS's ip-ranges.json current in S3 for the detector: it runs on
-// a schedule and on AWS's AmazonIpSpaceChanged notification. The schedule also keeps the
-// Lambda inventory of the member accounts and converts the ASN tables, when configured.
+// a schedule and on AWS's AmazonIpSpaceChanged notification. The schedule also reports the
+// accounts gone quiet, keeps the Lambda inventory of the member accounts and converts the
+// ASN tables, when configured.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/inventory"
 	"github.com/outsider-sec/outsider/pkg/refresh"
+	"github.com/outsider-sec/outsider/pkg/silence"
 )
 
 func main() {
@@ -44,6 +46,11 @@ func main() {
 			Store:    dynamo.New(dynamodb.NewFromConfig(awsCfg), cfg.Table),
 			Client:   inventory.ClientFor(awsCfg, cfg.SecurityAccount, awsid.Partition(awsCfg.Region)),
 			Accounts: cfg.Accounts, Regions: cfg.Regions, TTL: 2 * time.Hour,
+		})
+	}
+	if cfg.Silence > 0 {
+		h.Jobs = append(h.Jobs, silence.Job{
+			Store: dynamo.New(dynamodb.NewFromConfig(awsCfg), cfg.Table), Silence: cfg.Silence, Metrics: os.Stdout,
 		})
 	}
 	if len(cfg.ASNSources) > 0 {

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/detect"
@@ -54,6 +56,7 @@ const (
 	EnvASNSources        = "OUTSIDER_ASN_SOURCES"        // URLs of keyless ASN tables to convert daily into OUTSIDER_ASN_DB
 	EnvInventoryAccounts = "OUTSIDER_INVENTORY_ACCOUNTS" // accounts whose functions are listed hourly (comma-separated)
 	EnvInventoryRegions  = "OUTSIDER_INVENTORY_REGIONS"  // in these regions (default the function's own)
+	EnvSilenceHours      = "OUTSIDER_SILENCE_HOURS"      // report accounts heard from before, silent this long (0 or unset: none)
 )
 
 // Refresher is the refresher's configuration.
@@ -68,6 +71,8 @@ type Refresher struct {
 	SecurityAccount string
 	Accounts        []string
 	Regions         []string
+	// Silence: accounts the detector heard from and not since are reported (0: none).
+	Silence time.Duration
 }
 
 // LoadRefresher reads the refresher's configuration, every problem at once.
@@ -103,6 +108,18 @@ func LoadRefresher(getenv func(string) string) (Refresher, error) {
 	}
 	if r.Regions = list(getenv(EnvInventoryRegions)); len(r.Regions) == 0 {
 		r.Regions = list(getenv(EnvRegion))
+	}
+	if v := getenv(EnvSilenceHours); v != "" {
+		h, err := strconv.Atoi(v)
+		if err != nil || h < 0 || h > 24*7 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a number of hours from 0 to 168", EnvSilenceHours, v))
+		}
+		r.Silence = time.Duration(h) * time.Hour
+	}
+	if r.Silence > 0 && len(r.Accounts) == 0 {
+		if r.Table = getenv(EnvTable); r.Table == "" {
+			errs = append(errs, fmt.Errorf("%s: not set (the register of accounts heard from is kept there)", EnvTable))
+		}
 	}
 	if len(r.Accounts) > 0 {
 		if r.Table = getenv(EnvTable); r.Table == "" {

@@ -37,3 +37,23 @@ func TestLoadNamesEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadRefresher(t *testing.T) {
+	env := func(m map[string]string) func(string) string {
+		return func(k string) string { return m[k] }
+	}
+	r, err := LoadRefresher(env(map[string]string{EnvRangesBucket: "b", EnvSilenceHours: "6", EnvTable: "t"}))
+	if err != nil || r.Silence != 6*time.Hour || r.Table != "t" {
+		t.Errorf("LoadRefresher = %+v, %v", r, err)
+	}
+	for _, bad := range []map[string]string{
+		{EnvRangesBucket: "b", EnvSilenceHours: "6"},                                            // where is the register?
+		{EnvRangesBucket: "b", EnvSilenceHours: "-1", EnvTable: "t"},                            // not hours
+		{EnvRangesBucket: "b", EnvSilenceHours: "six", EnvTable: "t"},                           // not a number
+		{EnvRangesBucket: "b", EnvASNSources: "http://example.org/a.csv", EnvASNDB: "s3://b/k"}, // not https
+	} {
+		if _, err := LoadRefresher(env(bad)); err == nil {
+			t.Errorf("LoadRefresher(%v) accepted", bad)
+		}
+	}
+}

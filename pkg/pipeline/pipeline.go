@@ -25,6 +25,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/flow"
 	"github.com/outsider-sec/outsider/pkg/hub"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
+	"github.com/outsider-sec/outsider/pkg/silence"
 )
 
 // Importer sends findings to Security Hub (pkg/hub).
@@ -52,8 +53,9 @@ type Handler struct {
 	Notify   Notifier
 	Product  asff.Product
 	Log      *slog.Logger
-	Metrics  io.Writer // CloudWatch Embedded Metric Format lines; nil: none
-	Ranges   Checker   // reloads AWS's ranges when the refresher stored new ones; nil: none
+	Metrics  io.Writer         // CloudWatch Embedded Metric Format lines; nil: none
+	Ranges   Checker           // reloads AWS's ranges when the refresher stored new ones; nil: none
+	Heard    *silence.Register // when each account's records last arrived; nil: not kept
 	Now      func() time.Time
 
 	once     sync.Once
@@ -153,6 +155,12 @@ func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 	})
 	h.flow.Margin = DeadlineMargin // read each time: tests change it
 	sum := h.flow.Run(ctx, msgs)
+	if h.Heard != nil && len(h.accounts) > 0 {
+		// A failed write is tried again by the next invocation: a silence is hours.
+		if err := h.Heard.Heard(ctx, slices.Sorted(maps.Keys(h.accounts)), h.now()); err != nil {
+			h.Log.WarnContext(ctx, "could not record which accounts were heard from", "error", err)
+		}
+	}
 	var errs []error
 	for _, m := range msgs {
 		if m.Err != nil {

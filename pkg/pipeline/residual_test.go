@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/pipeline"
+	"github.com/outsider-sec/outsider/pkg/silence"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
 
@@ -185,6 +187,9 @@ func TestRecordsByAccount(t *testing.T) {
 	h, _ := memoryHandler(t)
 	var metrics bytes.Buffer
 	h.Metrics = &metrics
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	h.Now = func() time.Time { return now }
+	h.Heard = &silence.Register{Store: h.Store}
 	lines := demo(t)
 	want := map[string]int{}
 	for _, l := range lines {
@@ -212,5 +217,18 @@ func TestRecordsByAccount(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("records by account (-want +got):\n%s", diff)
+	}
+	// Every account heard from, none configured, is in the register the refresher reads:
+	// silent 7 hours later.
+	q, err := silence.Check(context.Background(), h.Store, now.Add(7*time.Hour), 6*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var quiet []string
+	for _, a := range q {
+		quiet = append(quiet, a.Account)
+	}
+	if diff := cmp.Diff(slices.Sorted(maps.Keys(want)), quiet); diff != "" {
+		t.Errorf("accounts silent 7 hours later (-want +got):\n%s", diff)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/outsider-sec/outsider/pkg/ipranges"
 	"github.com/outsider-sec/outsider/pkg/notify"
 	"github.com/outsider-sec/outsider/pkg/refresh"
+	"github.com/outsider-sec/outsider/pkg/silence"
 )
 
 // New builds the Lambda's handler from its configuration: the clients, the state table,
@@ -60,6 +61,7 @@ func New(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Lo
 		Product:  asff.Product{Partition: awsid.Partition(cfg.Region), Region: cfg.Region, Account: cfg.SecurityAccount},
 		Log:      log,
 		Metrics:  os.Stdout,
+		Heard:    &silence.Register{Store: st},
 	}
 	if watcher != nil {
 		h.Ranges = watcher
