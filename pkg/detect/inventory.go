@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,16 +95,57 @@ func (inv inventory) only(account, role string) (invFunction, bool) {
 	return invFunction{}, false
 }
 
-// StoredInventory is an account's inventory as the inventory refresher keeps it in the store.
+// StoredInventory is an account's inventory as the inventory refresher keeps it in the
+// store. A large account's list is split (see SplitInventory): the head item holds the
+// first functions and the number of parts that follow, written before it under
+// InventoryPartKey.
 type StoredInventory struct {
 	Functions []InventoryFunction `json:"functions"`
 	At        time.Time           `json:"at"`
+	Parts     int                 `json:"parts,omitempty"`
 }
 
 // InventoryKey is the store key of an account's inventory.
 func InventoryKey(account string) string { return keyInventory + account }
 
-// loadInventory reads an account's stored inventory, once per account per worker.
+// InventoryPartKey is the store key of part i (from 1) of an account's inventory listed
+// at at: a new listing never mixes with the parts of an older one.
+func InventoryPartKey(account string, at time.Time, i int) string {
+	return keyInventory + account + "#" + strconv.FormatInt(at.UnixNano(), 10) + "#" + strconv.Itoa(i)
+}
+
+// maxInventoryPart bounds an inventory item's functions, in bytes of JSON: far below
+// DynamoDB's 400 KB item limit, whatever the account holds.
+const maxInventoryPart = 256 << 10
+
+// maxInventoryParts bounds the parts read for one account (about 700 functions a part:
+// far more than Lambda's default quotas let an account have).
+const maxInventoryParts = 256
+
+// SplitInventory cuts an account's functions into items that each stay below
+// maxInventoryPart: the head (which says how many parts follow) and the parts.
+func SplitInventory(fns []InventoryFunction, at time.Time) (head StoredInventory, parts []StoredInventory) {
+	var cur []InventoryFunction
+	size := 0
+	var chunks [][]InventoryFunction
+	for _, f := range fns {
+		n := len(f.FunctionName) + len(f.FunctionArn) + len(f.Role) + 64 // with JSON's quotes and names
+		if size+n > maxInventoryPart && len(cur) > 0 {
+			chunks, cur, size = append(chunks, cur), nil, 0
+		}
+		cur, size = append(cur, f), size+n
+	}
+	chunks = append(chunks, cur)
+	head = StoredInventory{Functions: chunks[0], At: at, Parts: len(chunks) - 1}
+	for _, c := range chunks[1:] {
+		parts = append(parts, StoredInventory{Functions: c, At: at})
+	}
+	return head, parts
+}
+
+// loadInventory reads an account's stored inventory, once per account per worker. An
+// inventory with a part missing is not used at all: a partial list would say a role has
+// no function it does have.
 func (d *Detector) loadInventory(ctx context.Context, account string) error {
 	if d.invLoaded[account] {
 		return nil
@@ -112,10 +154,19 @@ func (d *Detector) loadInventory(ctx context.Context, account string) error {
 	var si StoredInventory
 	// Stored with a wall-clock expiry by the refresher: read it at wall time.
 	found, err := d.getJSON(ctx, InventoryKey(account), d.now(), &si)
-	if err != nil || !found {
+	if err != nil || !found || si.Parts < 0 || si.Parts > maxInventoryParts {
 		return err
 	}
-	d.addInventory(si.Functions)
+	fns := si.Functions
+	for i := 1; i <= si.Parts; i++ {
+		var part StoredInventory
+		found, err := d.getJSON(ctx, InventoryPartKey(account, si.At, i), d.now(), &part)
+		if err != nil || !found {
+			return err
+		}
+		fns = append(fns, part.Functions...)
+	}
+	d.addInventory(fns)
 	return nil
 }
 

@@ -353,6 +353,7 @@ func (s *Store) Flush(ctx context.Context) error {
 		keys = append(keys, k)
 	}
 	s.mu.Unlock()
+	var errs []error
 	for start := 0; start < len(keys); start += batchLimit {
 		chunk := keys[start:min(start+batchLimit, len(keys))]
 		var reqs []types.WriteRequest
@@ -363,42 +364,53 @@ func (s *Store) Flush(ctx context.Context) error {
 			}
 		}
 		s.mu.Unlock()
-		for attempt := 0; len(reqs) > 0; attempt++ {
-			if attempt > 0 {
-				if attempt > 6 {
-					return fmt.Errorf("dynamo: flush: %d items still unprocessed", len(reqs))
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
-				}
+		// A chunk that fails does not stop the others: its items stay gathered.
+		errs = append(errs, s.write(ctx, reqs))
+	}
+	return errors.Join(errs...)
+}
+
+// write sends one BatchWriteItem request and its unprocessed items until all are written.
+// DynamoDB refuses a whole request for one bad item (too large, a bad key): the request is
+// then split in halves, down to the bad item alone, which is dropped (it would be refused
+// on every later flush) and fails this flush once; the others are written.
+func (s *Store) write(ctx context.Context, reqs []types.WriteRequest) error {
+	for attempt := 0; len(reqs) > 0; attempt++ {
+		if attempt > 0 {
+			if attempt > 6 {
+				return fmt.Errorf("dynamo: flush: %d items still unprocessed", len(reqs))
 			}
-			s.mu.Lock()
-			s.Calls++
-			s.Written += len(reqs)
-			s.mu.Unlock()
-			out, err := s.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
-			var ae smithy.APIError
-			if errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" {
-				// DynamoDB refuses the items (too large, a bad key): they would be refused
-				// again on every later flush. Dropped, and the error fails this batch once.
-				s.forget(reqs, nil)
-				return fmt.Errorf("dynamo: flush: refused, dropped %d items: %w", len(reqs), err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
 			}
-			if err != nil {
-				return fmt.Errorf("dynamo: flush: %w", err)
-			}
-			written := reqs
-			reqs = out.UnprocessedItems[s.table]
-			s.forget(written, reqs)
 		}
+		s.mu.Lock()
+		s.Calls++
+		s.Written += len(reqs)
+		s.mu.Unlock()
+		out, err := s.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "ValidationException" {
+			if len(reqs) == 1 {
+				s.forget(reqs, nil)
+				k := reqs[0].PutRequest.Item[AttrKey].(*types.AttributeValueMemberS).Value
+				return fmt.Errorf("dynamo: flush: refused, dropped %.80q: %w", k, err)
+			}
+			half := len(reqs) / 2
+			return errors.Join(s.write(ctx, reqs[:half]), s.write(ctx, reqs[half:]))
+		}
+		if err != nil {
+			return fmt.Errorf("dynamo: flush: %w", err)
+		}
+		written := reqs
+		reqs = out.UnprocessedItems[s.table]
+		s.forget(written, reqs)
 	}
 	return nil
 }
 
-// forget drops from pending what was written (sent, and not returned unprocessed), unless
-// it changed meanwhile.
 func (s *Store) forget(sent, unprocessed []types.WriteRequest) {
 	left := map[string]bool{}
 	for _, r := range unprocessed {

@@ -94,6 +94,31 @@ func TestRefusedWriteDoesNotBlock(t *testing.T) {
 	}
 }
 
+// TestRefusedItemDropsOnlyItself: an item over 400 KB gathered with 30 others (two
+// BatchWriteItem requests) loses only itself: DynamoDB refuses its whole request, and the
+// others of that request are written all the same.
+func TestRefusedItemDropsOnlyItself(t *testing.T) {
+	s := newStore(t, nil)
+	ctx := t.Context()
+	for i := range 30 {
+		s.Put(ctx, fmt.Sprintf("inv#%012d", i), []byte("functions"), storetest.Epoch.Add(1e12))
+	}
+	s.Put(ctx, "inv#huge", make([]byte, 500<<10), storetest.Epoch.Add(1e12))
+	err := s.Flush(ctx)
+	if err == nil {
+		t.Fatal("a 500 KB item was accepted")
+	}
+	for i := range 30 {
+		k := fmt.Sprintf("inv#%012d", i)
+		if _, ok, err := s.Get(ctx, k, storetest.Epoch); !ok || err != nil {
+			t.Errorf("%s lost with the refused item: %v %v (flush: %v)", k, ok, err, err)
+		}
+	}
+	if s.Pending() != 0 {
+		t.Errorf("%d writes still pending", s.Pending())
+	}
+}
+
 // TestSwapAllLosesOnlyTheConflict: of a hundred conditional writes, one whose condition
 // fails (another worker wrote the key) is the only one lost: the other 99 are written.
 func TestSwapAllLosesOnlyTheConflict(t *testing.T) {

@@ -65,7 +65,10 @@ func ClientFor(cfg aws.Config, self, partition string) func(account, region stri
 func Key(account string) string { return detect.InventoryKey(account) }
 
 // Refresh lists the functions of an account in every region given and keeps the list in
-// the store for ttl (the detector treats a missing list as "unknown").
+// the store for ttl (the detector treats a missing list as "unknown"). A large list is
+// split into items far below DynamoDB's 400 KB limit: the parts first, then the head
+// that names them, each account written on its own, so that no account's write takes
+// another's down with it.
 func Refresh(ctx context.Context, st detect.Store, client func(account, region string) Lister, account string, regions []string, now time.Time, ttl time.Duration) (int, error) {
 	var all []detect.InventoryFunction
 	for _, region := range regions {
@@ -75,14 +78,33 @@ func Refresh(ctx context.Context, st detect.Store, client func(account, region s
 		}
 		all = append(all, fns...)
 	}
-	b, err := json.Marshal(detect.StoredInventory{Functions: all, At: now})
-	if err != nil {
-		return 0, err
+	head, parts := detect.SplitInventory(all, now)
+	for i, p := range parts {
+		if err := put(ctx, st, detect.InventoryPartKey(account, now, i+1), p, now.Add(ttl)); err != nil {
+			return 0, fmt.Errorf("inventory: keep %s: %w", account, err)
+		}
 	}
-	if err := st.Put(ctx, Key(account), b, now.Add(ttl)); err != nil {
+	if len(parts) > 0 {
+		// The parts are durable before the head that names them.
+		if err := st.Flush(ctx); err != nil {
+			return 0, fmt.Errorf("inventory: keep %s: %w", account, err)
+		}
+	}
+	if err := put(ctx, st, Key(account), head, now.Add(ttl)); err != nil {
+		return 0, fmt.Errorf("inventory: keep %s: %w", account, err)
+	}
+	if err := st.Flush(ctx); err != nil {
 		return 0, fmt.Errorf("inventory: keep %s: %w", account, err)
 	}
 	return len(all), nil
+}
+
+func put(ctx context.Context, st detect.Store, key string, v detect.StoredInventory, expires time.Time) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return st.Put(ctx, key, b, expires)
 }
 
 // Job keeps the inventory of every account given, on the refresher's schedule.
@@ -106,9 +128,9 @@ func (j Job) Run(ctx context.Context, log *slog.Logger) error {
 		}
 		log.InfoContext(ctx, "inventory kept", "account", a, "functions", n)
 	}
-	err := errors.Join(append(errs, j.Store.Flush(ctx))...)
-	if err != nil {
+	if err := errors.Join(errs...); err != nil {
 		log.ErrorContext(ctx, "inventory not refreshed", "error", err)
+		return err
 	}
-	return err
+	return nil
 }
