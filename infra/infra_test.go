@@ -428,6 +428,7 @@ func TestRefresherPolicy(t *testing.T) {
 	want := []string{
 		"[logs:CreateLogStream logs:PutLogEvents] on map[Fn::Join:[ [map[Fn::GetAtt:[RefresherLogsD21FC01C Arn]] :*]]]",
 		"[s3:GetObject s3:PutObject] on map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]",
+		"dynamodb:GetItem on map[Fn::GetAtt:[State1C20CC9A Arn]]", // the register of accounts heard from
 		"sqs:SendMessage on map[Fn::GetAtt:[RefresherDeadLettersFC354EAE Arn]]",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -456,6 +457,7 @@ func TestRefresherPolicy(t *testing.T) {
 		"sts:AssumeRole on map[Fn::Sub:arn:${AWS::Partition}:iam::*:role/outsider-inventory-reader-*]",
 		"[dynamodb:PutItem dynamodb:BatchWriteItem] on map[Fn::GetAtt:[State1C20CC9A Arn]]",
 		"[s3:GetObject s3:PutObject] on map[Fn::Join:[ [map[Fn::GetAtt:[RangesC3879531 Arn]] /ip-ranges.json]]]",
+		"dynamodb:GetItem on map[Fn::GetAtt:[State1C20CC9A Arn]]", // the register of accounts heard from
 		"sqs:SendMessage on map[Fn::GetAtt:[RefresherDeadLettersFC354EAE Arn]]",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
