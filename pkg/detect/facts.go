@@ -398,10 +398,18 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 		if attempt > 0 {
 			// Only the keys that lost are tried again (the store writes the others): a
 			// hot key several workers write at once. A random pause, growing, lets the
-			// racers fall out of step instead of colliding again on every try.
+			// racers fall out of step instead of colliding again on every try; the keys
+			// are read again after it, right before the write, so that the pause does
+			// not widen the window another worker's write can fall into.
 			if err := backoff(ctx, attempt); err != nil {
 				d.dirtyFacts = todo
 				return fmt.Errorf("%w: write facts: %w", ErrStore, err)
+			}
+			for _, f := range todo {
+				if err := d.load(ctx, f.String(), d.lookup(f)); err != nil {
+					d.dirtyFacts = todo
+					return err
+				}
 			}
 		}
 		swaps := make([]Swap, len(todo))
@@ -430,10 +438,6 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 			if ok[i] {
 				e.stored, e.dirty, e.late, e.written = swaps[i].Value, false, false, e.v.newest()
 				continue
-			}
-			if err := d.load(ctx, swaps[i].Key, e); err != nil {
-				d.dirtyFacts = todo
-				return err
 			}
 			again = append(again, f)
 		}
