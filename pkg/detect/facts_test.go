@@ -110,10 +110,8 @@ func TestHotFactWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Three hours of batches, ten seconds apart, from 00:01 on day 0.
-	last := day(0, 60)
 	for at := day(0, 60); at.Before(day(0, 3*3600+60)); at = at.Add(10 * time.Second) {
 		batch(at)
-		last = at
 	}
 	hot := []string{"role#" + acct + "#" + role, "fn#" + acct + "#" + role + "#" + fn, "inside#" + key}
 	for _, k := range hot {
@@ -128,7 +126,7 @@ func TestHotFactWrites(t *testing.T) {
 	if s.writes[hot[0]] != before+1 {
 		t.Errorf("the first sighting of a new day was not written at once (%d writes, had %d)", s.writes[hot[0]], before)
 	}
-	last = day(1, 40)
+	last := day(1, 40)
 	batch(last)
 	if _, err := d.Flush(ctx); err != nil {
 		t.Fatal(err)
