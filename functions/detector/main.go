@@ -1,6 +1,6 @@
 // Command detector is Outsider's detector function, deployed as the Lambda's bootstrap: it
 // takes SQS batches (or EventBridge events) of CloudTrail API calls. To run the same
-// detection over CloudTrail files on a laptop: go run ./pkg/replay/cmd/replay -h.
+// detection over CloudTrail files on a laptop: go run ./cmd/outsider replay -h.
 package main
 
 import (
@@ -19,7 +19,7 @@ import (
 func main() {
 	if len(os.Args) > 1 || os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
 		fmt.Fprintln(os.Stderr, "detector: this is the Lambda function's bootstrap, started by AWS Lambda.\n"+
-			"To replay CloudTrail files locally: go run ./pkg/replay/cmd/replay -h")
+			"To replay CloudTrail files locally: go run ./cmd/outsider replay -h")
 		os.Exit(2)
 	}
 	// JSON when the function's log format is JSON (the stack sets it), with the request id.

@@ -16,7 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "--- building and generating $records records ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-go build -o "$work/replay" ./pkg/replay/cmd/replay
+go build -o "$work/outsider" ./cmd/outsider
 go run ./internal/gen/cmd/gentrail -records "$records" -form ndjson >"$work/records.ndjson" 2>/dev/null
 go run ./internal/gen/cmd/gentrail -records "$records" -form envelopes >"$work/envelopes.ndjson" 2>/dev/null
 go run ./internal/gen/cmd/gentrail -records "$records" -form trail -out "$work/trail" 2>/dev/null
@@ -47,7 +47,7 @@ print("\n".join(sorted(last.values())))' "$1"; }
 declare -A rep flo rss
 for run in 1 2 3; do
 	for form in records.ndjson envelopes.ndjson trail; do
-		read -r s m < <(timed taskset -c "$core" "$work/replay" --fresh --state "$work/state" --progress 0 --parallel 1 --format json "$work/$form")
+		read -r s m < <(timed taskset -c "$core" "$work/outsider" replay --fresh --state "$work/state" --progress 0 --parallel 1 --format json "$work/$form")
 		rep[$form]+="$s "; rss[$form]+="$m "
 		final "$work/out" >"$work/final.one-core.$form"
 		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" "$work/$form")
@@ -65,7 +65,7 @@ echo "ratio: the floor's time over the replay's (above 1: the replay is faster);
 for form in records.ndjson envelopes.ndjson trail; do
 	ts=""
 	for run in 1 2 3; do
-		read -r s m < <(timed "$work/replay" --fresh --state "$work/state" --progress 0 --format json "$work/$form")
+		read -r s m < <(timed "$work/outsider" replay --fresh --state "$work/state" --progress 0 --format json "$work/$form")
 		ts+="$s "
 	done
 	final "$work/out" >"$work/final.every-core.$form"

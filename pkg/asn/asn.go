@@ -7,7 +7,9 @@
 package asn
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -30,7 +32,12 @@ type DB struct {
 func Open(path string) (*DB, error) {
 	r, err := maxminddb.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("asn: open %s: %w", path, err)
+		// The library's error names the path already when it is the file's.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("asn: %w", err)
+		}
+		return nil, fmt.Errorf("asn: %s: %w", path, err)
 	}
 	return &DB{r: r}, nil
 }

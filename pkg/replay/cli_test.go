@@ -49,3 +49,22 @@ func TestMalformedInputStillExitsZero(t *testing.T) {
 		}
 	}
 }
+
+// TestStdinOnce: "- -" reads stdin once; every line of a joined error carries the prefix.
+func TestStdinOnce(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	in := strings.NewReader("{not json\n")
+	if code := Main([]string{"--fresh", "--state", t.TempDir(), "-", "-"}, in, &stdout, &stderr); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "not-json=1") {
+		t.Errorf("stdin not read once: %s", stderr.String())
+	}
+	stderr.Reset()
+	Main([]string{"--activation", "soon", "--dedup", "-1x", "testdata"}, nil, &stdout, &stderr)
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !strings.HasPrefix(line, "outsider replay: ") {
+			t.Errorf("a line without the prefix: %q", line)
+		}
+	}
+}

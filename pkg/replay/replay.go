@@ -1,7 +1,7 @@
 // Package replay is the local edge of the flow (pkg/flow): it reads CloudTrail files, puts
 // their records back in order, runs them through the detector with an embedded state store
 // (or the deployed table), and prints findings. It is what a newcomer runs first, and how a
-// deployment's history is replayed; pkg/replay/cmd/replay is its command.
+// deployment's history is replayed; cmd/outsider is its command (outsider replay).
 package replay
 
 import (
@@ -63,26 +63,37 @@ type Options struct {
 	Paths      []string
 }
 
-// Main runs `replay ARGS...` and returns the exit code.
+// Main runs `outsider replay ARGS...` and returns the exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	opts, err := parseFlags(args, stdout, stderr)
+	opts, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "outsider replay: %v\n", err)
+		PrintError(stderr, "outsider replay", err)
+		fmt.Fprintln(stderr, "outsider replay: run 'outsider replay -h' for its flags")
 		return ExitUsage
 	}
 	code, err := Run(context.Background(), opts, stdin, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "outsider replay: %v\n", err)
+		PrintError(stderr, "outsider replay", err)
 	}
 	return code
 }
 
-func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
+// PrintError writes err once, every line of it (a joined error has one a cause) after
+// the prefix.
+func PrintError(w io.Writer, prefix string, err error) {
+	for line := range strings.SplitSeq(strings.TrimRight(err.Error(), "\n"), "\n") {
+		fmt.Fprintf(w, "%s: %s\n", prefix, line)
+	}
+}
+
+func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package would print its error and the usage to stderr, and Main the error
+	// again: errors are Main's to say, once; -h prints the usage on stdout.
+	fs.SetOutput(io.Discard)
 	cfg := detect.Default()
 	o := Options{Config: cfg}
 	fs.StringVar(&o.StateDir, "state", ".outsider", "directory of the embedded state store; consecutive replays continue from it")
@@ -107,14 +118,16 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.Parallel, "parallel", runtime.NumCPU(), "1: read and decide in turn; 2 or more: read, decompress and parse beside the decisions (the same findings)")
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: replay [flags] PATH...\n\n"+
-			"Reads CloudTrail records (EventBridge events, S3 log files {\"Records\":[...]} plain or .gz,\n"+
-			"JSON arrays, NDJSON) from files, directories (walked in name order) or - (stdin),\n"+
-			"and prints a finding each time one is created or updated.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: outsider replay [flags] PATH...\n\n"+
+				"Reads CloudTrail records (EventBridge events, S3 log files {\"Records\":[...]} plain or .gz,\n"+
+				"JSON arrays, NDJSON) from files, directories (walked in name order) or - (stdin),\n"+
+				"and prints a finding each time one is created or changes.\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+		}
 		return o, err
 	}
 	var errs []error
@@ -169,7 +182,16 @@ func parseFlags(args []string, stdout, stderr io.Writer) (Options, error) {
 	if err := o.Config.Validate(); err != nil && len(errs) == 0 {
 		errs = append(errs, err)
 	}
-	o.Paths = fs.Args()
+	stdinSeen := false
+	for _, p := range fs.Args() {
+		if p == "-" {
+			if stdinSeen {
+				continue // stdin is read once, however often it is named
+			}
+			stdinSeen = true
+		}
+		o.Paths = append(o.Paths, p)
+	}
 	if len(o.Paths) == 0 {
 		errs = append(errs, errors.New("no PATH given (a file, a directory, or - for stdin)"))
 	}
