@@ -50,6 +50,10 @@ type Stats struct {
 type Change struct {
 	Finding Finding
 	New     bool
+	// Again: the finding did not change; a call already counted in it came again (a
+	// redelivery, a replay over the same state) and it is handed on again, so that an
+	// import or email that failed the first time is retried.
+	Again bool
 }
 
 // Detector decides on records one at a time, in event-time order as far as it is given

@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -24,21 +25,25 @@ type InventoryFunction struct {
 // or a bare array of functions.
 func ParseInventory(b []byte) ([]InventoryFunction, error) {
 	var page struct {
-		Functions []InventoryFunction `json:"Functions"`
+		Functions *[]InventoryFunction `json:"Functions"`
 	}
 	if err := json.Unmarshal(b, &page); err != nil {
 		var list []InventoryFunction
 		if err2 := json.Unmarshal(b, &list); err2 != nil {
-			return nil, fmt.Errorf("inventory: not the output of list-functions: %w", err)
+			return nil, fmt.Errorf("inventory: not the output of 'aws lambda list-functions': %w", err)
 		}
-		page.Functions = list
+		page.Functions = &list
 	}
-	for i, f := range page.Functions {
+	if page.Functions == nil {
+		// Any other JSON object (cdk.json, say) is not an inventory, even an empty one.
+		return nil, errors.New(`inventory: not the output of 'aws lambda list-functions' (no "Functions" list)`)
+	}
+	for i, f := range *page.Functions {
 		if f.FunctionArn == "" || f.Role == "" {
 			return nil, fmt.Errorf("inventory: function %d (%q) has no FunctionArn or Role", i, f.FunctionName)
 		}
 	}
-	return page.Functions, nil
+	return *page.Functions, nil
 }
 
 type invFunction struct {

@@ -422,11 +422,12 @@ func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 	out := make([]Change, 0, len(d.order))
 	for _, key := range d.order {
 		p := d.pending[key]
+		read := p.stored
 		if err := d.writeFinding(ctx, p); err != nil {
 			d.dropPending()
 			return nil, err
 		}
-		out = append(out, Change{Finding: p.f, New: p.new})
+		out = append(out, Change{Finding: p.f, New: p.new, Again: !p.new && string(p.stored) == string(read)})
 	}
 	// The calls counted, so that a redelivery decided otherwise is not counted twice.
 	for _, key := range d.order {
@@ -443,9 +444,10 @@ func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 		}
 	}
 	for _, c := range out {
-		if c.New {
+		switch {
+		case c.New:
 			d.Stats.Created++
-		} else {
+		case !c.Again:
 			d.Stats.Updated++
 		}
 	}

@@ -54,6 +54,7 @@ type Summary struct {
 	Malformed  map[string]int // by reason
 	Outside    int
 	LambdaUsed int
+	Withheld   int // calls with a Lambda's token from outside, in their account's activation period: no finding
 	Created    int
 	Updated    int
 	Emails     int
@@ -83,6 +84,7 @@ func (s *Summary) Add(o Summary) {
 	}
 	s.Outside += o.Outside
 	s.LambdaUsed += o.LambdaUsed
+	s.Withheld += o.Withheld
 	s.Created += o.Created
 	s.Updated += o.Updated
 	s.Emails += o.Emails
@@ -188,6 +190,7 @@ func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
 	st := det.Stats
 	sum.Outside = st.Outside - before.Outside
 	sum.LambdaUsed = st.LambdaUsed - before.LambdaUsed
+	sum.Withheld = st.Inactive - before.Inactive
 	sum.Created = st.Created - before.Created
 	sum.Updated = st.Updated - before.Updated
 	sum.StoreCalls = (st.StoreReads + st.StoreWrites + st.StoreClaims) - (before.StoreReads + before.StoreWrites + before.StoreClaims)

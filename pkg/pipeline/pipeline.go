@@ -219,7 +219,7 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	defer clear(h.accounts) // counted per invocation
 	attrs := []any{
 		"messages", s.Inputs, "failed", s.Failed, "records", s.Records, "malformed", s.MalformedTotal(), "forged", s.Malformed[cloudtrail.ReasonForged],
-		"outside", s.Outside, "lambdaTokensOutside", s.LambdaUsed, "findingsNew", s.Created, "findingsUpdated", s.Updated,
+		"outside", s.Outside, "lambdaTokensOutside", s.LambdaUsed, "withheldForActivation", s.Withheld, "findingsNew", s.Created, "findingsUpdated", s.Updated,
 		"emails", s.Emails, "storeCalls", s.StoreCalls, "deferred", s.Deferred, "durationMs", took.Milliseconds(),
 	}
 	if err != nil {
@@ -233,8 +233,10 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	// CloudWatch Embedded Metric Format: a log line CloudWatch turns into metrics.
 	// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 	// Forged: messages not put by the rules (DESIGN §8), alarmed on by the stack.
-	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls", "RangesRefused"}
-	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls, h.refused}
+	// WithheldForActivation: calls with a Lambda's token from outside that raised nothing
+	// because their account is in its activation period (a new deployment's first days).
+	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "WithheldForActivation", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls", "RangesRefused"}
+	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Withheld, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls, h.refused}
 	metrics := make([]map[string]string, len(names))
 	line := map[string]any{}
 	for i, n := range names {

@@ -184,7 +184,7 @@ func mapsEqual(a, b map[string]string) bool {
 // TestRecordsByAccount: each invocation reports its records by recipient account (the
 // metric the stack's silence alarms watch), and forged messages count for no account.
 func TestRecordsByAccount(t *testing.T) {
-	h, _ := memoryHandler(t)
+	h, det := memoryHandler(t)
 	var metrics bytes.Buffer
 	h.Metrics = &metrics
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
@@ -206,14 +206,21 @@ func TestRecordsByAccount(t *testing.T) {
 	bs := batches(append(lines, []byte(`{"eventName":"GetCallerIdentity","eventSource":"sts.amazonaws.com","eventTime":"2026-01-01T00:00:00Z","recipientAccountId":"999999999999"}`)), 100)
 	deliver(t, h, bs)
 	got := map[string]int{}
+	withheld := 0
 	for _, l := range bytes.Split(bytes.TrimSpace(metrics.Bytes()), []byte("\n")) {
 		var m struct {
-			Account        string
-			AccountRecords int
+			Account               string
+			AccountRecords        int
+			WithheldForActivation int
 		}
 		if json.Unmarshal(l, &m) == nil && m.Account != "" {
 			got[m.Account] += m.AccountRecords
 		}
+		withheld += m.WithheldForActivation
+	}
+	// Calls withheld for activation are a metric, never silent: the demo's first thefts.
+	if withheld == 0 || withheld != det.Stats.Inactive {
+		t.Errorf("WithheldForActivation %d, the detector withheld %d", withheld, det.Stats.Inactive)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("records by account (-want +got):\n%s", diff)

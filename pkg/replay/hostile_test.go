@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -171,12 +172,10 @@ func TestHostileInput(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr.String())
 			}
 			got := map[string]int{}
-			if m := regexp.MustCompile(`malformed skipped: \d+ \(([^)]*)\)`).FindStringSubmatch(stderr.String()); m != nil {
-				for _, kv := range strings.Split(m[1], ", ") {
-					k, v, _ := strings.Cut(kv, "=")
-					var n int
-					json.Unmarshal([]byte(v), &n)
-					got[k] = n
+			if line := regexp.MustCompile(`malformed values skipped: .*`).FindString(stderr.String()); line != "" {
+				for _, m := range regexp.MustCompile(`([a-z-]+)=(\d+)`).FindAllStringSubmatch(line, -1) {
+					n, _ := strconv.Atoi(m[2])
+					got[m[1]] = n
 				}
 			}
 			wantBad := tc.bad

@@ -24,13 +24,23 @@ type input struct {
 // https://docs.aws.amazon.com/awscloudtrail/latest/userguide/get-and-view-cloudtrail-log-files.html
 var logFileName = regexp.MustCompile(`^\d{12}_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(\.gz)?$`)
 
+// isDigest reports whether a file is a CloudTrail digest file (the trail's integrity
+// validation: hashes of the log files, no record), which every trail folder holds under
+// CloudTrail-Digest/ and names <account>_CloudTrail-Digest_<region>_….json.gz.
+// https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-digest-file-structure.html
+func isDigest(path string) bool {
+	return strings.Contains(filepath.Base(path), "_CloudTrail-Digest_")
+}
+
 // collect lists the files under paths: files whose name is CloudTrail's are ordered by the
 // time in their name (a whole trail folder, every account and region, read in time order
 // without loading it) and carry that time; other files follow, in the order given and
 // walked. The merge reads the named files as one stream and every other file as a stream
 // of its own, merged by event time. A
 // symlink, a FIFO or a process substitution given as a path is read as the file it is.
-func collect(paths []string) ([]input, error) {
+//
+// Digest files in a folder are skipped and counted.
+func collect(paths []string) (inputs []input, digests int, err error) {
 	var plain, named []input
 	add := func(path string, regular bool) {
 		if m := logFileName.FindStringSubmatch(filepath.Base(path)); m != nil {
@@ -50,13 +60,13 @@ func collect(paths []string) ([]input, error) {
 		}
 		st, err := os.Stat(p) // follows a symlink
 		if err != nil {
-			return nil, usageError{fmt.Errorf("cannot read %s: %w", p, unwrapPath(err))}
+			return nil, 0, usageError{fmt.Errorf("cannot read %s: %w", p, unwrapPath(err))}
 		}
 		if !st.IsDir() {
 			// Named on the command line: a file, or a pipe (a FIFO, a process
 			// substitution). A device never ends (/dev/zero) or blocks (a tty).
 			if !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
-				return nil, usageError{fmt.Errorf("cannot read %s: not a file, a folder or a pipe (%v)", p, st.Mode().Type())}
+				return nil, 0, usageError{fmt.Errorf("cannot read %s: not a file, a folder or a pipe (%v)", p, st.Mode().Type())}
 			}
 			add(p, st.Mode().IsRegular())
 			continue
@@ -79,6 +89,10 @@ func collect(paths []string) ([]input, error) {
 			if strings.HasPrefix(d.Name(), ".") {
 				return nil
 			}
+			if isDigest(path) {
+				digests++
+				return nil
+			}
 			if d.Type()&fs.ModeSymlink != 0 {
 				st, err := os.Stat(path)
 				switch {
@@ -99,7 +113,7 @@ func collect(paths []string) ([]input, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	slices.SortStableFunc(named, func(a, b input) int {
@@ -108,5 +122,5 @@ func collect(paths []string) ([]input, error) {
 		}
 		return strings.Compare(filepath.Base(a.path), filepath.Base(b.path))
 	})
-	return append(plain, named...), nil
+	return append(plain, named...), digests, nil
 }

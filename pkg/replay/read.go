@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
@@ -133,28 +134,41 @@ func (rd *reader) readHead(path string) ([]byte, io.ReadCloser, error) {
 func (r *runner) consume(c chunk) {
 	if c.start {
 		if c.unreadable != nil {
-			r.skipped(map[string]int{"unreadable-file": 1})
+			r.skipped(c.file, map[string]int{"unreadable-file": 1})
 			fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", c.file, unwrapPath(c.unreadable))
 			return
 		}
 		r.files++
 		r.current = c.file
 	}
-	r.skipped(c.bad)
+	r.skipped(c.file, c.bad)
 	for _, rec := range c.recs {
 		r.read++
 		r.ro.push(rec)
 	}
 	if c.readErr != nil {
-		r.skipped(map[string]int{"unreadable-file": 1})
+		r.skipped(c.file, map[string]int{"unreadable-file": 1})
 		fmt.Fprintf(r.stderr, "outsider replay: %s: %v\n", c.file, c.readErr)
 	}
 }
 
-// skipped counts skipped values into the summary.
-func (r *runner) skipped(bad map[string]int) {
-	if len(bad) > 0 {
-		r.sum.Add(flow.Summary{Malformed: bad})
+// skipped counts a file's skipped values into the summary, and names the first few files
+// of each reason.
+func (r *runner) skipped(file string, bad map[string]int) {
+	if len(bad) == 0 {
+		return
+	}
+	r.sum.Add(flow.Summary{Malformed: bad})
+	if file == "-" {
+		file = "stdin"
+	}
+	for reason := range bad {
+		if r.badFiles == nil {
+			r.badFiles = map[string][]string{}
+		}
+		if fs := r.badFiles[reason]; len(fs) < badFilesShown && !slices.Contains(fs, file) {
+			r.badFiles[reason] = append(fs, file)
+		}
 	}
 }
 

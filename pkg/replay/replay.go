@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -50,7 +51,7 @@ type Options struct {
 	Store      string // "", or dynamodb://TABLE
 	Fresh      bool
 	ASNDB      string
-	Inventory  string
+	Inventory  []string // files, or folders of .json files
 	IPRanges   string
 	Format     string
 	Account    string // the security account importing the findings (AwsAccountId)
@@ -102,7 +103,10 @@ func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	fs.BoolVar(&o.Config.CrossRegion, "cross-region", false, "also raise \"Usage of AWS Lambda's token from another AWS region\" (beyond the five titles; off by default)")
 	fs.BoolVar(&o.Config.TrainOnly, "no-findings", false, "only learn baselines: raise no finding (a backfill before going live)")
 	fs.StringVar(&o.ASNDB, "asn-db", "", "ASN database: MaxMind format (GeoLite2-ASN, GeoIP2-ISP), or comma-separated start,end,asn,org range tables (.csv or .csv.gz); without one the known-ASN title never matches")
-	fs.StringVar(&o.Inventory, "inventory", "", "the JSON that 'aws lambda list-functions' prints: functions and their roles")
+	fs.Func("inventory", "the JSON that 'aws lambda list-functions' prints (functions and their roles): a file, or a folder of them; repeat for several", func(v string) error {
+		o.Inventory = append(o.Inventory, v)
+		return nil
+	})
 	fs.StringVar(&o.IPRanges, "ip-ranges", "", "AWS ip-ranges.json to use instead of the embedded snapshot (must not be older)")
 	members := fs.String("member-accounts", "", "comma-separated account ids of your organisation: a VPC endpoint one of them owns is inside (every account whose own trail is replayed is, from its first record)")
 	trusted := fs.String("trusted-cidrs", "", "comma-separated CIDRs of your own networks (office, VPN): calls from them are not outside")
@@ -182,16 +186,7 @@ func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	if err := o.Config.Validate(); err != nil && len(errs) == 0 {
 		errs = append(errs, err)
 	}
-	stdinSeen := false
-	for _, p := range fs.Args() {
-		if p == "-" {
-			if stdinSeen {
-				continue // stdin is read once, however often it is named
-			}
-			stdinSeen = true
-		}
-		o.Paths = append(o.Paths, p)
-	}
+	o.Paths = fs.Args() // stdin is read once, however often it is named (collect)
 	if len(o.Paths) == 0 {
 		errs = append(errs, errors.New("no PATH given (a file, a directory, or - for stdin)"))
 	}
@@ -252,15 +247,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		defer db.Close()
 		asns = db
 	}
-	var inv []detect.InventoryFunction
-	if o.Inventory != "" {
-		b, err := os.ReadFile(o.Inventory)
-		if err != nil {
-			return ExitUsage, fmt.Errorf("--inventory: %w", err)
-		}
-		if inv, err = detect.ParseInventory(b); err != nil {
-			return ExitUsage, fmt.Errorf("--inventory %s: %w", o.Inventory, err)
-		}
+	inv, err := readInventory(o.Inventory)
+	if err != nil {
+		return ExitUsage, err
 	}
 	st, closeStore, err := openStore(ctx, o)
 	if err != nil {
@@ -297,7 +286,8 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	fl := &flow.Flow{Detector: det, Store: st, Sink: out, FactsEvery: 64}
 	run := &runner{flow: fl, crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
 		batch: &flow.Input{ID: "replay"}}
-	inputs, err := collect(o.Paths)
+	inputs, digests, err := collect(o.Paths)
+	run.digests, run.activation = digests, o.Config.Activation
 	if err != nil {
 		return exitFor(err), err
 	}
@@ -315,6 +305,39 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	run.report(true)
 	return ExitOK, nil
+}
+
+// readInventory reads every inventory file named, and the .json files of every folder.
+func readInventory(paths []string) ([]detect.InventoryFunction, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("--inventory: cannot read %s: %w", p, unwrapPath(err))
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		in, err := filepath.Glob(filepath.Join(p, "*.json"))
+		if err != nil || len(in) == 0 {
+			return nil, fmt.Errorf("--inventory: %s holds no .json file", p)
+		}
+		files = append(files, in...)
+	}
+	var inv []detect.InventoryFunction
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--inventory: cannot read %s: %w", f, unwrapPath(err))
+		}
+		fns, err := detect.ParseInventory(b)
+		if err != nil {
+			return nil, fmt.Errorf("--inventory %s: %w", f, err)
+		}
+		inv = append(inv, fns...)
+	}
+	return inv, nil
 }
 
 func openStore(ctx context.Context, o Options) (detect.Store, func() error, error) {
@@ -362,7 +385,13 @@ type runner struct {
 	every       time.Duration
 	start, last time.Time
 	current     string
+	digests     int                 // CloudTrail digest files skipped
+	badFiles    map[string][]string // by reason, the first files that held such values
+	activation  time.Duration
 }
+
+// badFilesShown is how many files the summary names per reason of skipped values.
+const badFilesShown = 3
 
 // Batches hold at most batchRecords records and an hour of event time: a theft of ten
 // thousand calls is a handful of lines, and the last line of an Id is its final state.
@@ -423,21 +452,46 @@ func (r *runner) report(final bool) {
 		return
 	}
 	st := r.flow.Detector.Stats
-	var bad []string
-	total := r.sum.MalformedTotal()
-	for _, k := range slices.Sorted(maps.Keys(r.sum.Malformed)) {
-		bad = append(bad, fmt.Sprintf("%s=%d", k, r.sum.Malformed[k]))
-	}
-	badText := "0"
-	if total > 0 {
-		badText = fmt.Sprintf("%d (%s)", total, strings.Join(bad, ", "))
-	}
+	say := func(format string, a ...any) { fmt.Fprintf(r.stderr, "outsider replay: "+format+"\n", a...) }
+	say("%d files, %d records read in %s (%.0f records/s)", r.files, r.read, el.Round(time.Millisecond), rate)
 	cross := ""
 	if r.crossRegion {
 		cross = fmt.Sprintf(", %d from an AWS address in another region than the function's", st.CrossRegion)
 	}
-	fmt.Fprintf(r.stderr, "outsider replay: %d files, %d records read, %d malformed skipped: %s; %d calls from outside AWS, %d with a Lambda role's session (%d before activation)%s; findings: %d created, %d updated; %s, %.0f records/s\n",
-		r.files, r.read, total, badText, st.Outside, st.LambdaUsed, st.Inactive, cross, st.Created, st.Updated, el.Round(time.Millisecond), rate)
+	say("%d calls from outside AWS, %d of them with a Lambda role's session%s; findings: %d created, %d updated", st.Outside, st.LambdaUsed, cross, st.Created, st.Updated)
+	if st.Inactive > 0 {
+		// The one reason a newcomer's history shows nothing: say it in words, with the
+		// flag that includes them.
+		say("%d of those calls raised no finding: they came in their account's first %s of records "+
+			"(its activation period, when the detector only learns). Replay older history first, "+
+			"or add --activation 0d to see them now", st.Inactive, days(r.activation))
+	}
+	if total := r.sum.MalformedTotal(); total > 0 {
+		var bad []string
+		for _, k := range slices.Sorted(maps.Keys(r.sum.Malformed)) {
+			b := fmt.Sprintf("%s=%d", k, r.sum.Malformed[k])
+			if fs := r.badFiles[k]; len(fs) > 0 {
+				more := ""
+				if r.sum.Malformed[k] > len(fs) && len(fs) == badFilesShown {
+					more = ", …"
+				}
+				b += " in " + strings.Join(fs, ", ") + more
+			}
+			bad = append(bad, b)
+		}
+		say("%d malformed values skipped: %s", total, strings.Join(bad, "; "))
+	}
+	if r.digests > 0 {
+		say("%d CloudTrail digest files skipped (integrity hashes, no records)", r.digests)
+	}
+}
+
+// days says a duration in days when it is whole days.
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 // printer is the replay's sink: it writes findings as ASFF JSON lines or a text table, or
@@ -486,6 +540,9 @@ func (p *printer) Publish(ctx context.Context, changes []detect.Change) (flow.Pu
 			}
 			continue
 		}
+		if c.Again {
+			continue // printed when it changed: a second replay over the same state prints nothing new
+		}
 		if err := p.print(c); err != nil {
 			return pub, err
 		}
@@ -531,7 +588,7 @@ func (p *printer) close() error {
 		return nil
 	}
 	if p.rows == 0 {
-		fmt.Fprintln(p.tw, "no findings")
+		fmt.Fprintln(p.tw, "no new or changed findings")
 	}
 	return p.tw.Flush()
 }
