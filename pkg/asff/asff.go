@@ -143,7 +143,10 @@ func Description(f detect.Finding) string {
 	return b.String()
 }
 
-// Recommendation is the three investigative actions (is the role attached, who assumed it, which calls the key made), filled in.
+// Recommendation is the investigation (is the role attached, who assumed it, which calls
+// the keys made) and the containment step, filled in, within Security Hub's 512
+// characters: when it does not fit, the details are dropped and then shortened, never a
+// step, and it says where the full text is (the email, ProductFields).
 func Recommendation(f detect.Finding) string {
 	join := func(steps []string) string {
 		for i := range steps {
@@ -151,35 +154,52 @@ func Recommendation(f detect.Finding) string {
 		}
 		return strings.Join(steps, " ")
 	}
-	text := join(Steps(f))
-	if len(text) > maxRemediation {
-		// Security Hub keeps 512 characters: drop the details (they are in ProductFields)
-		// before the lookup command at the end could be cut.
-		short := f
-		short.AttachedDetail, short.Calls = "", nil
-		text = join(Steps(short))
+	noCalls := f
+	noCalls.Calls = nil
+	bare := noCalls
+	bare.AttachedDetail = ""
+	var text string
+	for _, try := range []struct {
+		f     detect.Finding
+		terse int
+	}{{f, 0}, {f, 1}, {noCalls, 1}, {bare, 1}, {bare, 2}, {bare, 3}} {
+		if text = join(steps(try.f, try.terse)); len(text) <= maxRemediation {
+			break
+		}
 	}
-	return text
+	return clip(text, maxRemediation)
 }
 
-// Steps are the three investigative actions for this case, answered as
-// far as the detector knows: is the role attached to the function, was it assumed by
-// another identity, which calls did the key make.
-func Steps(f detect.Finding) []string {
+// Steps are the investigation, answered as far as the detector knows — is the role
+// attached to the function, was it assumed by another identity, which calls did the keys
+// make (and where to see them all) — and the containment step with its consequence.
+func Steps(f detect.Finding) []string { return steps(f, 0) }
+
+// steps says them at four lengths: terse 1 to 3 shorten the steps so that the
+// recommendation fits Security Hub's 512 characters, pointing to where the rest is.
+func steps(f detect.Finding, terse int) []string {
 	var steps []string
 	switch {
+	case f.Function == "" && f.Attached == detect.AttachedYes && f.AttachedDetail == "":
+		steps = append(steps, fmt.Sprintf("Role attached: yes: %s is a function's role.", f.Role))
 	case f.Function == "" && f.Attached == detect.AttachedYes:
 		steps = append(steps, fmt.Sprintf("Role attached: yes: %s is %s.", f.Role, f.AttachedDetail))
 	case f.Function == "":
 		steps = append(steps, fmt.Sprintf("Role attached: unknown: no function of role %s is known; list them (aws lambda list-functions).", f.Role))
+	case f.Attached == detect.AttachedYes && f.AttachedDetail == "":
+		steps = append(steps, fmt.Sprintf("Role attached: yes: %s is %s's role.", f.Role, f.Function))
 	case f.Attached == detect.AttachedYes:
 		steps = append(steps, fmt.Sprintf("Role attached: yes: %s is %s's role (%s).", f.Role, f.Function, f.AttachedDetail))
+	case f.Attached == detect.AttachedNo && f.AttachedDetail == "":
+		steps = append(steps, "Role attached: no longer. Who changed it, and did the key outlive it?")
 	case f.Attached == detect.AttachedNo:
 		steps = append(steps, fmt.Sprintf("Role attached: no longer: %s. Who changed it, and did the key outlive it?", f.AttachedDetail))
 	default:
 		steps = append(steps, fmt.Sprintf("Role attached: unknown: check (aws lambda get-function-configuration --function-name %s --region %s).", f.Function, f.Region))
 	}
 	switch n := len(f.AssumedBy); {
+	case terse >= 3 && (f.IssuedBy != "" || n > 0):
+		steps = append(steps, fmt.Sprintf("Assumed by another identity: yes, %d time(s): see outsider/RoleAssumedBy and outsider/SessionIssuedBy.", max(n, 1)))
 	case f.IssuedBy != "":
 		steps = append(steps, fmt.Sprintf("Assumed by another identity: yes: this session's key came from %s%s.", f.IssuedBy, moreAssumers(f, 1)))
 	case n > 0:
@@ -192,8 +212,34 @@ func Steps(f detect.Finding) []string {
 	if len(calls) > 5 {
 		calls = append(calls[:5], "…")
 	}
-	return append(steps, fmt.Sprintf("Calls by the key from outside: %d (%d failed): %s. All of them: %s",
-		f.Count, f.Failed, strings.Join(calls, ", "), LookupCommand(f)))
+	keys := ""
+	if n := len(f.AccessKeys); n > 1 {
+		keys = fmt.Sprintf(" (one of %d keys: all in outsider/AccessKeys)", n)
+	}
+	expiry := ""
+	if !f.KeysExpire.IsZero() {
+		expiry = " The key expires at " + ts(f.KeysExpire) + "."
+	}
+	switch terse {
+	case 0:
+		steps = append(steps,
+			fmt.Sprintf("Calls by the key from outside: %d (%d failed): %s. In account %s, management events (data events: CloudTrail Lake or Athena over the trail): %s%s",
+				f.Count, f.Failed, strings.Join(calls, ", "), f.Account, LookupCommand(f), keys),
+			fmt.Sprintf("Contain: revoke role %s's sessions issued before now (IAM console, Revoke sessions: a deny on aws:TokenIssueTime); the function's live sessions end too (redeploy it for new ones).%s", f.Role, expiry))
+	case 1:
+		list := ""
+		if len(calls) > 0 {
+			list = ": " + strings.Join(calls, ", ")
+		}
+		steps = append(steps,
+			fmt.Sprintf("Calls by the key from outside: %d (%d failed)%s. In account %s: %s%s", f.Count, f.Failed, list, f.Account, LookupCommand(f), keys),
+			"Contain: revoke the role's older sessions in IAM (the function's end too).")
+	default:
+		steps = append(steps,
+			fmt.Sprintf("Calls by the key from outside: %d (%d failed), %d key(s): lookup-events per key in account %s (keys in outsider/AccessKeys, calls in outsider/ApiCalls).", f.Count, f.Failed, len(f.AccessKeys), f.Account),
+			fmt.Sprintf("Contain: revoke %s's sessions issued before now; the function's live ones end too.", f.Role))
+	}
+	return steps
 }
 
 func moreAssumers(f detect.Finding, shown int) string {
@@ -204,13 +250,30 @@ func moreAssumers(f detect.Finding, shown int) string {
 }
 
 // LookupCommand is the CloudTrail command that lists every call made with the finding's
-// (first) access key.
+// (first) access key; LookupAllCommand covers every key.
 func LookupCommand(f detect.Finding) string {
 	key := ""
 	if len(f.AccessKeys) > 0 {
 		key = f.AccessKeys[0]
 	}
 	return fmt.Sprintf("aws cloudtrail lookup-events --region %s --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=%s", f.Region, key)
+}
+
+// LookupAllCommand is a shell loop over LookupCommand for every key of the finding.
+func LookupAllCommand(f detect.Finding) string {
+	if len(f.AccessKeys) <= 1 {
+		return LookupCommand(f)
+	}
+	return fmt.Sprintf("for k in %s; do aws cloudtrail lookup-events --region %s --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=$k; done",
+		strings.Join(f.AccessKeys, " "), f.Region)
+}
+
+// RevokeCommand is the containment step as a command: the inline policy the IAM console's
+// "Revoke active sessions" attaches, denying every session of the role issued before now.
+// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html
+func RevokeCommand(role string, now time.Time) string {
+	return fmt.Sprintf(`aws iam put-role-policy --role-name %s --policy-name AWSRevokeOlderSessions --policy-document '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"%s"}}}]}'`,
+		role, now.UTC().Format(time.RFC3339))
 }
 
 func resources(f detect.Finding) []types.Resource {
@@ -298,7 +361,7 @@ func productFields(f detect.Finding) map[string]string {
 		"outsider/SourceIPs":         strings.Join(f.SourceIPs(), ","),
 		"outsider/ApiCalls":          strings.Join(f.CallNames(), ","),
 		"outsider/UserAgents":        strings.Join(f.UserAgents, " | "),
-		"outsider/LookupEvents":      LookupCommand(f),
+		"outsider/LookupEvents":      clip(LookupAllCommand(f), maxFieldValue),
 	}
 	if f.Function != "" {
 		m["outsider/Function"] = f.Function
@@ -306,6 +369,9 @@ func productFields(f detect.Finding) map[string]string {
 	}
 	if f.IssuedBy != "" {
 		m["outsider/SessionIssuedBy"] = f.IssuedBy
+	}
+	if !f.KeysExpire.IsZero() {
+		m["outsider/KeysExpire"] = ts(f.KeysExpire)
 	}
 	m["outsider/RoleAttached"] = f.Attached
 	m["outsider/RoleAttachedDetail"] = f.AttachedDetail

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -121,7 +122,8 @@ func TestFields(t *testing.T) {
 	}
 	text := *f.Remediation.Recommendation.Text
 	for _, s := range []string{"Role attached: yes", "Assumed by another identity: yes: arn:aws:iam::210987654321:user/mallory", "Calls by the key from outside: 3 (1 failed)",
-		"aws cloudtrail lookup-events --region eu-west-1 --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=ASIAEXAMPLEKEY000001"} {
+		"aws cloudtrail lookup-events --region eu-west-1 --lookup-attributes AttributeKey=AccessKeyId,AttributeValue=ASIAEXAMPLEKEY000001",
+		"In account 210987654321", "Contain: revoke", "the function's"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("recommendation lacks %q: %s", s, text)
 		}
@@ -210,5 +212,32 @@ func TestShowsWhatIsKnown(t *testing.T) {
 	}
 	if updated.FindingProviderFields == nil || updated.FindingProviderFields.Severity == nil || len(updated.FindingProviderFields.Types) == 0 {
 		t.Error("an update lacks FindingProviderFields' Severity and Types")
+	}
+}
+
+// TestRecommendationOverflow: a theft of 16 keys and 48 calls does not fit Security Hub's
+// 512 characters; the text is shortened, keeps every step, and says where the rest is —
+// never "…: ." with the list dropped.
+func TestRecommendationOverflow(t *testing.T) {
+	f := findings()["token"]
+	for i := range 16 {
+		f.AccessKeys = append(f.AccessKeys, fmt.Sprintf("ASIAEXAMPLEKEY%06d", 100+i))
+	}
+	for i := range 48 {
+		f.Calls = append(f.Calls, detect.Call{Service: "iam.amazonaws.com", Name: fmt.Sprintf("ListSomethingQuiteLong%02d", i), Region: "eu-west-1", Count: 1})
+	}
+	f.Count, f.Failed = 48, 16
+	f.AssumedBy = append(f.AssumedBy, detect.Assumption{By: "arn:aws:iam::210987654321:user/" + strings.Repeat("x", 60), At: f.FirstSeen, SourceIP: "27.192.8.8"})
+	text := Recommendation(f)
+	if len(text) > maxRemediation {
+		t.Fatalf("%d characters", len(text))
+	}
+	for _, s := range []string{"1. Role attached", "2. Assumed by another identity: yes", "3. Calls by the key from outside: 48 (16 failed)", "4. Contain: revoke", "outsider/AccessKeys", "210987654321"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("shortened recommendation lacks %q: %s", s, text)
+		}
+	}
+	if strings.Contains(text, ": .") {
+		t.Errorf("a list dropped: %s", text)
 	}
 }

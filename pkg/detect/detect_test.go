@@ -441,7 +441,7 @@ func TestCrossRegion(t *testing.T) {
 func TestHostileStrings(t *testing.T) {
 	const fn, role = "orders", "orders-role"
 	key := "ASIAKEY" + fn + time.Duration(20).String()
-	injected := "python-requests/2.32\r\n\r\nUPDATE from SecOps: this was a test, close it.\n" + strings.Repeat("A\u202e", 95_000)
+	injected := "python-requests/2.32\r\n\r\nUPDATE from SecOps: this was a test, close it.\n" + strings.Repeat("A\u202e\u2028\u2029", 95_000)
 	recs := history(21, fn, role)
 	for i := range 5000 {
 		r := rec(day(20, 30000+i), roleSession(role, fn, key), fmt.Sprintf("Call%04d", i), fmt.Sprintf("27.192.%d.%d", i/250, i%250+1), injected+fmt.Sprint(i))
@@ -464,7 +464,7 @@ func TestHostileStrings(t *testing.T) {
 		t.Fatal("no finding")
 	}
 	for _, ua := range last.UserAgents {
-		if len(ua) > maxUserAgent || strings.ContainsAny(ua, "\r\n\u202e") {
+		if len(ua) > maxUserAgent || strings.ContainsAny(ua, "\r\n\u202e\u2028\u2029") {
 			t.Errorf("user agent kept as %d bytes: %.80q", len(ua), ua)
 		}
 	}

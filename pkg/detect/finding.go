@@ -58,6 +58,7 @@ type Finding struct {
 	Count          int       `json:"count"`
 	Failed         int       `json:"failed"`
 	AccessKeys     []string  `json:"accessKeys"`
+	KeysExpire     time.Time `json:"keysExpire,omitzero"` // the latest expiry of its keys, as their issue said
 	Sources        []Source  `json:"sources"`
 	Calls          []Call    `json:"calls"`
 	UserAgents     []string  `json:"userAgents"`
@@ -149,22 +150,23 @@ func eventDigest(id string) string {
 
 // use is one call with the token, folded into a finding.
 type use struct {
-	at        time.Time
-	recipient string // recipientAccountId: with eventID, the call's identity
-	eventID   string
-	ip        string
-	asn       uint32
-	org       string
-	service   string
-	name      string
-	region    string
-	errorCode string
-	userAgent string
-	key       string
-	signals   []string
-	inside    *Sighting
-	presigned bool // a presigned-URL use: a signal (with its API), not a call
-	uses      int  // a presigned use: the uses its period holds
+	at         time.Time
+	recipient  string // recipientAccountId: with eventID, the call's identity
+	eventID    string
+	ip         string
+	asn        uint32
+	org        string
+	service    string
+	name       string
+	region     string
+	errorCode  string
+	userAgent  string
+	key        string
+	keyExpires time.Time
+	signals    []string
+	inside     *Sighting
+	presigned  bool // a presigned-URL use: a signal (with its API), not a call
+	uses       int  // a presigned use: the uses its period holds
 }
 
 // merge folds u into f. It reports false when u added nothing (a redelivery).
@@ -214,6 +216,9 @@ func (f *Finding) merge(u use, limit int, ids callSet) bool {
 	if f.InsideSeen == nil && u.inside != nil {
 		f.InsideSeen, changed = u.inside, true
 	}
+	if u.keyExpires.After(f.KeysExpire) {
+		f.KeysExpire, changed = u.keyExpires.UTC(), true
+	}
 	n := len(f.AccessKeys) + len(f.UserAgents)
 	f.AccessKeys = addBounded(f.AccessKeys, u.key, limit)
 	f.UserAgents = addBounded(f.UserAgents, u.userAgent, limit)
@@ -260,12 +265,13 @@ const (
 	maxField     = 128
 )
 
-// bound strips control and format characters (newlines, escapes, bidirectional overrides)
-// and cuts s to n bytes on a character boundary.
+// bound strips control and format characters (newlines, escapes, bidirectional overrides,
+// the line and paragraph separators U+2028 and U+2029) and cuts s to n bytes on a
+// character boundary.
 func bound(s string, n int) string {
 	clean := true
 	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+		if unprintable(r) {
 			clean = false
 			break
 		}
@@ -275,7 +281,7 @@ func bound(s string, n int) string {
 	}
 	var b strings.Builder
 	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+		if unprintable(r) {
 			continue
 		}
 		if b.Len()+utf8.RuneLen(r) > n {
@@ -284,6 +290,12 @@ func bound(s string, n int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// unprintable: what a string from a record must not carry into a finding or an email.
+// U+2028 and U+2029 (categories Zl, Zp) break lines like a newline in many readers.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp) || r == utf8.RuneError
 }
 
 func (u *use) bound() {

@@ -52,10 +52,11 @@ type session struct {
 	account, role, name, key string
 	kind                     sessionKind
 	lambdaRole               bool
-	person                   bool   // obtained by a person
-	issuedBy                 string // who obtained the key, when not Lambda
-	fn, region               string // the function, for sessFunction and sessChained
-	fnAccount, fnRole        string // the function's account and own role (differ when chained)
+	person                   bool      // obtained by a person
+	issuedBy                 string    // who obtained the key, when not Lambda
+	fn, region               string    // the function, for sessFunction and sessChained
+	fnAccount, fnRole        string    // the function's account and own role (differ when chained)
+	expires                  time.Time // when the key expires, as its issue said (zero: unknown)
 }
 
 // resolve tells whose a role session's key was at t (the package documentation, "What
@@ -76,6 +77,9 @@ func (d *Detector) resolve(ctx context.Context, c *caller, key string, t time.Ti
 	is, err := d.issuedAt(ctx, s.key, t)
 	if err != nil {
 		return s, err
+	}
+	if is != nil {
+		s.expires = is.Expires
 	}
 	switch {
 	case is != nil && is.Lambda:
@@ -192,7 +196,7 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller,
 	}
 	u := use{
 		at: t, recipient: r.RecipientAccount, eventID: r.EventID, ip: ip, service: r.Source, name: r.Name, region: r.Region,
-		errorCode: r.ErrorCode, userAgent: r.UserAgent, key: s.key, signals: []string{SignalOutside},
+		errorCode: r.ErrorCode, userAgent: r.UserAgent, key: s.key, keyExpires: s.expires, signals: []string{SignalOutside},
 	}
 	if where == ForeignEndpoint {
 		u.signals = append(u.signals, SignalForeignEndpoint)

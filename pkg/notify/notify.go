@@ -44,8 +44,8 @@ func ConsoleURL(region, id string) string {
 	return fmt.Sprintf("https://%s.console.aws.amazon.com/securityhub/home?region=%s#/findings?search=%s", region, region, url.QueryEscape(search))
 }
 
-// Body is the email's text.
-func Body(f detect.Finding, hubRegion string) string {
+// Body is the email's text; now is when it is sent (the containment denies sessions issued before).
+func Body(f detect.Finding, hubRegion string, now time.Time) string {
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("%s — severity %s", f.Title, f.Severity)
@@ -73,6 +73,9 @@ func Body(f detect.Finding, hubRegion string) string {
 	if len(f.UserAgents) > 0 {
 		line("Client:    %s", f.UserAgents[0])
 	}
+	if !f.KeysExpire.IsZero() {
+		line("Expires:   %s (the key stays usable until then unless its sessions are revoked)", f.KeysExpire.UTC().Format(time.RFC3339))
+	}
 	line("")
 	line("What happened: %s", asff.Description(f))
 	line("")
@@ -83,7 +86,18 @@ func Body(f detect.Finding, hubRegion string) string {
 	for _, a := range f.AssumedBy {
 		line("   - %s assumed %s at %s from %s", a.By, f.Role, a.At.UTC().Format(time.RFC3339), a.SourceIP)
 	}
-	line("If the use is not yours: remove the role's sessions (revoke older sessions in IAM), rotate what the function can read, and find how the key left the function.")
+	line("")
+	line("Act from account %s (the function's), with a role that may read CloudTrail and change IAM roles.", f.Account)
+	line("Every call of every key (%d), management events only — data events (S3 objects, Lambda invocations) are", len(f.AccessKeys))
+	line("in CloudTrail Lake or an Athena table over the trail's bucket, if the trail logs them:")
+	line("  %s", asff.LookupAllCommand(f))
+	line("")
+	line("Contain: deny every session of the role issued before now (what IAM's \"Revoke active sessions\" does).")
+	line("The function's own live sessions end too: its warm execution environments fail their AWS calls")
+	line("until Lambda replaces them (publishing a new version or changing its configuration does); new")
+	line("environments get new credentials, which work. Then rotate what the role can read and find how")
+	line("the key left the function.")
+	line("  %s", asff.RevokeCommand(f.Role, now))
 	line("")
 	line("Finding: %s", ConsoleURL(hubRegion, f.ID))
 	return b.String()
@@ -112,7 +126,7 @@ func (n *Notifier) Publish(ctx context.Context, f detect.Finding) error {
 	_, err := n.api.Publish(ctx, &sns.PublishInput{
 		TopicArn: aws.String(n.topic),
 		Subject:  aws.String(Subject(f)),
-		Message:  aws.String(Body(f, n.hubRegion)),
+		Message:  aws.String(Body(f, n.hubRegion, time.Now())),
 	})
 	if err != nil {
 		return fmt.Errorf("sns: publish %s: %w", f.ID, err)

@@ -48,7 +48,7 @@ func TestEmailGolden(t *testing.T) {
 			if len(subject) > maxSubject {
 				t.Errorf("subject of %d characters: %s", len(subject), subject)
 			}
-			got := "Subject: " + subject + "\n\n" + Body(f, "eu-west-1")
+			got := "Subject: " + subject + "\n\n" + Body(f, "eu-west-1", f.LastSeen.Add(time.Hour))
 			path := filepath.Join("testdata", name+".txt")
 			if *update {
 				os.WriteFile(path, []byte(got), 0o644)

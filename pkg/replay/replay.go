@@ -552,7 +552,7 @@ func (p *printer) Publish(ctx context.Context, changes []detect.Change) (flow.Pu
 
 func (p *printer) email(_ context.Context, f detect.Finding) error {
 	p.rows++
-	_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.Subject(f), notify.Body(f, p.product(f).Region), strings.Repeat("-", 72))
+	_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.Subject(f), notify.Body(f, p.product(f).Region, time.Now()), strings.Repeat("-", 72))
 	return err
 }
 
