@@ -58,25 +58,35 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 			"ArnLike":      map[string]any{"aws:SourceArn": *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"), nil)},
 		},
 	}), nil)
+	// Findings (one email per new finding at emailSeverity or above) and the operational
+	// alarms go to topics of their own: a team routes and filters them apart.
 	topic := awssns.NewTopic(stack, jsii.String("Findings"), &awssns.TopicProps{
 		DisplayName: jsii.String("Outsider findings"),
 		MasterKey:   key,
 		EnforceSSL:  jsii.Bool(true),
 	})
+	if s.Email != "" {
+		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.Email), nil))
+	}
+	alarmTopic := awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{
+		DisplayName: jsii.String("Outsider alarms"),
+		MasterKey:   key,
+		EnforceSSL:  jsii.Bool(true),
+	})
 	// CloudWatch alarms of this account may publish: alarms must reach a person.
 	// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
-	topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+	alarmTopic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("CloudWatchAlarmsPublish"),
 		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("sns:Publish"),
-		Resources:  jsii.Strings(*topic.TopicArn()),
+		Resources:  jsii.Strings(*alarmTopic.TopicArn()),
 		Conditions: &map[string]any{
 			"StringEquals": map[string]any{"aws:SourceAccount": *account},
 			"ArnLike":      map[string]any{"aws:SourceArn": *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"), nil)},
 		},
 	}))
-	if s.Email != "" {
-		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.Email), nil))
+	if s.AlarmEmail != "" {
+		alarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.AlarmEmail), nil))
 	}
 
 	table := awsdynamodb.NewTable(stack, jsii.String("State"), &awsdynamodb.TableProps{
@@ -220,7 +230,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 		})
-		a.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+		a.AddAlarmAction(awscloudwatchactions.NewSnsAction(alarmTopic))
 	}
 	five := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5))}
 	alarm("DeadLettersAlarm", "events the detector could not process are in the dead-letter queue", dlq.MetricApproximateNumberOfMessagesVisible(five))
@@ -239,7 +249,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-	queueAge.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	queueAge.AddAlarmAction(awscloudwatchactions.NewSnsAction(alarmTopic))
 	outsiderMetric := func(name string) awscloudwatch.IMetric {
 		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 			Namespace: jsii.String("Outsider"), MetricName: jsii.String(name), Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(5)),
@@ -266,7 +276,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 			// The refresher failing has its own alarm.
 			TreatMissingData: awscloudwatch.TreatMissingData_NOT_BREACHING,
 		})
-		silent.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+		silent.AddAlarmAction(awscloudwatchactions.NewSnsAction(alarmTopic))
 		for _, a := range append([]string{*account}, s.MemberAccounts...) {
 			id := "Silence" + a
 			if a == *account {
@@ -284,7 +294,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 				ComparisonOperator: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
 				TreatMissingData:   awscloudwatch.TreatMissingData_BREACHING,
 			})
-			silent.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+			silent.AddAlarmAction(awscloudwatchactions.NewSnsAction(alarmTopic))
 		}
 	}
 	alarm("RefresherErrorsAlarm", "the refresher of AWS's IP ranges and the Lambda inventory failed", refresher.MetricErrors(five))
@@ -295,7 +305,8 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	}
 	out("EventBusArn", *bus.EventBusArn(), "member accounts forward CloudTrail API calls to this bus")
 	out("StateTable", *table.TableName(), "the detector's state (replay --store dynamodb://TABLE backfills it)")
-	out("FindingsTopic", *topic.TopicArn(), "one message per new finding")
+	out("FindingsTopic", *topic.TopicArn(), "one message per new finding (emailSeverity and above)")
+	out("AlarmsTopic", *alarmTopic.TopicArn(), "the operational alarms")
 	out("DeadLetterQueue", *dlq.QueueUrl(), "events the detector could not process")
 	if s.Email == "" {
 		out("Notifications", "none: deploy with -c notificationEmail=you@example.org, or subscribe to the topic", "email subscription")

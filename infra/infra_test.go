@@ -232,13 +232,31 @@ func TestDetectorStack(t *testing.T) {
 		t.Errorf("key schema %v", table["KeySchema"])
 	}
 
-	topic := one(t, tpl, "AWS::SNS::Topic")
-	if topic["KmsMasterKeyId"] == nil {
-		t.Error("topic not encrypted")
+	// Findings and alarms on topics of their own, both encrypted, both subscribed.
+	topics := resources(tpl, "AWS::SNS::Topic")
+	if len(topics) != 2 {
+		t.Fatalf("%d topics, want findings and alarms", len(topics))
 	}
-	sub := where(t, tpl, "AWS::SNS::Subscription", "Protocol", "email")
-	if sub["Endpoint"] != "secops@example.org" {
-		t.Errorf("subscription %v", sub)
+	for id, topic := range topics {
+		if topic["KmsMasterKeyId"] == nil {
+			t.Errorf("topic %s not encrypted", id)
+		}
+	}
+	subs := resources(tpl, "AWS::SNS::Subscription")
+	emails := 0
+	for _, sub := range subs {
+		if sub["Protocol"] == "email" {
+			emails++
+			if sub["Endpoint"] != "secops@example.org" {
+				t.Errorf("subscription %v", sub)
+			}
+		}
+	}
+	if emails != 2 {
+		t.Errorf("%d email subscriptions, want 2 (findings, alarms)", emails)
+	}
+	if env := fmt.Sprint(get(where(t, tpl, "AWS::Lambda::Function", "Environment", config.EnvTopicARN), "Environment")); !strings.Contains(env, config.EnvEmailSeverity+":LOW") {
+		t.Errorf("INFORMATIONAL findings emailed by default: %s", env)
 	}
 	key := one(t, tpl, "AWS::KMS::Key")
 	if key["EnableKeyRotation"] != true {
@@ -248,7 +266,10 @@ func TestDetectorStack(t *testing.T) {
 		t.Errorf("the key's grant to CloudWatch is not limited to this account: %s", ks)
 	}
 	// Alarms reach a person: CloudWatch may publish to the topic, for this account's alarms.
-	tp := fmt.Sprint(one(t, tpl, "AWS::SNS::TopicPolicy"))
+	tp := fmt.Sprint(where(t, tpl, "AWS::SNS::TopicPolicy", "PolicyDocument", "CloudWatchAlarmsPublish"))
+	if !strings.Contains(tp, "Alarms") || strings.Contains(tp, "Findings") {
+		t.Errorf("CloudWatch may publish to a topic other than the alarms': %s", tp)
+	}
 	if !strings.Contains(tp, "cloudwatch.amazonaws.com") || !strings.Contains(tp, "aws:SourceAccount") || !strings.Contains(tp, "sns:Publish") {
 		t.Errorf("topic policy lets no CloudWatch alarm publish: %s", tp)
 	}

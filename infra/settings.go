@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/outsider-sec/outsider/pkg/config"
+	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
 // Context keys of cdk.json (and -c on the command line): every setting a user changes.
@@ -37,11 +39,18 @@ const (
 	ctxReserve = "reserveConcurrency"
 	// Hours without a record from an account before its alarm (default 6; 0: no alarms).
 	ctxSilence = "silenceHours"
+	// The lowest severity that is emailed (default LOW: INFORMATIONAL findings are in
+	// Security Hub only).
+	ctxEmailSeverity = "emailSeverity"
+	// Who gets the operational alarms (default: notificationEmail), on a topic of their own.
+	ctxAlarmEmail = "alarmEmail"
 )
 
 // Settings are the deployment's choices, read from the CDK context.
 type Settings struct {
 	Email          string
+	AlarmEmail     string
+	EmailSeverity  string
 	TrustedCIDRs   string
 	Activation     string
 	Training       string
@@ -76,10 +85,17 @@ func readSettings(get func(string) string) (Settings, error) {
 		Training: orDefault(get(ctxTraining), "30d"), Dedup: orDefault(get(ctxDedup), "7d"), Severity: get(ctxSeverity),
 		OrganizationID: get(ctxOrganizationID), ASNDB: get(ctxASNDB), BatchSize: 500, MaxConcurrency: 10, CrossRegion: get(ctxCrossRegion),
 		ASNSources: get(ctxASNSources), Presigned: get(ctxPresigned),
+		AlarmEmail: orDefault(get(ctxAlarmEmail), get(ctxEmail)), EmailSeverity: orDefault(get(ctxEmailSeverity), "LOW"),
 	}
 	var errs []error
 	if s.Email != "" && !emailRE.MatchString(s.Email) {
 		errs = append(errs, fmt.Errorf("%s: %q is not an email address", ctxEmail, s.Email))
+	}
+	if s.AlarmEmail != "" && !emailRE.MatchString(s.AlarmEmail) {
+		errs = append(errs, fmt.Errorf("%s: %q is not an email address", ctxAlarmEmail, s.AlarmEmail))
+	}
+	if !slices.Contains(detect.SeverityLabels(), s.EmailSeverity) {
+		errs = append(errs, fmt.Errorf("%s: %q is not one of %s", ctxEmailSeverity, s.EmailSeverity, strings.Join(detect.SeverityLabels(), ", ")))
 	}
 	if s.OrganizationID != "" && !orgRE.MatchString(s.OrganizationID) {
 		errs = append(errs, fmt.Errorf("%s: %q is not an organization id (o-…)", ctxOrganizationID, s.OrganizationID))
@@ -169,6 +185,7 @@ func (s Settings) env(table, topic, account string) map[string]*string {
 	m := map[string]string{
 		config.EnvTable: table, config.EnvTopicARN: topic, config.EnvSecurityAccount: account,
 		config.EnvActivation: s.Activation, config.EnvTraining: s.Training, config.EnvDedup: s.Dedup,
+		config.EnvEmailSeverity: s.EmailSeverity,
 	}
 	for k, v := range map[string]string{config.EnvSeverity: s.Severity, config.EnvTrustedCIDRs: s.TrustedCIDRs, config.EnvASNDB: s.ASNDB, config.EnvCrossRegion: s.CrossRegion, config.EnvPresigned: s.Presigned,
 		config.EnvMemberAccounts: strings.Join(s.MemberAccounts, ",")} {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ const (
 	EnvTraining        = "OUTSIDER_TRAINING"           // e.g. 30d
 	EnvDedup           = "OUTSIDER_DEDUP"              // e.g. 7d
 	EnvSeverity        = "OUTSIDER_SEVERITY"           // e.g. cli=CRITICAL,remote=LOW
+	EnvEmailSeverity   = "OUTSIDER_EMAIL_MIN_SEVERITY" // the lowest severity emailed (default: every finding)
 	EnvTrustedCIDRs    = "OUTSIDER_TRUSTED_CIDRS"      // comma-separated CIDRs
 	EnvASNDB           = "OUTSIDER_ASN_DB"             // s3://bucket/key of a MaxMind-format ASN database (optional)
 	EnvIPRanges        = "OUTSIDER_IP_RANGES"          // s3://bucket/key of a newer ip-ranges.json (optional)
@@ -149,6 +151,7 @@ func list(s string) []string {
 type Config struct {
 	Table           string
 	TopicARN        string
+	EmailSeverity   string // the lowest severity emailed; "": every finding
 	SecurityAccount string
 	Region          string
 	ASNDB           S3Location // zero: none
@@ -188,6 +191,9 @@ func Load(getenv func(string) string) (Config, error) {
 
 	if c.Table = getenv(EnvTable); c.Table == "" {
 		fail(EnvTable, errors.New("not set"))
+	}
+	if c.EmailSeverity = getenv(EnvEmailSeverity); c.EmailSeverity != "" && !slices.Contains(detect.SeverityLabels(), c.EmailSeverity) {
+		fail(EnvEmailSeverity, fmt.Errorf("%q is not one of %s", c.EmailSeverity, strings.Join(detect.SeverityLabels(), ", ")))
 	}
 	c.TopicARN = getenv(EnvTopicARN)
 	if c.TopicARN != "" && !topicRE.MatchString(c.TopicARN) {

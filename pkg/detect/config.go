@@ -110,6 +110,14 @@ func TitleOf(signals []string, inside bool) Title {
 // Severity labels of Security Hub (ASFF Severity.Label).
 var severityLabels = []string{"INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"}
 
+// SeverityLabels are Security Hub's severity labels, lowest first.
+func SeverityLabels() []string { return slices.Clone(severityLabels) }
+
+// SeverityAtLeast reports whether severity label s is min or above ("" min: any).
+func SeverityAtLeast(s, min string) bool {
+	return min == "" || slices.Index(severityLabels, s) >= slices.Index(severityLabels, min)
+}
+
 // Config is every setting of the decision. The zero value is not valid: start from Default.
 type Config struct {
 	// Activation: no finding for an account until it has been observed this long.

@@ -211,3 +211,29 @@ func TestSameSecondTeachesFirst(t *testing.T) {
 		t.Errorf("billing-export's findings %q, want one %q", titles, detect.TitleInside)
 	}
 }
+
+// TestEmailMinSeverity: a finding below the minimum severity is not emailed (nor claimed:
+// lowering the setting later emails it); one at or above is, once.
+func TestEmailMinSeverity(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	var sent []string
+	m := &flow.Mailer{Store: st, MinSeverity: "LOW", Send: func(_ context.Context, f detect.Finding) error {
+		sent = append(sent, f.ID)
+		return nil
+	}}
+	info := detect.Finding{ID: "info", Severity: "INFORMATIONAL", PeriodStart: time.Unix(1_760_000_000, 0)}
+	high := detect.Finding{ID: "high", Severity: "HIGH", PeriodStart: time.Unix(1_760_000_000, 0)}
+	for _, f := range []detect.Finding{info, high, info, high} {
+		if _, err := m.Mail(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sent) != 1 || sent[0] != "high" {
+		t.Errorf("sent %v, want [high]", sent)
+	}
+	m.MinSeverity = ""
+	if ok, err := m.Mail(ctx, info); !ok || err != nil {
+		t.Errorf("with no minimum, the informational finding was not emailed: %v %v", ok, err)
+	}
+}

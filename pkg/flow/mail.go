@@ -20,6 +20,9 @@ type Mailer struct {
 	Store detect.Store
 	Send  func(context.Context, detect.Finding) error
 	Now   func() time.Time // wall clock; nil: time.Now
+	// MinSeverity is the lowest severity label emailed ("": every finding); a finding
+	// below it is in Security Hub only.
+	MinSeverity string
 
 	once   sync.Once
 	worker string
@@ -66,6 +69,9 @@ func isSent(b []byte) bool {
 // error the claim is given back, so that a retry sends it. The sent mark is written before
 // Mail returns: a message is never reported done on a mark that lives only in memory.
 func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err error) {
+	if !detect.SeverityAtLeast(f.Severity, m.MinSeverity) {
+		return false, nil
+	}
 	key := keyNotified + f.ID
 	keep := f.PeriodStart.Add(keepMarks)
 	mine, won, err := m.claim(ctx, key, f.PeriodStart, keep)

@@ -56,7 +56,9 @@ type Handler struct {
 	Metrics  io.Writer         // CloudWatch Embedded Metric Format lines; nil: none
 	Ranges   Checker           // reloads AWS's ranges when the refresher stored new ones; nil: none
 	Heard    *silence.Register // when each account's records last arrived; nil: not kept
-	Now      func() time.Time
+	// EmailSeverity is the lowest severity emailed ("": every finding).
+	EmailSeverity string
+	Now           func() time.Time
 
 	once     sync.Once
 	refused  int            // 1 when the last look at the stored ranges refused them
@@ -150,7 +152,7 @@ func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 		}
 	}
 	h.once.Do(func() {
-		h.mail = &flow.Mailer{Store: h.Store, Send: h.Notify.Publish, Now: h.Now}
+		h.mail = &flow.Mailer{Store: h.Store, Send: h.Notify.Publish, Now: h.Now, MinSeverity: h.EmailSeverity}
 		h.flow = &flow.Flow{Detector: h.Detector, Store: h.Store, Sink: sink{h}, Log: h.Log}
 	})
 	h.flow.Margin = DeadlineMargin // read each time: tests change it

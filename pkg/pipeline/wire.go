@@ -54,14 +54,15 @@ func New(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Lo
 		return nil, err
 	}
 	h := &Handler{
-		Detector: det,
-		Store:    st,
-		Hub:      hub.New(securityhub.NewFromConfig(awsCfg)),
-		Notify:   notify.New(sns.NewFromConfig(awsCfg), cfg.TopicARN, cfg.Region),
-		Product:  asff.Product{Partition: awsid.Partition(cfg.Region), Region: cfg.Region, Account: cfg.SecurityAccount},
-		Log:      log,
-		Metrics:  os.Stdout,
-		Heard:    &silence.Register{Store: st},
+		Detector:      det,
+		Store:         st,
+		Hub:           hub.New(securityhub.NewFromConfig(awsCfg)),
+		Notify:        notify.New(sns.NewFromConfig(awsCfg), cfg.TopicARN, cfg.Region),
+		Product:       asff.Product{Partition: awsid.Partition(cfg.Region), Region: cfg.Region, Account: cfg.SecurityAccount},
+		Log:           log,
+		Metrics:       os.Stdout,
+		Heard:         &silence.Register{Store: st},
+		EmailSeverity: cfg.EmailSeverity,
 	}
 	if watcher != nil {
 		h.Ranges = watcher
