@@ -6,8 +6,11 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/detect"
@@ -235,5 +238,70 @@ func TestEmailMinSeverity(t *testing.T) {
 	m.MinSeverity = ""
 	if ok, err := m.Mail(ctx, info); !ok || err != nil {
 		t.Errorf("with no minimum, the informational finding was not emailed: %v %v", ok, err)
+	}
+}
+
+// TestUpdateEmails: a finding emailed before is emailed again when it holds a key or a
+// source address no email named, at most once an hour, saying only what is new; two
+// workers seeing the same change send one update.
+func TestUpdateEmails(t *testing.T) {
+	ctx := context.Background()
+	st := store.NewMemory()
+	wall := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	type sent struct {
+		id        string
+		keys, ips string
+		update    bool
+	}
+	var out []sent
+	newMailer := func() *flow.Mailer {
+		return &flow.Mailer{Store: st, Now: func() time.Time { return wall },
+			Send: func(_ context.Context, f detect.Finding) error {
+				out = append(out, sent{id: f.ID})
+				return nil
+			},
+			SendUpdate: func(_ context.Context, f detect.Finding, keys, ips []string) error {
+				out = append(out, sent{f.ID, strings.Join(keys, ","), strings.Join(ips, ","), true})
+				return nil
+			}}
+	}
+	a, b := newMailer(), newMailer()
+	f := detect.Finding{ID: "f", Severity: "HIGH", PeriodStart: time.Unix(1_760_000_000, 0), AccessKeys: []string{"K1"}, Sources: []detect.Source{{IP: "1.1.1.1"}}}
+	step := func(m *flow.Mailer, after time.Duration, keys []string, ips ...string) {
+		t.Helper()
+		wall = wall.Add(after)
+		f.AccessKeys = keys
+		f.Sources = nil
+		for _, ip := range ips {
+			f.Sources = append(f.Sources, detect.Source{IP: ip})
+		}
+		if _, err := m.Mail(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(a, 0, []string{"K1"}, "1.1.1.1")                            // the first email
+	step(b, time.Minute, []string{"K1"}, "1.1.1.1")                  // nothing new
+	step(a, 10*time.Minute, []string{"K1", "K2"}, "1.1.1.1")         // new key, within the hour: waits
+	step(b, 51*time.Minute, []string{"K1", "K2"}, "1.1.1.1")         // the hour passed: K2
+	step(a, time.Minute, []string{"K1", "K2"}, "1.1.1.1")            // said already
+	step(a, 2*time.Hour, []string{"K1", "K2"}, "1.1.1.1", "2.2.2.2") // a new address
+	step(b, 0, []string{"K1", "K2"}, "1.1.1.1", "2.2.2.2")           // the other worker: said already
+	want := []sent{{id: "f"}, {"f", "K2", "", true}, {"f", "", "2.2.2.2", true}}
+	if diff := cmp.Diff(want, out, cmp.AllowUnexported(sent{})); diff != "" {
+		t.Errorf("emails (-want +got):\n%s", diff)
+	}
+
+	// A mark written before update emails existed: what the finding holds counts as said.
+	g := detect.Finding{ID: "g", Severity: "HIGH", PeriodStart: f.PeriodStart, AccessKeys: []string{"K9"}}
+	if err := st.Put(ctx, "notify#g", []byte(`{"sent":true}`), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	out = nil
+	wall = wall.Add(3 * time.Hour)
+	if _, err := a.Mail(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 {
+		t.Errorf("an old mark sent %v", out)
 	}
 }

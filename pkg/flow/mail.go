@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +21,10 @@ import (
 type Mailer struct {
 	Store detect.Store
 	Send  func(context.Context, detect.Finding) error
-	Now   func() time.Time // wall clock; nil: time.Now
+	// SendUpdate emails what is new in a finding already emailed: access keys and source
+	// addresses the earlier emails did not name. nil: no update emails.
+	SendUpdate func(ctx context.Context, f detect.Finding, newKeys, newSources []string) error
+	Now        func() time.Time // wall clock; nil: time.Now
 	// MinSeverity is the lowest severity label emailed ("": every finding); a finding
 	// below it is in Security Hub only.
 	MinSeverity string
@@ -49,14 +54,39 @@ var ErrClaimedElsewhere = errors.New("flow: the finding's email is claimed by an
 // keepMarks is how long a finding's mark is kept after its window opened.
 const keepMarks = 90 * 24 * time.Hour
 
-// emailClaim is the value of a claim on a finding's email.
+// emailClaim is the value of a claim on a finding's email, and of its sent mark.
 type emailClaim struct {
 	By   string `json:"claimedBy,omitempty"` // the worker
-	At   int64  `json:"at,omitempty"`        // wall time of the claim, Unix seconds
+	At   int64  `json:"at,omitempty"`        // wall time of the claim or of the last email, Unix seconds
 	Sent bool   `json:"sent,omitempty"`
+	// In a sent mark: the keys and source addresses the emails named so far.
+	Keys []string `json:"keys,omitempty"`
+	IPs  []string `json:"ips,omitempty"`
 }
 
 var sentMark = []byte(`{"sent":true}`)
+
+// UpdateEvery is the least time between two emails of one finding: an update (a new key,
+// a new source address) is emailed at most once an hour; what is new meanwhile waits for
+// the finding's next change after the hour.
+const UpdateEvery = time.Hour
+
+// markOf is the sent mark of an email that named keys and ips, sent at now.
+func markOf(keys, ips []string, now time.Time) []byte {
+	b, _ := json.Marshal(emailClaim{Sent: true, At: now.Unix(), Keys: keys, IPs: ips})
+	return b
+}
+
+// missing returns the items of have that known lacks.
+func missing(have, known []string) []string {
+	var out []string
+	for _, h := range have {
+		if !slices.Contains(known, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
 
 // isSent reports whether a claim's value is the sent mark.
 func isSent(b []byte) bool {
@@ -75,20 +105,24 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 	key := keyNotified + f.ID
 	keep := f.PeriodStart.Add(keepMarks)
 	mine, won, err := m.claim(ctx, key, f.PeriodStart, keep)
-	if err != nil || !won {
+	if err != nil {
 		return false, err
+	}
+	if !won {
+		return m.update(ctx, f, key, keep)
 	}
 	if err := m.Send(ctx, f); err != nil {
 		m.Store.Put(ctx, key, []byte(`{}`), time.Unix(1, 0))
 		return false, err
 	}
+	mark := markOf(f.AccessKeys, f.SourceIPs(), m.now())
 	// From our claim to the mark, at once, whatever the key holds by then (unless it says
 	// sent already). Should this fail, the email went but the message fails: its
 	// redelivery finds our claim, and after the lease sends again (a second email rather
 	// than none, as when SNS's answer is lost).
 	old := mine
 	for range 3 {
-		ok, err := m.Store.Swap(ctx, key, old, sentMark, keep)
+		ok, err := m.Store.Swap(ctx, key, old, mark, keep)
 		if err != nil {
 			return true, fmt.Errorf("flow: email sent, its mark not written: %w", err)
 		}
@@ -108,6 +142,52 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 		}
 	}
 	return true, fmt.Errorf("flow: email sent, its mark not written: the key kept changing")
+}
+
+// update emails what is new in a finding whose first email went: keys and source
+// addresses no earlier email named, at most once every UpdateEvery. The hour's email is
+// claimed like a first one (one worker sends it); the finding's mark then names what was
+// said. Should that last write be lost, the next hour's update says it again.
+func (m *Mailer) update(ctx context.Context, f detect.Finding, key string, keep time.Time) (bool, error) {
+	if m.SendUpdate == nil {
+		return false, nil
+	}
+	cur, ok, err := m.Store.Get(ctx, key, f.PeriodStart)
+	if err != nil || !ok {
+		return false, err
+	}
+	var c emailClaim
+	if json.Unmarshal(cur, &c) != nil || !c.Sent {
+		return false, nil
+	}
+	now := m.now()
+	if c.At == 0 && c.Keys == nil && c.IPs == nil {
+		// A mark from before updates were emailed: what the finding holds now counts as
+		// said, or every old finding would send an update at once.
+		_, err := m.Store.Swap(ctx, key, cur, markOf(f.AccessKeys, f.SourceIPs(), now), keep)
+		return false, err
+	}
+	keys, ips := missing(f.AccessKeys, c.Keys), missing(f.SourceIPs(), c.IPs)
+	if len(keys)+len(ips) == 0 || now.Sub(time.Unix(c.At, 0)) < UpdateEvery {
+		return false, nil
+	}
+	slot := key + "#" + strconv.FormatInt(now.Unix()/int64(UpdateEvery/time.Second), 10)
+	mine, won, err := m.claim(ctx, slot, f.PeriodStart, keep)
+	if err != nil || !won {
+		return false, err
+	}
+	if err := m.SendUpdate(ctx, f, keys, ips); err != nil {
+		m.Store.Put(ctx, slot, []byte(`{}`), time.Unix(1, 0))
+		return false, err
+	}
+	if _, err := m.Store.Swap(ctx, slot, mine, sentMark, keep); err != nil {
+		return true, fmt.Errorf("flow: update email sent, its mark not written: %w", err)
+	}
+	next := markOf(append(slices.Clone(c.Keys), keys...), append(slices.Clone(c.IPs), ips...), now)
+	if _, err := m.Store.Swap(ctx, key, cur, next, keep); err != nil {
+		return true, fmt.Errorf("flow: update email sent, the finding's mark not written: %w", err)
+	}
+	return true, nil
 }
 
 // claimWait is how long a worker waits for another's live claim to turn into a sent mark

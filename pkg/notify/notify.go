@@ -103,6 +103,31 @@ func Body(f detect.Finding, hubRegion string, now time.Time) string {
 	return b.String()
 }
 
+// UpdateSubject is the subject of an update's email.
+func UpdateSubject(f detect.Finding) string {
+	s := "[UPDATE] " + Subject(f)
+	if len(s) > maxSubject {
+		s = s[:maxSubject-3] + "..."
+	}
+	return s
+}
+
+// UpdateBody is the email of a finding emailed before that now holds keys or source
+// addresses the earlier emails did not name: what is new first, then the whole finding.
+func UpdateBody(f detect.Finding, newKeys, newSources []string, hubRegion string, now time.Time) string {
+	var b strings.Builder
+	b.WriteString("New since the last email about this finding:\n")
+	if len(newKeys) > 0 {
+		fmt.Fprintf(&b, "  access key(s): %s\n", strings.Join(newKeys, ", "))
+	}
+	if len(newSources) > 0 {
+		fmt.Fprintf(&b, "  source address(es): %s\n", strings.Join(newSources, ", "))
+	}
+	b.WriteString("\n")
+	b.WriteString(Body(f, hubRegion, now))
+	return b.String()
+}
+
 // Notifier publishes new findings to a topic.
 type Notifier struct {
 	api       API
@@ -117,6 +142,22 @@ func New(api API, topicARN, hubRegion string) *Notifier {
 
 // Enabled reports whether there is a topic to publish to.
 func (n *Notifier) Enabled() bool { return n != nil && n.topic != "" }
+
+// PublishUpdate sends the email of a finding that holds new keys or source addresses.
+func (n *Notifier) PublishUpdate(ctx context.Context, f detect.Finding, newKeys, newSources []string) error {
+	if !n.Enabled() {
+		return nil
+	}
+	_, err := n.api.Publish(ctx, &sns.PublishInput{
+		TopicArn: aws.String(n.topic),
+		Subject:  aws.String(UpdateSubject(f)),
+		Message:  aws.String(UpdateBody(f, newKeys, newSources, n.hubRegion, time.Now())),
+	})
+	if err != nil {
+		return fmt.Errorf("sns: publish the update of %s: %w", f.ID, err)
+	}
+	return nil
+}
 
 // Publish sends the email of a new finding.
 func (n *Notifier) Publish(ctx context.Context, f detect.Finding) error {

@@ -39,6 +39,11 @@ type Notifier interface {
 	Publish(context.Context, detect.Finding) error
 }
 
+// Updater emails what is new in a finding emailed before (pkg/notify).
+type Updater interface {
+	PublishUpdate(ctx context.Context, f detect.Finding, newKeys, newSources []string) error
+}
+
 // Checker refreshes something before a batch (the AWS ranges: pkg/refresh.Watcher).
 type Checker interface {
 	Check(context.Context) error
@@ -153,6 +158,9 @@ func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 	}
 	h.once.Do(func() {
 		h.mail = &flow.Mailer{Store: h.Store, Send: h.Notify.Publish, Now: h.Now, MinSeverity: h.EmailSeverity}
+		if u, ok := h.Notify.(Updater); ok {
+			h.mail.SendUpdate = u.PublishUpdate
+		}
 		h.flow = &flow.Flow{Detector: h.Detector, Store: h.Store, Sink: sink{h}, Log: h.Log}
 	})
 	h.flow.Margin = DeadlineMargin // read each time: tests change it

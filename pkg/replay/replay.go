@@ -510,7 +510,7 @@ func newPrinter(o Options, w io.Writer, st detect.Store) *printer {
 	case "text":
 		p.tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	case "email":
-		p.mail = &flow.Mailer{Store: st, Send: p.email}
+		p.mail = &flow.Mailer{Store: st, Send: p.email, SendUpdate: p.emailUpdate}
 	}
 	return p
 }
@@ -553,6 +553,12 @@ func (p *printer) Publish(ctx context.Context, changes []detect.Change) (flow.Pu
 func (p *printer) email(_ context.Context, f detect.Finding) error {
 	p.rows++
 	_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.Subject(f), notify.Body(f, p.product(f).Region, time.Now()), strings.Repeat("-", 72))
+	return err
+}
+
+func (p *printer) emailUpdate(_ context.Context, f detect.Finding, keys, sources []string) error {
+	p.rows++
+	_, err := fmt.Fprintf(p.w, "Subject: %s\n\n%s\n%s\n", notify.UpdateSubject(f), notify.UpdateBody(f, keys, sources, p.product(f).Region, time.Now()), strings.Repeat("-", 72))
 	return err
 }
 
