@@ -184,6 +184,19 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	// Findings: import into this account's default product only.
 	// https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-custom-providers.html
 	allow(role, "ImportFindings", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil), "securityhub:BatchImportFindings")
+	// A member account's findings go to its own Security Hub, through the role its
+	// forwarder stack creates (BatchImportFindings on that account's default product only,
+	// trusting this role only); where it is missing or refused, here, marked.
+	fileInMembers := awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid: jsii.String("FileInMemberAccounts"), Actions: jsii.Strings("sts:AssumeRole"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+config.ImporterRolePrefix+"${AWS::Region}"), nil)),
+	})
+	if s.OrganizationID != "" {
+		// Only roles of the organisation.
+		// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-resourceorgid
+		fileInMembers.AddCondition(jsii.String("StringEquals"), map[string]any{"aws:ResourceOrgID": s.OrganizationID})
+	}
+	role.AddToPolicy(fileInMembers)
 	topic.GrantPublish(role)
 
 	ranges, refresher, refresherDLQ := newRefresher(stack, table, &s)
@@ -315,8 +328,8 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	}
 
 	nagSuppress(role, []*cdknag.NagPackSuppression{
-		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CloudWatch Logs needs the log streams of the function's own log group (LOG_GROUP_ARN:*); SNS publishing to the encrypted topic needs kms:GenerateDataKey* on the topic's one key."),
-			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Action::kms:GenerateDataKey*"}},
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CloudWatch Logs needs the log streams of the function's own log group (LOG_GROUP_ARN:*); SNS publishing to the encrypted topic needs kms:GenerateDataKey* on the topic's one key; sts:AssumeRole names the findings importer role the forwarder stack creates in member accounts, whose ids an organisation does not list at synth time (that role trusts this role only, and may only import that account's findings)."),
+			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Action::kms:GenerateDataKey*", "Resource::arn:<AWS::Partition>:iam::*:role/" + config.ImporterRolePrefix + "<AWS::Region>"}},
 	})
 	return stack
 }

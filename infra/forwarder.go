@@ -18,8 +18,9 @@ const inventoryRolePrefix = config.InventoryRolePrefix
 
 // NewForwarderStack is what each member account needs: a rule that forwards its CloudTrail
 // API calls (same pattern, same state) to the security account's bus, the role EventBridge
-// uses for that, and a read-only role the security account's refresher assumes to list
-// the account's Lambda functions (the inventory).
+// uses for that, the role the detector files this account's findings with, and a
+// read-only role the security account's refresher assumes to list the account's Lambda
+// functions (the inventory, off by default).
 // It takes its settings as parameters and needs no bootstrap, so that it deploys as a
 // service-managed StackSet to an organisational unit.
 func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.StackProps) awscdk.Stack {
@@ -66,6 +67,18 @@ func NewForwarderStack(scope constructs.Construct, id string, props *awscdk.Stac
 		Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewEventBus(target, &awseventstargets.EventBusProps{Role: forward})},
 	})
 	rule.Node().DefaultChild().(awsevents.CfnRule).SetState(jsii.String(ruleState))
+
+	// The detector files this account's findings in its own Security Hub (as GuardDuty
+	// does) through this role: BatchImportFindings on the account's default product, for
+	// the detector's role only. Without it (or with Security Hub off here), they are filed in
+	// the security account, marked.
+	// https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchImportFindings.html
+	importer := awsiam.NewRole(stack, jsii.String("FindingsImporterRole"), &awsiam.RoleProps{
+		RoleName:    awscdk.Fn_Sub(jsii.String(config.ImporterRolePrefix+"${AWS::Region}"), nil),
+		AssumedBy:   awsiam.NewArnPrincipal(awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::${SecurityAccountId}:role/"+detectorRoleName), nil)),
+		Description: jsii.String("Outsider: the security account's detector files this account's findings in its Security Hub"),
+	})
+	allow(importer, "ImportOwnFindings", *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"), nil), "securityhub:BatchImportFindings")
 
 	inventory := awsiam.NewRole(stack, jsii.String("InventoryRole"), &awsiam.RoleProps{
 		RoleName:    awscdk.Fn_Sub(jsii.String(inventoryRolePrefix+"${AWS::Region}"), nil),

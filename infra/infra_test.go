@@ -409,6 +409,8 @@ func TestDetectorPolicies(t *testing.T) {
 		{"[logs:CreateLogStream logs:PutLogEvents]", "map[Fn::Join:[ [map[Fn::GetAtt:[DetectorLogs43D813CF Arn]] :*]]]"},
 		{"[dynamodb:GetItem dynamodb:PutItem dynamodb:BatchWriteItem]", "map[Fn::GetAtt:[State1C20CC9A Arn]]"},
 		{"securityhub:BatchImportFindings", "map[Fn::Sub:arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default]"},
+		// The findings of a member account, in its own Security Hub.
+		{"sts:AssumeRole", "map[Fn::Sub:arn:${AWS::Partition}:iam::*:role/" + config.ImporterRolePrefix + "${AWS::Region}]"},
 		{"sns:Publish", "map[Ref:Findings172CF60E]"},
 		{"[kms:Decrypt kms:GenerateDataKey*]", "map[Fn::GetAtt:[TopicKeyB2E0C9CB Arn]]"},
 		{"s3:GetObject", "map[Fn::Join:[ [arn: map[Ref:AWS::Partition] :s3:::geo-bucket/asn/GeoLite2-ASN.mmdb]]]"},
@@ -570,9 +572,15 @@ func TestForwarderStack(t *testing.T) {
 	want := []string{
 		"events:PutEvents on map[Ref:CentralEventBusArn]",
 		"lambda:ListFunctions on *",
+		"securityhub:BatchImportFindings on map[Fn::Sub:arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default]",
 	}
 	if diff := cmp.Diff(want, all); diff != "" {
 		t.Errorf("forwarder policies (-want +got):\n%s", diff)
+	}
+	// The findings importer: trusted by the detector's role only, one per region.
+	importer := where(t, tpl, "AWS::IAM::Role", "RoleName", config.ImporterRolePrefix)
+	if trust := fmt.Sprint(get(importer, "AssumeRolePolicyDocument")); !strings.Contains(trust, "${SecurityAccountId}:role/"+detectorRoleName) || strings.Contains(trust, "Service") {
+		t.Errorf("findings importer trust: %s", trust)
 	}
 }
 

@@ -45,6 +45,10 @@ const (
 	generatorPrefix = "outsider/"
 )
 
+// FieldFiledIn marks, in ProductFields, a finding filed in the security account although it
+// is about a member account (whose importer role was missing or refused).
+const FieldFiledIn = "outsider/FiledIn"
+
 // ForChange returns the ASFF finding of a change: an update leaves Severity and Types to
 // FindingProviderFields only, since the top-level ones are the analysts' (BatchUpdateFindings)
 // once a finding exists.

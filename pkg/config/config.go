@@ -31,6 +31,11 @@ const (
 // every region, and role names are global to an account.
 const InventoryRolePrefix = "outsider-inventory-reader-"
 
+// ImporterRolePrefix names the role the forwarder stack creates in each region of a member
+// account for the detector to file that account's findings in its Security Hub
+// (securityhub:BatchImportFindings on the account's default product only).
+const ImporterRolePrefix = "outsider-findings-importer-"
+
 const (
 	EnvTable           = "OUTSIDER_TABLE"              // DynamoDB table of the state (required)
 	EnvTopicARN        = "OUTSIDER_TOPIC_ARN"          // SNS topic for new findings (optional: no email)

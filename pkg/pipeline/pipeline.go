@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
@@ -61,15 +62,20 @@ type Handler struct {
 	Metrics  io.Writer         // CloudWatch Embedded Metric Format lines; nil: none
 	Ranges   Checker           // reloads AWS's ranges when the refresher stored new ones; nil: none
 	Heard    *silence.Register // when each account's records last arrived; nil: not kept
+	// Member returns an importer that acts in a member account, through the role its
+	// forwarder stack creates: a finding is filed in the account it is about. nil: every
+	// finding is filed in the security account (Product.Account).
+	Member func(account string) Importer
 	// EmailSeverity is the lowest severity emailed ("": every finding).
 	EmailSeverity string
 	Now           func() time.Time
 
-	once     sync.Once
-	refused  int            // 1 when the last look at the stored ranges refused them
-	accounts map[string]int // records of this invocation by recipient account
-	flow     *flow.Flow
-	mail     *flow.Mailer
+	once      sync.Once
+	refused   int            // 1 when the last look at the stored ranges refused them
+	filedHere int            // findings of member accounts filed in the security account this invocation
+	accounts  map[string]int // records of this invocation by recipient account
+	flow      *flow.Flow
+	mail      *flow.Mailer
 }
 
 // Summary is what one invocation did: the summary log line and the metrics.
@@ -146,7 +152,7 @@ func (h *Handler) parse(ctx context.Context, id string, body []byte) *flow.Input
 
 func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 	start := h.now()
-	h.refused = 0
+	h.refused, h.filedHere = 0, 0
 	if h.Ranges != nil {
 		if err := h.Ranges.Check(ctx); err != nil {
 			if errors.Is(err, ipranges.ErrImplausible) {
@@ -180,6 +186,41 @@ func (h *Handler) run(ctx context.Context, msgs []*flow.Input) {
 	h.report(ctx, sum, h.now().Sub(start), errors.Join(errs...))
 }
 
+// build makes the ASFF of changes as product's account files them; filedHere, when not
+// empty, marks findings of another account filed in the security account.
+func build(cs []detect.Change, product asff.Product, filedHere string) []types.AwsSecurityFinding {
+	fs := make([]types.AwsSecurityFinding, len(cs))
+	for i, c := range cs {
+		fs[i] = asff.ForChange(c, product)
+		if filedHere != "" {
+			if fs[i].ProductFields == nil {
+				fs[i].ProductFields = map[string]string{}
+			}
+			fs[i].ProductFields[asff.FieldFiledIn] = filedHere
+		}
+	}
+	return fs
+}
+
+// refused reports whether an import failed because the member account would not take it:
+// its importer role is missing or refuses the detector (STS AccessDenied), or Security
+// Hub is not enabled there. Throttling and server errors are not: they are retried.
+func refused(err error) bool {
+	switch errorCode(err) {
+	case "AccessDenied", "AccessDeniedException", "InvalidAccessException", "InvalidClientTokenId", "UnrecognizedClientException", "NoSuchEntity":
+		return true
+	}
+	return false
+}
+
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
 // sink imports the changed findings into Security Hub and emails the new ones: once
 // imported, through the flow's claims.
 type sink struct{ h *Handler }
@@ -187,17 +228,42 @@ type sink struct{ h *Handler }
 func (s sink) Publish(ctx context.Context, changes []detect.Change) (flow.Published, error) {
 	h := s.h
 	pub := flow.Published{Failed: map[string]error{}}
-	fs := make([]types.AwsSecurityFinding, len(changes))
-	for i, c := range changes {
-		fs[i] = asff.ForChange(c, h.Product)
-	}
-	if err := h.Hub.Import(ctx, fs); err != nil {
-		var ie *hub.ImportError
-		if !errors.As(err, &ie) {
-			return pub, err
+	// Each finding in the account it is about (DESIGN §6), as GuardDuty files its own: the
+	// member account's Security Hub, through its importer role.
+	byAccount := map[string][]detect.Change{}
+	for _, c := range changes {
+		a := c.Finding.Account
+		if h.Member == nil || a == "" || a == h.Product.Account {
+			a = h.Product.Account
 		}
-		for id := range ie.Failed {
-			pub.Failed[id] = err
+		byAccount[a] = append(byAccount[a], c)
+	}
+	for _, account := range slices.Sorted(maps.Keys(byAccount)) {
+		cs := byAccount[account]
+		var err error
+		if account == h.Product.Account {
+			err = h.Hub.Import(ctx, build(cs, h.Product, ""))
+		} else {
+			prod := h.Product
+			prod.Account = account
+			err = h.Member(account).Import(ctx, build(cs, prod, ""))
+			if refused(err) {
+				// The member's role is missing, or Security Hub is off there: filed in the
+				// security account, marked so (a field, a metric), never dropped.
+				h.Log.WarnContext(ctx, "findings filed in the security account: the member account's importer role is missing or refused",
+					"account", account, "findings", len(cs), "error", err)
+				h.filedHere += len(cs)
+				err = h.Hub.Import(ctx, build(cs, h.Product, fmt.Sprintf("security account: account %s refused the import (%s)", account, errorCode(err))))
+			}
+		}
+		if err != nil {
+			var ie *hub.ImportError
+			if !errors.As(err, &ie) {
+				return pub, err
+			}
+			for id := range ie.Failed {
+				pub.Failed[id] = err
+			}
 		}
 	}
 	if !h.Notify.Enabled() {
@@ -245,8 +311,10 @@ func (h *Handler) report(ctx context.Context, s Summary, took time.Duration, err
 	// Forged: messages not put by the rules (DESIGN §8), alarmed on by the stack.
 	// WithheldForActivation: calls with a Lambda's token from outside that raised nothing
 	// because their account is in its activation period (a new deployment's first days).
-	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "WithheldForActivation", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls", "RangesRefused"}
-	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Withheld, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls, h.refused}
+	// FiledInSecurityAccount: findings of a member account whose importer role is missing
+	// or refused, filed in the security account instead.
+	names := []string{"Records", "Malformed", "Forged", "Outside", "LambdaTokensOutside", "WithheldForActivation", "FindingsNew", "FindingsUpdated", "Emails", "FailedMessages", "StoreCalls", "RangesRefused", "FiledInSecurityAccount"}
+	values := []int{s.Records, s.MalformedTotal(), s.Malformed[cloudtrail.ReasonForged], s.Outside, s.LambdaUsed, s.Withheld, s.Created, s.Updated, s.Emails, s.Failed, s.StoreCalls, h.refused, h.filedHere}
 	metrics := make([]map[string]string, len(names))
 	line := map[string]any{}
 	for i, n := range names {

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/securityhub"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/awsid"
@@ -24,6 +26,29 @@ import (
 	"github.com/outsider-sec/outsider/pkg/refresh"
 	"github.com/outsider-sec/outsider/pkg/silence"
 )
+
+// MemberImporters returns the importers that file findings in member accounts: Security
+// Hub's BatchImportFindings, with the credentials of the role the member's forwarder stack
+// creates for the detector (config.ImporterRolePrefix + region), cached per account.
+// BatchImportFindings with the default product takes only findings of the calling account.
+// https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchImportFindings.html
+func MemberImporters(awsCfg aws.Config, partition string) func(account string) Importer {
+	cache := map[string]Importer{}
+	stsc := sts.NewFromConfig(awsCfg)
+	return func(account string) Importer {
+		if im, ok := cache[account]; ok {
+			return im
+		}
+		c := awsCfg.Copy()
+		arn := awsid.RoleARN(partition, account, config.ImporterRolePrefix+awsCfg.Region)
+		c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsc, arn, func(o *stscreds.AssumeRoleOptions) {
+			o.RoleSessionName = "outsider-detector"
+		}))
+		im := hub.New(securityhub.NewFromConfig(c))
+		cache[account] = im
+		return im
+	}
+}
 
 // New builds the Lambda's handler from its configuration: the clients, the state table,
 // AWS's ranges (the embedded snapshot, or what the refresher stored, checked at most every
@@ -63,6 +88,7 @@ func New(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Lo
 		Metrics:       os.Stdout,
 		Heard:         &silence.Register{Store: st},
 		EmailSeverity: cfg.EmailSeverity,
+		Member:        MemberImporters(awsCfg, awsid.Partition(cfg.Region)),
 	}
 	if watcher != nil {
 		h.Ranges = watcher
