@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -239,5 +240,42 @@ func TestRecommendationOverflow(t *testing.T) {
 	}
 	if strings.Contains(text, ": .") {
 		t.Errorf("a list dropped: %s", text)
+	}
+}
+
+// TestCheck: every finding of every title, new and updated, and the overflowing one, is
+// what Security Hub takes; and the check refuses what Security Hub refuses.
+func TestCheck(t *testing.T) {
+	for code, f := range findings() {
+		for _, c := range []detect.Change{{Finding: f, New: true}, {Finding: f}} {
+			if err := Check(ForChange(c, product)); err != nil {
+				t.Errorf("%s (new %v): %v", code, c.New, err)
+			}
+		}
+	}
+	good := Build(findings()["token"], product)
+	for name, spoil := range map[string]func(*types.AwsSecurityFinding){
+		"long title":  func(f *types.AwsSecurityFinding) { f.Title = aws.String(strings.Repeat("x", 257)) },
+		"no resource": func(f *types.AwsSecurityFinding) { f.Resources = nil },
+		"bad type":    func(f *types.AwsSecurityFinding) { f.Types = []string{"Credential Access"} },
+		"51 product fields": func(f *types.AwsSecurityFinding) {
+			f.ProductFields = map[string]string{}
+			for i := range 51 {
+				f.ProductFields[fmt.Sprint(i)] = "v"
+			}
+		},
+		"another's product": func(f *types.AwsSecurityFinding) { f.AwsAccountId = aws.String("444455556666") },
+		"bad time":          func(f *types.AwsSecurityFinding) { f.UpdatedAt = aws.String("yesterday") },
+		"no severity":       func(f *types.AwsSecurityFinding) { f.Severity, f.FindingProviderFields = nil, nil },
+		"analyst's field": func(f *types.AwsSecurityFinding) {
+			f.Workflow = &types.Workflow{Status: types.WorkflowStatusSuppressed}
+		},
+	} {
+		f := good
+		f.ProductFields = maps.Clone(good.ProductFields)
+		spoil(&f)
+		if err := Check(f); err == nil {
+			t.Errorf("%s: passed the check", name)
+		}
 	}
 }

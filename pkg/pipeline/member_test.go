@@ -70,6 +70,9 @@ func TestFiledInTheAffectedAccount(t *testing.T) {
 		t.Fatalf("no finding in member account %s's Security Hub", member)
 	}
 	for _, f := range mine {
+		if err := asff.Check(f); err != nil {
+			t.Errorf("%s: %v", *f.Id, err)
+		}
 		if *f.AwsAccountId != member || !strings.Contains(*f.ProductArn, ":"+member+":product/"+member+"/default") || f.ProductFields[asff.FieldFiledIn] != "" {
 			t.Errorf("in %s's Security Hub: account %s, product %s, marker %q", member, *f.AwsAccountId, *f.ProductArn, f.ProductFields[asff.FieldFiledIn])
 		}
@@ -83,6 +86,9 @@ func TestFiledInTheAffectedAccount(t *testing.T) {
 		switch f.ProductFields["outsider/Account"] {
 		case removed:
 			here++
+			if err := asff.Check(f); err != nil {
+				t.Errorf("%s: %v", *f.Id, err)
+			}
 			if *f.AwsAccountId != e.account || !strings.Contains(f.ProductFields[asff.FieldFiledIn], removed) {
 				t.Errorf("a finding of %s in the security account: account %s, marker %q", removed, *f.AwsAccountId, f.ProductFields[asff.FieldFiledIn])
 			}
