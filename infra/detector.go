@@ -313,6 +313,8 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	alarm("RefresherErrorsAlarm", "the refresher of AWS's IP ranges and the Lambda inventory failed", refresher.MetricErrors(five))
 	alarm("RefresherDeadLettersAlarm", "refresher invocations failed after their retries", refresherDLQ.MetricApproximateNumberOfMessagesVisible(five))
 
+	newDashboard(stack, fn, queue, s)
+
 	out := func(id, value, what string) {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(what)})
 	}
@@ -332,6 +334,46 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Action::kms:GenerateDataKey*", "Resource::arn:<AWS::Partition>:iam::*:role/" + config.ImporterRolePrefix + "<AWS::Region>"}},
 	})
 	return stack
+}
+
+// newDashboard is the detector at a glance: what it reads, what it finds, what fails, how
+// far behind it is, what activation withholds and which accounts went quiet.
+func newDashboard(stack awscdk.Stack, fn awslambda.Function, queue awssqs.Queue, s Settings) {
+	m := func(name, stat string) awscloudwatch.IMetric {
+		return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace: jsii.String("Outsider"), MetricName: jsii.String(name), Statistic: jsii.String(stat), Period: awscdk.Duration_Minutes(jsii.Number(5)),
+		})
+	}
+	graph := func(title string, metrics ...awscloudwatch.IMetric) awscloudwatch.IWidget {
+		return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{Title: jsii.String(title), Left: &metrics, Width: jsii.Number(8)})
+	}
+	five := &awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5))}
+	// Records by account, every account that sent any: a line that drops to nothing is
+	// an account gone quiet (its forwarding rule or trail off).
+	byAccount := awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression: jsii.String(`SEARCH('{Outsider,Account} MetricName="AccountRecords"', 'Sum', 3600)`),
+		Label:      jsii.String(""), Period: awscdk.Duration_Hours(jsii.Number(1)),
+	})
+	awscloudwatch.NewDashboard(stack, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
+		DashboardName: awscdk.Fn_Sub(jsii.String("Outsider-${AWS::Region}"), nil),
+		Widgets: &[]*[]awscloudwatch.IWidget{
+			{
+				graph("Records read, calls from outside AWS", m("Records", "Sum"), m("Outside", "Sum"), m("LambdaTokensOutside", "Sum")),
+				graph("Findings and emails", m("FindingsNew", "Sum"), m("FindingsUpdated", "Sum"), m("Emails", "Sum")),
+				graph("Withheld for activation (new accounts' first days)", m("WithheldForActivation", "Sum")),
+			},
+			{
+				graph("Failures", m("FailedMessages", "Sum"), m("Forged", "Sum"), m("Malformed", "Sum"), m("RangesRefused", "Sum"), m("FiledInSecurityAccount", "Sum"), fn.MetricErrors(five)),
+				graph("Queue: age of the oldest event (s)", queue.MetricApproximateAgeOfOldestMessage(five)),
+				graph(fmt.Sprintf("Accounts silent for %d hours (the refresher's hourly look)", s.SilenceHours), m("SilentAccounts", "Maximum")),
+			},
+			{
+				awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+					Title: jsii.String("Records by account (hourly)"), Left: &[]awscloudwatch.IMetric{byAccount}, Width: jsii.Number(24),
+				}),
+			},
+		},
+	})
 }
 
 func logicalID(stack awscdk.Stack, c constructs.IConstruct) string {

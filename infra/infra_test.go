@@ -294,6 +294,14 @@ func TestDetectorStack(t *testing.T) {
 	if !cmp.Equal(metrics, want) {
 		t.Errorf("alarms on %v, want %v", metrics, want)
 	}
+	// The dashboard: records, calls from outside, findings, failures, queue age, what
+	// activation withholds, per-account silence.
+	body := fmt.Sprint(one(t, tpl, "AWS::CloudWatch::Dashboard")["DashboardBody"])
+	for _, w := range []string{"Records", "LambdaTokensOutside", "FindingsNew", "FailedMessages", "ApproximateAgeOfOldestMessage", "WithheldForActivation", "AccountRecords", "SilentAccounts"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("the dashboard does not show %s", w)
+		}
+	}
 	// Every account heard from: the refresher reads the register (its one key) and
 	// reports the silent ones hourly.
 	refresherFn := where(t, tpl, "AWS::Lambda::Function", "Description", "ip-ranges")
