@@ -314,6 +314,7 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	alarm("RefresherDeadLettersAlarm", "refresher invocations failed after their retries", refresherDLQ.MetricApproximateNumberOfMessagesVisible(five))
 
 	newDashboard(stack, fn, queue, s)
+	addSuppressions(stack, s.Suppress)
 
 	out := func(id, value, what string) {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(what)})

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/mototest"
+	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/silence"
 )
@@ -589,6 +590,40 @@ func TestForwarderStack(t *testing.T) {
 	importer := where(t, tpl, "AWS::IAM::Role", "RoleName", config.ImporterRolePrefix)
 	if trust := fmt.Sprint(get(importer, "AssumeRolePolicyDocument")); !strings.Contains(trust, "${SecurityAccountId}:role/"+detectorRoleName) || strings.Contains(trust, "Service") {
 		t.Errorf("findings importer trust: %s", trust)
+	}
+}
+
+// TestSuppress: the suppress setting is Security Hub automation rules that set matching
+// future findings SUPPRESSED (Workflow only), matching what the findings carry: the
+// resource ARNs, and the role resource's tags of source addresses and assumers.
+func TestSuppress(t *testing.T) {
+	tpl, _, _ := synth(t, map[string]string{"suppress": "function=arn:aws:lambda:eu-west-1:111122223333:function:dev-tool," +
+		"role=arn:aws:iam::111122223333:role/dev-tool-role,principal=arn:aws:iam::111122223333:user/alice,cidr=203.0.113.0/24"})
+	rules := resources(tpl, "AWS::SecurityHub::AutomationRule")
+	if len(rules) != 4 {
+		t.Fatalf("%d automation rules, want 4", len(rules))
+	}
+	var crit []string
+	for _, r := range rules {
+		if a := fmt.Sprint(r["Actions"]); !strings.Contains(a, "SUPPRESSED") || strings.Contains(a, "Note") || r["RuleStatus"] != "ENABLED" {
+			t.Errorf("rule %v", r)
+		}
+		if !strings.Contains(fmt.Sprint(r["Criteria"]), "ProductName:[map[Comparison:EQUALS Value:Outsider]]") {
+			t.Errorf("a rule that matches more than Outsider's findings: %v", r["Criteria"])
+		}
+		crit = append(crit, fmt.Sprint(get(r, "Criteria", "ResourceId"))+fmt.Sprint(get(r, "Criteria", "ResourceTags")))
+	}
+	all := strings.Join(crit, " ")
+	for _, w := range []string{"arn:aws:lambda:eu-west-1:111122223333:function:dev-tool", "arn:aws:iam::111122223333:role/dev-tool-role",
+		"Key:" + asff.TagAssumedBy + " Value:,arn:aws:iam::111122223333:user/alice,", "Key:" + asff.TagSourceIPs + " Value:,203.0.113."} {
+		if !strings.Contains(all, w) {
+			t.Errorf("no rule matches %s: %s", w, all)
+		}
+	}
+	for _, bad := range []string{"function=dev-tool", "cidr=203.0.113.0/23", "cidr=2001:db8::/32", "host=x"} {
+		if _, err := readSettings(func(k string) string { return map[string]string{ctxSuppress: bad}[k] }); err == nil || !strings.Contains(err.Error(), ctxSuppress) {
+			t.Errorf("suppress=%s accepted: %v", bad, err)
+		}
 	}
 }
 

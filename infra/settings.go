@@ -44,10 +44,13 @@ const (
 	ctxEmailSeverity = "emailSeverity"
 	// Who gets the operational alarms (default: notificationEmail), on a topic of their own.
 	ctxAlarmEmail = "alarmEmail"
+	// Future findings to suppress, the Security Hub way (automation rules): see suppress.go.
+	ctxSuppress = "suppress"
 )
 
 // Settings are the deployment's choices, read from the CDK context.
 type Settings struct {
+	Suppress       []suppression
 	Email          string
 	AlarmEmail     string
 	EmailSeverity  string
@@ -112,6 +115,11 @@ func readSettings(get func(string) string) (Settings, error) {
 			out = append(out, a)
 		}
 		return out
+	}
+	if sup, err := parseSuppressions(get(ctxSuppress)); err != nil {
+		errs = append(errs, err)
+	} else {
+		s.Suppress = sup
 	}
 	s.MemberAccounts = accounts(ctxMemberAccounts)
 	s.InventoryAccounts = accounts(ctxInvAccounts)

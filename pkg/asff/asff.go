@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -280,6 +281,52 @@ func RevokeCommand(role string, now time.Time) string {
 		role, now.UTC().Format(time.RFC3339))
 }
 
+// Tags on the role's resource that Security Hub automation rules can match (their
+// criteria have no address or ProductFields filter, but match resource tags with
+// CONTAINS): every source address and every identity that assumed the role, each between
+// commas, so that ",203.0.113." matches that /24 and ",ARN," that principal exactly.
+// https://docs.aws.amazon.com/securityhub/latest/userguide/automation-rules.html
+const (
+	TagSourceIPs = "outsider/SourceIPs"
+	TagAssumedBy = "outsider/AssumedBy"
+	maxTagValue  = 256
+)
+
+func suppressionTags(f detect.Finding) map[string]string {
+	tags := map[string]string{}
+	if ips := f.SourceIPs(); len(ips) > 0 {
+		tags[TagSourceIPs] = commaList(ips)
+	}
+	var by []string
+	if f.IssuedBy != "" {
+		by = append(by, f.IssuedBy)
+	}
+	for _, a := range f.AssumedBy {
+		if !slices.Contains(by, a.By) {
+			by = append(by, a.By)
+		}
+	}
+	if len(by) > 0 {
+		tags[TagAssumedBy] = commaList(by)
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	return tags
+}
+
+// commaList is ",a,b,", cut at a whole item below Security Hub's 256 characters.
+func commaList(items []string) string {
+	out := ","
+	for _, it := range items {
+		if len(out)+len(it)+1 > maxTagValue {
+			break
+		}
+		out += it + ","
+	}
+	return out
+}
+
 func resources(f detect.Finding) []types.Resource {
 	var rs []types.Resource
 	part := aws.String(awsid.Or(f.Partition))
@@ -294,6 +341,7 @@ func resources(f detect.Finding) []types.Resource {
 	rs = append(rs, types.Resource{
 		Type: aws.String("AwsIamRole"), Id: aws.String(f.RoleARN), Partition: types.Partition(*part), Region: aws.String(f.Region),
 		Details: &types.ResourceDetails{AwsIamRole: &types.AwsIamRoleDetails{RoleName: aws.String(f.Role)}},
+		Tags:    suppressionTags(f),
 	})
 	if f.ChainedRoleARN != "" {
 		// The role whose key the function's session obtained: the key used is its session's.
