@@ -325,6 +325,10 @@ func invokeContainers(t *testing.T, account string, containers [][][]byte, env .
 				"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
 				"AWS_EC2_METADATA_DISABLED=true", "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_FUNCTION_NAME=outsider-detector",
 				config.EnvTable + "=" + table, config.EnvSecurityAccount + "=" + account, config.EnvTopicARN + "=" + *topic.TopicArn,
+				// Every finding in this run's security account: the demo's account is moto's
+				// default one, which every run shares. Filing in member accounts is
+				// pkg/pipeline's TestFiledInTheAffectedAccount.
+				config.EnvFileInMembers + "=false",
 			}
 			cmd.Env = append(cmd.Env, env...)
 			var out bytes.Buffer

@@ -51,7 +51,10 @@ const (
 	EnvIPRanges        = "OUTSIDER_IP_RANGES"          // s3://bucket/key of a newer ip-ranges.json (optional)
 	EnvCrossRegion     = "OUTSIDER_CROSS_REGION"       // "true": raise the cross-region title (off by default)
 	EnvPresigned       = "OUTSIDER_PRESIGNED_FINDINGS" // "true": presigned-URL uses from outside are findings of their own (off by default)
-	EnvMemberAccounts  = "OUTSIDER_MEMBER_ACCOUNTS"    // comma-separated: the organisation's accounts (a VPC endpoint they own is inside)
+	// "false": every finding is filed in the security account's Security Hub; by default a
+	// member account's findings are filed in its own, through its importer role.
+	EnvFileInMembers  = "OUTSIDER_FILE_IN_MEMBER_ACCOUNTS"
+	EnvMemberAccounts = "OUTSIDER_MEMBER_ACCOUNTS" // comma-separated: the organisation's accounts (a VPC endpoint they own is inside)
 )
 
 // Environment variables of the refresher Lambda.
@@ -157,6 +160,7 @@ type Config struct {
 	Table           string
 	TopicARN        string
 	EmailSeverity   string // the lowest severity emailed; "": every finding
+	FileInMembers   bool   // file a member account's findings in its own Security Hub
 	SecurityAccount string
 	Region          string
 	ASNDB           S3Location // zero: none
@@ -221,6 +225,13 @@ func Load(getenv func(string) string) (Config, error) {
 			}
 			*p.dst = loc
 		}
+	}
+	switch v := getenv(EnvFileInMembers); v {
+	case "", "true":
+		c.FileInMembers = true
+	case "false":
+	default:
+		fail(EnvFileInMembers, fmt.Errorf("%q is not true or false", v))
 	}
 	for _, b := range []struct {
 		name string

@@ -78,6 +78,10 @@ func New(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
+	var member func(string) Importer
+	if cfg.FileInMembers {
+		member = MemberImporters(awsCfg, awsid.Partition(cfg.Region))
+	}
 	h := &Handler{
 		Detector:      det,
 		Store:         st,
@@ -88,7 +92,7 @@ func New(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Lo
 		Metrics:       os.Stdout,
 		Heard:         &silence.Register{Store: st},
 		EmailSeverity: cfg.EmailSeverity,
-		Member:        MemberImporters(awsCfg, awsid.Partition(cfg.Region)),
+		Member:        member,
 	}
 	if watcher != nil {
 		h.Ranges = watcher
