@@ -207,6 +207,9 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 	// The stored ip-ranges.json, and only it (HeadObject needs s3:GetObject too).
 	allow(role, "ReadRanges", *ranges.ArnForObjects(jsii.String(rangesKey)), "s3:GetObject")
 	env := s.env(*table.TableName(), *topic.TopicArn(), *account)
+	if s.DrillPrincipal != "" {
+		env[config.EnvCanaryRole] = jsii.String(canaryRoleName)
+	}
 	env[config.EnvIPRanges] = jsii.String("s3://" + *ranges.BucketName() + "/" + rangesKey)
 
 	fn := awslambda.NewFunction(stack, jsii.String("Detector"), &awslambda.FunctionProps{
@@ -315,6 +318,12 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 
 	newDashboard(stack, fn, queue, s)
 	addSuppressions(stack, s.Suppress)
+	if s.DrillPrincipal != "" {
+		canary := newCanary(stack, s.DrillPrincipal)
+		awscdk.NewCfnOutput(stack, jsii.String("CanaryFunction"), &awscdk.CfnOutputProps{
+			Value: canary.FunctionName(), Description: jsii.String("the drill's canary: outsider drill --function <this>"),
+		})
+	}
 
 	out := func(id, value, what string) {
 		awscdk.NewCfnOutput(stack, jsii.String(id), &awscdk.CfnOutputProps{Value: jsii.String(value), Description: jsii.String(what)})
@@ -335,6 +344,42 @@ func NewDetectorStack(scope constructs.Construct, id string, s Settings, props *
 			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Action::kms:GenerateDataKey*", "Resource::arn:<AWS::Partition>:iam::*:role/" + config.ImporterRolePrefix + "<AWS::Region>"}},
 	})
 	return stack
+}
+
+// canaryRoleName is the drill's canary's role: the detector marks its findings as a drill.
+const canaryRoleName = "outsider-canary"
+
+// newCanary is the drill's canary (DESIGN §10): a function whose role denies every action
+// (sts:GetCallerIdentity alone ignores policies), invocable only by the drill's principal,
+// which hands that principal its credentials to use from outside AWS.
+func newCanary(stack awscdk.Stack, principal string) awslambda.Function {
+	logs, role := functionRole(stack, "Canary", canaryRoleName, "Outsider drill canary: may do nothing", awscdk.RemovalPolicy_DESTROY)
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid: jsii.String("DenyEverything"), Effect: awsiam.Effect_DENY, Actions: jsii.Strings("*"), Resources: jsii.Strings("*"),
+	}))
+	nagSuppress(role, []*cdknag.NagPackSuppression{
+		{Id: jsii.String("AwsSolutions-IAM5"), Reason: jsii.String("CloudWatch Logs needs the log streams of the function's own log group (LOG_GROUP_ARN:*); the other wildcard is an explicit Deny of every action: the canary's token may do nothing."),
+			AppliesTo: &[]any{"Resource::<" + logicalID(stack, logs) + ".Arn>:*", "Action::*", "Resource::*"}},
+	})
+	fn := awslambda.NewFunction(stack, jsii.String("Canary"), &awslambda.FunctionProps{
+		FunctionName:  jsii.String(canaryRoleName), // what outsider drill invokes by default
+		Description:   jsii.String("Outsider: the drill's canary (outsider drill): hands its credentials to the drill's principal"),
+		Runtime:       awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture:  awslambda.Architecture_ARM_64(),
+		Handler:       jsii.String("bootstrap"),
+		Code:          goFunctionCode("functions/canary"),
+		MemorySize:    jsii.Number(128),
+		Timeout:       awscdk.Duration_Seconds(jsii.Number(10)),
+		Role:          role,
+		LogGroup:      logs,
+		LoggingFormat: awslambda.LoggingFormat_JSON,
+	})
+	// Invocable by the drill's principal only (a resource policy: no one else's
+	// identity policy can grant it in this account without this, and none names it).
+	fn.AddPermission(jsii.String("DrillInvokes"), &awslambda.Permission{
+		Principal: awsiam.NewArnPrincipal(jsii.String(principal)), Action: jsii.String("lambda:InvokeFunction"),
+	})
+	return fn
 }
 
 // newDashboard is the detector at a glance: what it reads, what it finds, what fails, how

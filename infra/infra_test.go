@@ -627,15 +627,46 @@ func TestSuppress(t *testing.T) {
 	}
 }
 
+// TestDrillCanary: -c drillPrincipal adds the canary: a role denying everything, a function
+// only that principal may invoke, and the detector told its role.
+func TestDrillCanary(t *testing.T) {
+	tpl, _, _ := synth(t, map[string]string{"drillPrincipal": "arn:aws:iam::111122223333:role/secops"})
+	fn := where(t, tpl, "AWS::Lambda::Function", "Description", "canary")
+	perm := where(t, tpl, "AWS::Lambda::Permission", "Principal", "arn:aws:iam::")
+	if perm["Principal"] != "arn:aws:iam::111122223333:role/secops" || perm["Action"] != "lambda:InvokeFunction" {
+		t.Errorf("canary permission %v", perm)
+	}
+	role := where(t, tpl, "AWS::IAM::Role", "RoleName", canaryRoleName)
+	if role == nil || fn["Role"] == nil {
+		t.Fatalf("canary role %v", role)
+	}
+	deny := fmt.Sprint(sid(where(t, tpl, "AWS::IAM::Policy", "PolicyDocument", "DenyEverything"), "DenyEverything"))
+	if !strings.Contains(deny, "Effect:Deny") || !strings.Contains(deny, "Action:*") {
+		t.Errorf("canary role does not deny everything: %s", deny)
+	}
+	if env := fmt.Sprint(get(where(t, tpl, "AWS::Lambda::Function", "Environment", config.EnvTopicARN), "Environment")); !strings.Contains(env, config.EnvCanaryRole+":"+canaryRoleName) {
+		t.Errorf("the detector does not know the canary: %s", env)
+	}
+	if _, err := readSettings(func(k string) string { return map[string]string{ctxDrill: "alice"}[k] }); err == nil {
+		t.Error("drillPrincipal=alice accepted")
+	}
+	tpl, _, _ = synth(t, nil)
+	for _, p := range resources(tpl, "AWS::Lambda::Permission") {
+		if strings.Contains(fmt.Sprint(p["Principal"]), "arn:aws:iam::") {
+			t.Errorf("a canary without drillPrincipal: %v", p)
+		}
+	}
+}
+
 // TestNag: cdk-nag's AwsSolutions checks raise no error that is not suppressed with a reason.
 func TestNag(t *testing.T) {
-	_, _, app := synth(t, map[string]string{"notificationEmail": "secops@example.org", "memberAccounts": "111122223333,444455556666"})
+	_, _, app := synth(t, map[string]string{"notificationEmail": "secops@example.org", "memberAccounts": "111122223333,444455556666", "drillPrincipal": "arn:aws:iam::111122223333:role/secops"})
 	noPanic(t, func() {
 		for _, name := range []string{"OutsiderDetector", "OutsiderForwarder"} {
 			stack := app.Node().FindChild(jsii.String(name)).(awscdk.Stack)
 			errs := assertions.Annotations_FromStack(stack).FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
 			for _, e := range *errs {
-				t.Errorf("%s: %+v", name, e)
+				t.Errorf("%s: %+v %s", name, e, fmt.Sprint(*e.Entry))
 			}
 		}
 	})

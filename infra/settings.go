@@ -46,11 +46,15 @@ const (
 	ctxAlarmEmail = "alarmEmail"
 	// Future findings to suppress, the Security Hub way (automation rules): see suppress.go.
 	ctxSuppress = "suppress"
+	// The ARN of the principal that may run `outsider drill`: the stack then has the
+	// canary function (a role that may do nothing), invocable by that principal only.
+	ctxDrill = "drillPrincipal"
 )
 
 // Settings are the deployment's choices, read from the CDK context.
 type Settings struct {
 	Suppress       []suppression
+	DrillPrincipal string
 	Email          string
 	AlarmEmail     string
 	EmailSeverity  string
@@ -115,6 +119,9 @@ func readSettings(get func(string) string) (Settings, error) {
 			out = append(out, a)
 		}
 		return out
+	}
+	if s.DrillPrincipal = get(ctxDrill); s.DrillPrincipal != "" && !principalARN.MatchString(s.DrillPrincipal) {
+		errs = append(errs, fmt.Errorf("%s: %q is not the ARN of an IAM user or role (arn:aws:iam::ACCOUNT:user/NAME or :role/NAME)", ctxDrill, s.DrillPrincipal))
 	}
 	if sup, err := parseSuppressions(get(ctxSuppress)); err != nil {
 		errs = append(errs, err)

@@ -30,7 +30,9 @@ type suppression struct{ kind, value string }
 var (
 	functionARN = regexp.MustCompile(`^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}$`)
 	roleARN     = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
-	anyARN      = regexp.MustCompile(`^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^,\s]{1,1000}$`)
+	// principalARN is an IAM user or role: who may invoke the drill's canary.
+	principalARN = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:(user|role)/[\w+=,.@/-]{1,512}$`)
+	anyARN       = regexp.MustCompile(`^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^,\s]{1,1000}$`)
 )
 
 // parseSuppressions reads the suppress setting: comma-separated KIND=VALUE entries.

@@ -1,15 +1,27 @@
 // Command outsider is Outsider on the operator's machine: replay CloudTrail files through
-// the detector (no AWS account needed), and print its version.
+// the detector (no AWS account needed), drill a deployment, print its version.
 //
 //	go install github.com/outsider-sec/outsider/cmd/outsider@latest
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/securityhub"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/outsider-sec/outsider/pkg/drill"
 	"github.com/outsider-sec/outsider/pkg/replay"
 )
 
@@ -21,6 +33,7 @@ Were the temporary credentials of one of your Lambda functions used from outside
 
 Commands:
   replay    run the detection over CloudTrail files (events, log files, trail folders)
+  drill     use the deployed canary's Lambda token from this machine and wait for its finding
   version   print the version of this build
 
 Run 'outsider COMMAND -h' for a command's flags.
@@ -34,6 +47,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "replay":
 		return replay.Main(args[1:], stdin, stdout, stderr)
+	case "drill":
+		return drillMain(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version())
 		return replay.ExitOK
@@ -43,6 +58,48 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "outsider: unknown command %q\noutsider: run 'outsider help' for the commands\n", args[0])
 	return replay.ExitUsage
+}
+
+// drillMain runs `outsider drill`, with the operator's AWS credentials and region.
+func drillMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fn := fs.String("function", "outsider-canary", "the canary function (the detector stack's CanaryFunction output; deployed with -c drillPrincipal=YOUR_ARN)")
+	timeout := fs.Duration("timeout", 20*time.Minute, "how long to wait for the finding")
+	every := fs.Duration("every", 15*time.Second, "how often to ask Security Hub")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, "Usage: outsider drill [flags]\n\n"+
+				"Invokes the stack's canary function, calls sts:GetCallerIdentity from this machine with the\n"+
+				"Lambda token it hands back (its role may do nothing else), and waits for the drill's finding\n"+
+				"in Security Hub: the whole path, CloudTrail to finding, the day the stack is deployed.\n"+
+				"AWS credentials and region from the environment (the principal named in drillPrincipal).\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return replay.ExitOK
+		}
+		replay.PrintError(stderr, "outsider drill", err)
+		return replay.ExitUsage
+	}
+	ctx := context.Background()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		replay.PrintError(stderr, "outsider drill", err)
+		return replay.ExitUsage
+	}
+	d := &drill.Drill{
+		Lambda: lambda.NewFromConfig(cfg), Hub: securityhub.NewFromConfig(cfg), Function: *fn, Timeout: *timeout, Every: *every, Out: stdout,
+		STS: func(c aws.Credentials) drill.Caller {
+			cc := cfg.Copy()
+			cc.Credentials = credentials.StaticCredentialsProvider{Value: c}
+			return sts.NewFromConfig(cc)
+		},
+	}
+	if _, err := d.Run(ctx); err != nil {
+		replay.PrintError(stderr, "outsider drill", err)
+		return replay.ExitError
+	}
+	return replay.ExitOK
 }
 
 // version is the module version the binary was built from (go install …@VERSION), else

@@ -19,6 +19,8 @@ func TestCommands(t *testing.T) {
 		"none":            {nil, 2, "", "Commands:"},
 		"unknown":         {[]string{"reply"}, 2, "", `unknown command "reply"`},
 		"replay -h":       {[]string{"replay", "-h"}, 0, "Usage: outsider replay", ""},
+		"drill -h":        {[]string{"drill", "-h"}, 0, "Usage: outsider drill", ""},
+		"drill bad flag":  {[]string{"drill", "--fn", "x"}, 2, "", "outsider drill: flag provided but not defined: -fn"},
 		"replay bad flag": {[]string{"replay", "--colour", "x"}, 2, "", "outsider replay: flag provided but not defined: -colour"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -425,6 +425,9 @@ func productFields(f detect.Finding) map[string]string {
 	if !f.KeysExpire.IsZero() {
 		m["outsider/KeysExpire"] = ts(f.KeysExpire)
 	}
+	if f.Drill {
+		m["outsider/Drill"] = "true"
+	}
 	m["outsider/RoleAttached"] = f.Attached
 	m["outsider/RoleAttachedDetail"] = f.AttachedDetail
 	var assumed []string

@@ -50,6 +50,7 @@ const (
 	EnvASNDB           = "OUTSIDER_ASN_DB"             // s3://bucket/key of a MaxMind-format ASN database (optional)
 	EnvIPRanges        = "OUTSIDER_IP_RANGES"          // s3://bucket/key of a newer ip-ranges.json (optional)
 	EnvCrossRegion     = "OUTSIDER_CROSS_REGION"       // "true": raise the cross-region title (off by default)
+	EnvCanaryRole      = "OUTSIDER_CANARY_ROLE"        // the drill's canary role, in the security account (optional)
 	EnvPresigned       = "OUTSIDER_PRESIGNED_FINDINGS" // "true": presigned-URL uses from outside are findings of their own (off by default)
 	// "false": every finding is filed in the security account's Security Hub; by default a
 	// member account's findings are filed in its own, through its importer role.
@@ -210,6 +211,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.SecurityAccount = getenv(EnvSecurityAccount); !awsid.IsAccountID(c.SecurityAccount) {
 		fail(EnvSecurityAccount, fmt.Errorf("%q is not a 12-digit account id", c.SecurityAccount))
+	}
+	if c.Detect.CanaryRole = getenv(EnvCanaryRole); c.Detect.CanaryRole != "" {
+		c.Detect.CanaryAccount = c.SecurityAccount
 	}
 	if c.Region = getenv(EnvRegion); c.Region == "" {
 		fail(EnvRegion, errors.New("not set"))

@@ -143,6 +143,10 @@ type Config struct {
 	// PresignedFindings makes presigned-URL uses of a function's token from outside
 	// findings of their own. Off by default: the function's customers make them.
 	PresignedFindings bool
+	// Canary: the drill's function role (DESIGN §10) in its account, the security account.
+	// Its findings are marked as a drill, INFORMATIONAL, and need no activation. Only that
+	// role in that account: a role of the same name elsewhere is anyone's.
+	CanaryRole, CanaryAccount string
 }
 
 // Default returns the default periods, severities and bounds.

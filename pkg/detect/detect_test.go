@@ -490,3 +490,22 @@ func TestBound(t *testing.T) {
 		}
 	}
 }
+
+// TestDrill: the canary's token used from outside is a finding at once (no activation),
+// marked as a drill and INFORMATIONAL; a role of the same name in another account is not
+// the canary (it would let anyone downgrade a theft to a drill).
+func TestDrill(t *testing.T) {
+	d := newDetector(t, newCountingStore(), func(c *Config) { c.CanaryRole, c.CanaryAccount = "outsider-canary", acct })
+	chs := run(t, d,
+		lambdaIssues(day(0, 60), "outsider-canary", "ASIACANARY"),
+		rec(day(0, 120), roleSession("outsider-canary", "outsider-canary", "ASIACANARY"), "GetCallerIdentity", cgIP, "aws-sdk-go-v2/1.32.2"))
+	if len(chs) != 1 || !chs[0].Finding.Drill || chs[0].Finding.Severity != "INFORMATIONAL" {
+		t.Fatalf("the drill: %+v", chs)
+	}
+	other := newDetector(t, newCountingStore(), func(c *Config) { c.CanaryRole, c.CanaryAccount = "outsider-canary", "111122223333" })
+	if chs := run(t, other,
+		lambdaIssues(day(0, 60), "outsider-canary", "ASIACANARY"),
+		rec(day(0, 120), roleSession("outsider-canary", "outsider-canary", "ASIACANARY"), "GetCallerIdentity", cgIP, "aws-sdk-go-v2/1.32.2")); len(chs) != 0 {
+		t.Errorf("a role named like the canary in another account: %+v", chs)
+	}
+}

@@ -49,6 +49,7 @@ type Finding struct {
 	// ChainedRoleARN: the role whose key the function's session obtained, when the key
 	// used was such a chained token. RoleARN is then the function's own role.
 	ChainedRoleARN string    `json:"chainedRoleArn,omitempty"`
+	Drill          bool      `json:"drill,omitempty"` // the drill's canary: a test, not a theft
 	Session        string    `json:"session"`
 	IssuedBy       string    `json:"issuedBy,omitempty"` // who assumed the role, when not Lambda
 	Signals        []string  `json:"signals"`

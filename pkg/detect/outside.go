@@ -268,13 +268,19 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller,
 	}
 	f.Region, f.SubjectKind, f.Subject = region, kind, subject
 
-	active, err := d.active(ctx, account, t)
-	if err != nil {
-		return err
-	}
-	if !active {
-		d.Stats.Inactive++
-		return nil // the account is still in its activation period
+	if d.cfg.CanaryRole != "" && s.fnRole == d.cfg.CanaryRole && account == d.cfg.CanaryAccount {
+		// The drill: proof that the path works, the day the stack is deployed.
+		f.Drill, f.Severity = true, "INFORMATIONAL"
+		u.signals = append(u.signals, SignalDrill)
+	} else {
+		active, err := d.active(ctx, account, t)
+		if err != nil {
+			return err
+		}
+		if !active {
+			d.Stats.Inactive++
+			return nil // the account is still in its activation period
+		}
 	}
 	if d.cfg.TrainOnly {
 		return nil
@@ -287,6 +293,9 @@ func (d *Detector) outside(ctx context.Context, r *cloudtrail.Record, c *caller,
 	}
 	return d.record(ctx, f, u)
 }
+
+// SignalDrill: the token is the drill's canary's (outsider drill).
+const SignalDrill = "drill"
 
 // SignalCrossRegion: the call came from an AWS address of another region than the function's.
 const SignalCrossRegion = "token-used-from-another-aws-region"
