@@ -9,6 +9,7 @@ import (
 
 	"github.com/outsider-sec/outsider/pkg/config"
 	"github.com/outsider-sec/outsider/pkg/detect"
+	"github.com/outsider-sec/outsider/pkg/suppress"
 )
 
 // Context keys of cdk.json (and -c on the command line): every setting a user changes.
@@ -44,7 +45,7 @@ const (
 	ctxEmailSeverity = "emailSeverity"
 	// Who gets the operational alarms (default: notificationEmail), on a topic of their own.
 	ctxAlarmEmail = "alarmEmail"
-	// Future findings to suppress, the Security Hub way (automation rules): see suppress.go.
+	// Future findings to suppress, the Security Hub way (automation rules): see pkg/suppress.
 	ctxSuppress = "suppress"
 	// The ARN of the principal that may run `outsider drill`: the stack then has the
 	// canary function (a role that may do nothing), invocable by that principal only.
@@ -53,7 +54,7 @@ const (
 
 // Settings are the deployment's choices, read from the CDK context.
 type Settings struct {
-	Suppress       []suppression
+	Suppress       []suppress.Entry
 	DrillPrincipal string
 	Email          string
 	AlarmEmail     string
@@ -123,8 +124,8 @@ func readSettings(get func(string) string) (Settings, error) {
 	if s.DrillPrincipal = get(ctxDrill); s.DrillPrincipal != "" && !principalARN.MatchString(s.DrillPrincipal) {
 		errs = append(errs, fmt.Errorf("%s: %q is not the ARN of an IAM user or role (arn:aws:iam::ACCOUNT:user/NAME or :role/NAME)", ctxDrill, s.DrillPrincipal))
 	}
-	if sup, err := parseSuppressions(get(ctxSuppress)); err != nil {
-		errs = append(errs, err)
+	if sup, err := suppress.Parse(get(ctxSuppress)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", ctxSuppress, err))
 	} else {
 		s.Suppress = sup
 	}

@@ -1,5 +1,6 @@
 // Command outsider is Outsider on the operator's machine: replay CloudTrail files through
-// the detector (no AWS account needed), drill a deployment, print its version.
+// the detector (no AWS account needed), drill a deployment, suppress what is the team's
+// own, print its version.
 //
 //	go install github.com/outsider-sec/outsider/cmd/outsider@latest
 package main
@@ -12,6 +13,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/outsider-sec/outsider/pkg/drill"
 	"github.com/outsider-sec/outsider/pkg/replay"
+	"github.com/outsider-sec/outsider/pkg/suppress"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
@@ -34,6 +37,8 @@ Were the temporary credentials of one of your Lambda functions used from outside
 Commands:
   replay    run the detection over CloudTrail files (events, log files, trail folders)
   drill     use the deployed canary's Lambda token from this machine and wait for its finding
+  suppress  make Security Hub automation rules that suppress future findings (function, role,
+            principal, cidr)
   version   print the version of this build
 
 Run 'outsider COMMAND -h' for a command's flags.
@@ -49,6 +54,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return replay.Main(args[1:], stdin, stdout, stderr)
 	case "drill":
 		return drillMain(args[1:], stdout, stderr)
+	case "suppress":
+		return suppressMain(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version())
 		return replay.ExitOK
@@ -97,6 +104,54 @@ func drillMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if _, err := d.Run(ctx); err != nil {
 		replay.PrintError(stderr, "outsider drill", err)
+		return replay.ExitError
+	}
+	return replay.ExitOK
+}
+
+// suppressMain runs `outsider suppress ENTRY...`, with the operator's AWS credentials.
+func suppressMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("suppress", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	order := fs.Int("order", 100, "the first rule's order among the account's automation rules (1 to 1000; lower runs first)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, "Usage: outsider suppress [flags] KIND=VALUE...\n\n"+
+				"Makes a Security Hub automation rule per entry that sets Outsider's future matching findings\n"+
+				"SUPPRESSED (Workflow only). Entries: function=<function ARN>, role=<role ARN>,\n"+
+				"principal=<ARN that assumed the role>, cidr=<IPv4 network of /8, /16, /24 or /32>.\n"+
+				"Run it in the Security Hub administrator account to cover member accounts' findings.\n"+
+				"The stack's -c suppress=... makes the same rules.\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return replay.ExitOK
+		}
+		replay.PrintError(stderr, "outsider suppress", err)
+		return replay.ExitUsage
+	}
+	entries, err := suppress.Parse(strings.Join(fs.Args(), ","))
+	if err == nil && len(entries) == 0 {
+		err = errors.New("no KIND=VALUE entry given")
+	}
+	if err == nil && (*order < 1 || *order+len(entries)-1 > 1000) {
+		err = fmt.Errorf("--order: %d is not between 1 and 1000 for %d rules", *order, len(entries))
+	}
+	if err != nil {
+		replay.PrintError(stderr, "outsider suppress", err)
+		return replay.ExitUsage
+	}
+	ctx := context.Background()
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		replay.PrintError(stderr, "outsider suppress", err)
+		return replay.ExitUsage
+	}
+	arns, err := suppress.Create(ctx, securityhub.NewFromConfig(cfg), entries, int32(*order))
+	for i, arn := range arns {
+		fmt.Fprintf(stdout, "outsider suppress: %s: %s\n", entries[i].Name(), arn)
+	}
+	if err != nil {
+		replay.PrintError(stderr, "outsider suppress", err)
 		return replay.ExitError
 	}
 	return replay.ExitOK

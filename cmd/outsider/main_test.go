@@ -20,6 +20,9 @@ func TestCommands(t *testing.T) {
 		"unknown":         {[]string{"reply"}, 2, "", `unknown command "reply"`},
 		"replay -h":       {[]string{"replay", "-h"}, 0, "Usage: outsider replay", ""},
 		"drill -h":        {[]string{"drill", "-h"}, 0, "Usage: outsider drill", ""},
+		"suppress -h":     {[]string{"suppress", "-h"}, 0, "Usage: outsider suppress", ""},
+		"suppress bad":    {[]string{"suppress", "cidr=10.1.2.0/23"}, 2, "", "outsider suppress: suppress: \"cidr=10.1.2.0/23\""},
+		"suppress none":   {[]string{"suppress"}, 2, "", "no KIND=VALUE"},
 		"drill bad flag":  {[]string{"drill", "--fn", "x"}, 2, "", "outsider drill: flag provided but not defined: -fn"},
 		"replay bad flag": {[]string{"replay", "--colour", "x"}, 2, "", "outsider replay: flag provided but not defined: -colour"},
 	} {
