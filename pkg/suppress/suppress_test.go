@@ -14,7 +14,9 @@ import (
 	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
-type creator struct{ got []*securityhub.CreateAutomationRuleInput }
+type creator struct {
+	got []*securityhub.CreateAutomationRuleInput
+}
 
 func (c *creator) CreateAutomationRule(_ context.Context, in *securityhub.CreateAutomationRuleInput, _ ...func(*securityhub.Options)) (*securityhub.CreateAutomationRuleOutput, error) {
 	c.got = append(c.got, in)
