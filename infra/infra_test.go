@@ -666,7 +666,7 @@ func TestNag(t *testing.T) {
 			stack := app.Node().FindChild(jsii.String(name)).(awscdk.Stack)
 			errs := assertions.Annotations_FromStack(stack).FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
 			for _, e := range *errs {
-				t.Errorf("%s: %+v %s", name, e, fmt.Sprint(*e.Entry))
+				t.Errorf("%s: %+v", name, e)
 			}
 		}
 	})
