@@ -237,7 +237,8 @@ func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.T
 				return nil, false, nil
 			}
 		}
-		return nil, false, ErrClaimedElsewhere
+		// Who holds it and since when, for whoever reads the batch's log line.
+		return nil, false, fmt.Errorf("%w (%s: claimed by worker %.8s %s ago)", ErrClaimedElsewhere, key, c.By, m.now().Sub(time.Unix(c.At, 0)).Round(time.Second))
 	}
 	won, err = m.Store.Swap(ctx, key, cur, mine, keep)
 	if err == nil && !won {
