@@ -109,7 +109,7 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 		return false, err
 	}
 	if !won {
-		return m.update(ctx, f, key, keep)
+		return m.update(ctx, f, key, mine, keep) // mine is the sent mark, as read
 	}
 	if err := m.Send(ctx, f); err != nil {
 		m.Store.Put(ctx, key, []byte(`{}`), time.Unix(1, 0))
@@ -148,13 +148,9 @@ func (m *Mailer) Mail(ctx context.Context, f detect.Finding) (sent bool, err err
 // addresses no earlier email named, at most once every UpdateEvery. The hour's email is
 // claimed like a first one (one worker sends it); the finding's mark then names what was
 // said. Should that last write be lost, the next hour's update says it again.
-func (m *Mailer) update(ctx context.Context, f detect.Finding, key string, keep time.Time) (bool, error) {
+func (m *Mailer) update(ctx context.Context, f detect.Finding, key string, cur []byte, keep time.Time) (bool, error) {
 	if m.SendUpdate == nil {
 		return false, nil
-	}
-	cur, ok, err := m.Store.Get(ctx, key, f.PeriodStart)
-	if err != nil || !ok {
-		return false, err
 	}
 	var c emailClaim
 	if json.Unmarshal(cur, &c) != nil || !c.Sent {
@@ -196,7 +192,8 @@ var claimWait = 2 * time.Second
 
 // claim claims the right to send a finding's email: a conditional write that one worker
 // wins; a claim left by a worker that died unsent is taken over after EmailLease. It
-// returns the claim written, to turn into the sent mark.
+// returns the claim written, to turn into the sent mark; when the email went already, the
+// sent mark it read (what an update compares with), and false.
 func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.Time) ([]byte, bool, error) {
 	mine, _ := json.Marshal(emailClaim{By: m.nonce(), At: m.now().Unix()})
 	won, err := m.Store.Claim(ctx, key, mine, periodStart, keep)
@@ -218,7 +215,7 @@ func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.T
 	var c emailClaim
 	switch {
 	case json.Unmarshal(cur, &c) != nil || c.Sent:
-		return nil, false, nil
+		return cur, false, nil
 	case c.By == m.nonce():
 		return cur, true, nil // our own claim, whose answer was lost
 	case m.now().Sub(time.Unix(c.At, 0)) < EmailLease:
@@ -234,7 +231,7 @@ func (m *Mailer) claim(ctx context.Context, key string, periodStart, keep time.T
 				return nil, false, err
 			}
 			if ok && isSent(cur) {
-				return nil, false, nil
+				return cur, false, nil
 			}
 		}
 		// Who holds it and since when, for whoever reads the batch's log line.
