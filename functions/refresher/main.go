@@ -50,7 +50,8 @@ func main() {
 	}
 	if cfg.Silence > 0 {
 		h.Jobs = append(h.Jobs, silence.Job{
-			Store: dynamo.New(dynamodb.NewFromConfig(awsCfg), cfg.Table), Silence: cfg.Silence, Metrics: os.Stdout,
+			Store: dynamo.New(dynamodb.NewFromConfig(awsCfg), cfg.Table), Silence: cfg.Silence,
+			Metric: func(name string, v int, at time.Time) { refresh.WriteMetric(os.Stdout, name, v, at) },
 		})
 	}
 	if len(cfg.ASNSources) > 0 {

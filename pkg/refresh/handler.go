@@ -87,18 +87,22 @@ func (j ASNJob) Run(ctx context.Context, log *slog.Logger) error {
 	return err
 }
 
-// metric writes one CloudWatch Embedded Metric Format line, namespace Outsider.
-// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 func (h *Handler) metric(name string, v int) {
-	if h.Metrics == nil {
-		return
+	if h.Metrics != nil {
+		WriteMetric(h.Metrics, name, v, time.Now())
 	}
+}
+
+// WriteMetric writes one CloudWatch Embedded Metric Format line, namespace Outsider: the
+// refresher's metrics (its jobs' too) that the stack alarms on.
+// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+func WriteMetric(w io.Writer, name string, v int, at time.Time) {
 	b, _ := json.Marshal(map[string]any{
 		name: v,
 		"_aws": map[string]any{
-			"Timestamp":         time.Now().UnixMilli(),
+			"Timestamp":         at.UnixMilli(),
 			"CloudWatchMetrics": []any{map[string]any{"Namespace": "Outsider", "Dimensions": [][]string{{}}, "Metrics": []any{map[string]string{"Name": name, "Unit": "Count"}}}},
 		},
 	})
-	h.Metrics.Write(append(b, '\n'))
+	w.Write(append(b, '\n'))
 }

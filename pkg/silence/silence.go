@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -148,7 +147,7 @@ func Check(ctx context.Context, s detect.Store, now time.Time, silence time.Dura
 type Job struct {
 	Store   detect.Store
 	Silence time.Duration
-	Metrics io.Writer // CloudWatch Embedded Metric Format lines
+	Metric  func(name string, v int, at time.Time) // the refresher's metrics (refresh.WriteMetric)
 	Now     func() time.Time
 }
 
@@ -166,16 +165,8 @@ func (j Job) Run(ctx context.Context, log *slog.Logger) error {
 		log.WarnContext(ctx, "no CloudTrail record from this account: its forwarding rule or trail may be off",
 			"account", q.Account, "lastArrived", q.Last.Format(time.RFC3339), "silentHours", int(now.Sub(q.Last).Hours()))
 	}
-	if j.Metrics != nil {
-		// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
-		b, _ := json.Marshal(map[string]any{
-			"SilentAccounts": len(quiet),
-			"_aws": map[string]any{
-				"Timestamp":         now.UnixMilli(),
-				"CloudWatchMetrics": []any{map[string]any{"Namespace": "Outsider", "Dimensions": [][]string{{}}, "Metrics": []any{map[string]string{"Name": "SilentAccounts", "Unit": "Count"}}}},
-			},
-		})
-		j.Metrics.Write(append(b, '\n'))
+	if j.Metric != nil {
+		j.Metric("SilentAccounts", len(quiet), now)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/outsider-sec/outsider/pkg/refresh"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
 
@@ -81,7 +82,7 @@ func TestRegister(t *testing.T) {
 
 	// The refresher's hourly job: a metric line and a warning naming the account.
 	var metrics, logs bytes.Buffer
-	j := Job{Store: s, Silence: 6 * time.Hour, Metrics: &metrics, Now: func() time.Time { return t0.Add(8 * time.Hour) }}
+	j := Job{Store: s, Silence: 6 * time.Hour, Metric: func(name string, v int, at time.Time) { refresh.WriteMetric(&metrics, name, v, at) }, Now: func() time.Time { return t0.Add(8 * time.Hour) }}
 	if err := j.Run(ctx, slog.New(slog.NewJSONHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
