@@ -67,26 +67,36 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return replay.ExitUsage
 }
 
+// parseFlags parses a command's flags: -h prints usage and the flags on stdout; an error
+// is said once, prefixed with the command's name. done tells the caller to return code.
+func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout, stderr io.Writer) (code int, done bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage+"\nFlags:\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return replay.ExitOK, true
+	}
+	replay.PrintError(stderr, "outsider "+fs.Name(), err)
+	return replay.ExitUsage, true
+}
+
 // drillMain runs `outsider drill`, with the operator's AWS credentials and region.
 func drillMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fn := fs.String("function", "outsider-canary", "the canary function (the detector stack's CanaryFunction output; deployed with -c drillPrincipal=YOUR_ARN)")
 	timeout := fs.Duration("timeout", 20*time.Minute, "how long to wait for the finding")
 	every := fs.Duration("every", 15*time.Second, "how often to ask Security Hub")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, "Usage: outsider drill [flags]\n\n"+
-				"Invokes the stack's canary function, calls sts:GetCallerIdentity from this machine with the\n"+
-				"Lambda token it hands back (its role may do nothing else), and waits for the drill's finding\n"+
-				"in Security Hub: the whole path, CloudTrail to finding, the day the stack is deployed.\n"+
-				"AWS credentials and region from the environment (the principal named in drillPrincipal).\n\nFlags:\n")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return replay.ExitOK
-		}
-		replay.PrintError(stderr, "outsider drill", err)
-		return replay.ExitUsage
+	if code, done := parseFlags(fs, args, "Usage: outsider drill [flags]\n\n"+
+		"Invokes the stack's canary function, calls sts:GetCallerIdentity from this machine with the\n"+
+		"Lambda token it hands back (its role may do nothing else), and waits for the drill's finding\n"+
+		"in Security Hub: the whole path, CloudTrail to finding, the day the stack is deployed.\n"+
+		"AWS credentials and region from the environment (the principal named in drillPrincipal).\n", stdout, stderr); done {
+		return code
 	}
 	ctx := context.Background()
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
@@ -112,22 +122,14 @@ func drillMain(args []string, stdout, stderr io.Writer) int {
 // suppressMain runs `outsider suppress ENTRY...`, with the operator's AWS credentials.
 func suppressMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("suppress", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	order := fs.Int("order", 100, "the first rule's order among the account's automation rules (1 to 1000; lower runs first)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, "Usage: outsider suppress [flags] KIND=VALUE...\n\n"+
-				"Makes a Security Hub automation rule per entry that sets Outsider's future matching findings\n"+
-				"SUPPRESSED (Workflow only). Entries: function=<function ARN>, role=<role ARN>,\n"+
-				"principal=<ARN that assumed the role>, cidr=<IPv4 network of /8, /16, /24 or /32>.\n"+
-				"Run it in the Security Hub administrator account to cover member accounts' findings.\n"+
-				"The stack's -c suppress=... makes the same rules.\n\nFlags:\n")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return replay.ExitOK
-		}
-		replay.PrintError(stderr, "outsider suppress", err)
-		return replay.ExitUsage
+	if code, done := parseFlags(fs, args, "Usage: outsider suppress [flags] KIND=VALUE...\n\n"+
+		"Makes a Security Hub automation rule per entry that sets Outsider's future matching findings\n"+
+		"SUPPRESSED (Workflow only). Entries: function=<function ARN>, role=<role ARN>,\n"+
+		"principal=<ARN that assumed the role>, cidr=<IPv4 network of /8, /16, /24 or /32>.\n"+
+		"Run it in the Security Hub administrator account to cover member accounts' findings.\n"+
+		"The stack's -c suppress=... makes the same rules.\n", stdout, stderr); done {
+		return code
 	}
 	entries, err := suppress.Parse(strings.Join(fs.Args(), ","))
 	if err == nil && len(entries) == 0 {
