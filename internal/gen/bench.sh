@@ -1,82 +1,139 @@
 #!/usr/bin/env bash
-# Times the replay against plain Python parses of the same records, on one core, in three
-# interleaved runs, for each form a trail comes in: NDJSON of records, NDJSON of
-# EventBridge envelopes, and a CloudTrail S3 folder of small gzipped log files. Then the
-# replay on every core. Prints the medians, the ratios and peak RSS.
+# Times the replay against plain Python parses of the same records, on one core, median of
+# three interleaved runs, on two histories:
 #
-#   bash internal/gen/bench.sh            # 300,000 records
-#   RECORDS=1000000 bash internal/gen/bench.sh
+#   light: three accounts, mostly AWS-internal traffic, as NDJSON of records, NDJSON of
+#          EventBridge envelopes, and a CloudTrail S3 folder of small gzipped log files;
+#   dense: 400 accounts whose trails are mostly Lambda (Lambda's AssumeRoles, the
+#          functions' own calls), ~15% from outside, functions chaining into hub accounts,
+#          as one NDJSON file per account given one after another, the same records
+#          sorted, and a trail folder.
+#
+# Then the replay on every core (decisions sharded by account). Prints the medians, the
+# ratios and peak RSS, and checks that every form and core count concludes the same
+# findings.
+#
+#   bash internal/gen/bench.sh                           # 300,000 light, 420,000 dense records
+#   RECORDS=1000000 DENSE_RECORDS=1000000 bash internal/gen/bench.sh
+#   MIX=dense bash internal/gen/bench.sh                 # one mix only
 #
 # Needs: Go, python3, taskset (util-linux) and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 records=${RECORDS:-300000}
+dense=${DENSE_RECORDS:-420000}
+mix=${MIX:-light dense}
 core=${CORE:-0}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "--- building and generating $records records ($(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+echo "--- $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(go version | cut -d' ' -f3); $(python3 --version)"
 go build -o "$work/outsider" ./cmd/outsider
-go run ./internal/gen/cmd/gentrail -records "$records" -form ndjson >"$work/records.ndjson" 2>/dev/null
-go run ./internal/gen/cmd/gentrail -records "$records" -form envelopes >"$work/envelopes.ndjson" 2>/dev/null
-go run ./internal/gen/cmd/gentrail -records "$records" -form trail -out "$work/trail" 2>/dev/null
+go build -o "$work/gentrail" ./internal/gen/cmd/gentrail
 cat >"$work/floor.py" <<'PY'
 import gzip, json, os, sys
-path, n = sys.argv[1], 0
-if os.path.isdir(path):
-    for root, _, files in os.walk(path):
-        for f in files:
-            with gzip.open(os.path.join(root, f)) as g:
-                n += len(json.load(g)["Records"])
-else:
-    with open(path, "rb") as f:
-        for line in f:
-            json.loads(line)
-            n += 1
+n = 0
+for path in sys.argv[1:]:
+    if os.path.isdir(path):
+        for root, _, files in os.walk(path):
+            for f in files:
+                with gzip.open(os.path.join(root, f)) as g:
+                    n += len(json.load(g)["Records"])
+    else:
+        with open(path, "rb") as f:
+            for line in f:
+                json.loads(line)
+                n += 1
 print(n)
+PY
+# What a run concluded: each finding's last state (the fields of its lines, the last of
+# each), with its lists of addresses and calls sorted: two shards that wrote one finding
+# may have listed them in another order.
+cat >"$work/final.py" <<'PY'
+import json, sys
+last = {}
+for l in open(sys.argv[1]):
+    f = json.loads(l)
+    last.setdefault(f["Id"], {}).update(f)
+for k in sorted(last):
+    f = last[k]
+    pf = f["ProductFields"]
+    srt = lambda s: ",".join(sorted((s or "").split(",")))
+    print(k, f["Title"], pf.get("outsider/Count"), pf.get("outsider/FailedCount"), pf.get("outsider/FirstSeen"),
+          pf.get("outsider/LastSeen"), srt(pf.get("outsider/SourceIPs")), srt(pf.get("outsider/ApiCalls")),
+          pf.get("outsider/Function"), pf.get("outsider/ChainedRoleArn"))
 PY
 
 # seconds and peak RSS (KB) of a command (its findings kept in $work/out)
 timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>/dev/null; cat "$work/t"; }
-# the last state of each finding, one line each, sorted: what a run concluded
-final() { python3 -c 'import json,sys
-last={}
-for l in open(sys.argv[1]):
-    f=json.loads(l); last[f["Id"]]=l.strip()
-print("\n".join(sorted(last.values())))' "$1"; }
-declare -A rep flo rss
+median() { tr ' ' '\n' | grep . | sort -n | sed -n 2p; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+declare -A inputs rep flo rss two rss2
+forms=()
+if [[ " $mix " == *" light "* ]]; then
+	echo "--- generating the light mix: $records records"
+	"$work/gentrail" -records "$records" -form ndjson >"$work/light.ndjson" 2>/dev/null
+	"$work/gentrail" -records "$records" -form envelopes >"$work/light.envelopes.ndjson" 2>/dev/null
+	"$work/gentrail" -records "$records" -form trail -out "$work/light.trail" 2>/dev/null
+	inputs[light/ndjson]="$work/light.ndjson"
+	inputs[light/envelopes]="$work/light.envelopes.ndjson"
+	inputs[light/trail]="$work/light.trail"
+	forms+=(light/ndjson light/envelopes light/trail)
+fi
+if [[ " $mix " == *" dense "* ]]; then
+	echo "--- generating the dense mix: $dense records"
+	"$work/gentrail" -mix dense -records "$dense" -form ndjson >"$work/dense.sorted.ndjson"
+	"$work/gentrail" -mix dense -records "$dense" -form accounts -out "$work/dense.accounts" 2>/dev/null
+	"$work/gentrail" -mix dense -records "$dense" -form trail -out "$work/dense.trail" 2>&1 | tail -1
+	inputs[dense/accounts]="$(ls -d "$work"/dense.accounts/*.ndjson | tr '\n' ' ')"
+	inputs[dense/sorted]="$work/dense.sorted.ndjson"
+	inputs[dense/trail]="$work/dense.trail"
+	forms+=(dense/accounts dense/sorted dense/trail)
+fi
+
 for run in 1 2 3; do
-	for form in records.ndjson envelopes.ndjson trail; do
-		read -r s m < <(timed taskset -c "$core" "$work/outsider" replay --fresh --state "$work/state" --progress 0 --parallel 1 --format json "$work/$form")
-		rep[$form]+="$s "; rss[$form]+="$m "
-		final "$work/out" >"$work/final.one-core.$form"
-		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" "$work/$form")
+	for form in "${forms[@]}"; do
+		# shellcheck disable=SC2086 # the per-account form is many paths
+		read -r s m < <(timed taskset -c "$core" "$work/outsider" replay --fresh --state "$work/state" --progress 0 --parallel 1 --format json ${inputs[$form]})
+		rep[$form]+="$s "
+		rss[$form]+="$m "
+		python3 "$work/final.py" "$work/out" >"$work/final.one-core.${form/\//.}"
+		# shellcheck disable=SC2086
+		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" ${inputs[$form]})
 		flo[$form]+="$s "
+		# shellcheck disable=SC2086
+		read -r s m < <(timed "$work/outsider" replay --fresh --state "$work/state" --progress 0 --format json ${inputs[$form]})
+		two[$form]+="$s "
+		rss2[$form]+="$m "
+		python3 "$work/final.py" "$work/out" >"$work/final.every-core.${form/\//.}"
 	done
 done
-median() { tr ' ' '\n' | grep . | sort -n | sed -n 2p; }
-printf '\n%-18s %12s %12s %8s %10s\n' input "replay s" "floor s" ratio "peak RSS"
-for form in records.ndjson envelopes.ndjson trail; do
-	r=$(echo "${rep[$form]}" | median); f=$(echo "${flo[$form]}" | median); m=$(echo "${rss[$form]}" | median)
-	printf '%-18s %12s %12s %7.2fx %8d MB\n' "$form" "$r" "$f" "$(awk -v f="$f" -v r="$r" 'BEGIN { print f / r }')" $((m / 1024))
+
+printf '\n%-16s %9s %9s %7s %9s %12s %8s %9s\n' input "replay s" "floor s" ratio "peak RSS" "$(nproc) cores s" speedup "peak RSS"
+for form in "${forms[@]}"; do
+	r=$(echo "${rep[$form]}" | median)
+	f=$(echo "${flo[$form]}" | median)
+	m=$(echo "${rss[$form]}" | median)
+	t=$(echo "${two[$form]}" | median)
+	m2=$(echo "${rss2[$form]}" | median)
+	printf '%-16s %9s %9s %6sx %6d MB %12s %7sx %6d MB\n' "$form" "$r" "$f" "$(ratio "$f" "$r")" $((m / 1024)) "$t" "$(ratio "$r" "$t")" $((m2 / 1024))
 done
 echo
-echo "ratio: the floor's time over the replay's (above 1: the replay is faster); one core, median of three"
-for form in records.ndjson envelopes.ndjson trail; do
-	ts=""
-	for run in 1 2 3; do
-		read -r s m < <(timed "$work/outsider" replay --fresh --state "$work/state" --progress 0 --format json "$work/$form")
-		ts+="$s "
-	done
-	final "$work/out" >"$work/final.every-core.$form"
-	echo "every core ($(nproc)), $form: median $(echo "$ts" | median) s, $((m / 1024)) MB"
-done
+echo "ratio: the floor's time over the replay's, both on one core (above 1: the replay is faster)"
+echo "speedup: the replay on one core over the replay on every core (--parallel $(nproc): decisions sharded by account)"
 echo
 same=yes
-for f in "$work"/final.*; do
-	if ! cmp -s "$f" "$work/final.one-core.records.ndjson"; then
-		same=no
-		echo "findings differ: $(basename "$f") against one-core records.ndjson"
-	fi
+for m in light dense; do
+	ref=$(ls "$work"/final.one-core.$m.* 2>/dev/null | head -1) || true
+	[[ -n "$ref" ]] || continue
+	for f in "$work"/final.*."$m".*; do
+		if ! cmp -s "$f" "$ref"; then
+			same=no
+			echo "findings differ: $(basename "$f") against $(basename "$ref")"
+		fi
+	done
+	echo "$m: $(wc -l <"$ref") findings"
 done
-echo "findings ($(wc -l <"$work/final.one-core.records.ndjson")): identical on every form, one core and every core: $same"
+echo "identical on every form of a mix, one core and every core: $same"
+[[ $same == yes ]]

@@ -91,10 +91,12 @@ var internal = [][4]string{ // source, name, identity type, sourceIP
 }
 
 type writer struct {
-	w   *bufio.Writer
-	rng *rand.Rand
-	buf []byte
-	aws map[string][]netip.Prefix
+	w    *bufio.Writer
+	rng  *rand.Rand
+	buf  []byte
+	aws  map[string][]netip.Prefix
+	emit func(account string, line []byte) error // set: records go here, by recipient account, instead of w
+	err  error                                   // emit's first error
 }
 
 // Write writes a history as NDJSON, one record a line, in time order.
@@ -260,7 +262,11 @@ func (g *writer) record(t time.Time, account, region, source, name, ident, ip, u
 	b = append(b, `"}}`...)
 	b = append(b, '\n')
 	g.buf = b
-	g.w.Write(b)
+	if g.emit == nil {
+		g.w.Write(b)
+	} else if g.err == nil {
+		g.err = g.emit(account, b)
+	}
 }
 
 func (g *writer) uuid(b []byte) []byte {

@@ -17,9 +17,13 @@ import (
 // <account>_CloudTrail_<region>_<yyyymmddThhmmZ>_<unique>.json.gz for the end of its five
 // minutes. Records must come in time order; a slot is written once time has moved past it.
 type TrailWriter struct {
+	// Slot is the time one file covers (default five minutes, CloudTrail's delivery
+	// period for a busy account; a quiet account's files hold hours).
+	Slot  time.Duration
 	dir   string
 	slots map[slot][][]byte
-	n     int // files written
+	n     int       // files written
+	last  time.Time // the time of the last flush: slots are scanned once a minute of records
 }
 
 type slot struct {
@@ -46,9 +50,17 @@ func (w *TrailWriter) Add(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	k := slot{r.Account, r.Region, at.Truncate(5 * time.Minute).Add(5 * time.Minute)}
+	per := w.Slot
+	if per <= 0 {
+		per = 5 * time.Minute
+	}
+	k := slot{r.Account, r.Region, at.Truncate(per).Add(per)}
 	w.slots[k] = append(w.slots[k], bytes.Clone(rec))
-	return w.flush(at.Add(-10 * time.Minute))
+	if at.Sub(w.last) < time.Minute {
+		return nil
+	}
+	w.last = at
+	return w.flush(at.Add(-per - 5*time.Minute))
 }
 
 // Close writes what is left and returns the number of files written.
