@@ -668,6 +668,9 @@ func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error 
 		}
 		defer rs.zr.Close()
 		rs.capped = capped{r: &rs.zr, left: maxUnzipped}
+		if rs.unzipped == nil {
+			rs.unzipped = bufio.NewReaderSize(nil, 64<<10)
+		}
 		rs.unzipped.Reset(&rs.capped)
 		br = rs.unzipped
 	}
@@ -811,7 +814,9 @@ type readerSet struct {
 }
 
 var readers = sync.Pool{New: func() any {
-	return &readerSet{raw: bufio.NewReaderSize(nil, 64<<10), unzipped: bufio.NewReaderSize(nil, 64<<10)}
+	// unzipped is made for the first gzipped input: a replay of hundreds of plain files
+	// read side by side holds one buffer each, not two.
+	return &readerSet{raw: bufio.NewReaderSize(nil, 64<<10)}
 }}
 
 // errLineTooLong: a line longer than the reader's bound, skipped.

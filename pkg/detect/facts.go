@@ -451,15 +451,43 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 		}
 	}
 	d.lateFacts = late
-	if len(d.facts) > maxFacts {
-		d.lastAcct = nil
+	d.evict()
+	return nil
+}
+
+// evictAge: a fact written and not sighted for this long (event time) is dropped from
+// memory once there are more than softFacts; the store answers for it if it is asked again.
+// Records come in event-time order give or take hours (a replay's reorder window, a late
+// delivery), so an answer about them reads what the store holds, which is exact for any
+// time from a training period before its newest sighting on (factValue.stored).
+const (
+	evictAge  = 6 * 60 * 60
+	softFacts = 8192
+)
+
+// evict bounds memory by event time: a dense history teaches tens of thousands of keys a
+// day, each a fact and an issuer, and holding them all makes the garbage collector the
+// detector's main work. Facts past maxFacts go whatever their age.
+func (d *Detector) evict() {
+	if len(d.facts) > softFacts {
+		old := d.clock - evictAge
+		all := len(d.facts) > maxFacts
 		for k, e := range d.facts {
-			if !e.dirty && !e.late {
+			if !e.dirty && !e.late && (all || e.v.newest() < old) {
 				delete(d.facts, k)
 			}
 		}
+		d.lastAcct = nil
 	}
-	return nil
+	if len(d.issuedMemo) > softFacts {
+		// An expired key's issuer answers nothing for a time at or after its expiry; a
+		// late record from before it reads the store again.
+		for k, is := range d.issuedMemo {
+			if is != nil && is.Expires.Unix() < d.clock {
+				delete(d.issuedMemo, k)
+			}
+		}
+	}
 }
 
 // factAttempts is how many times a fact's write is tried against other workers' writes

@@ -390,15 +390,9 @@ func (d *Detector) Flush(ctx context.Context) ([]Change, error) { return d.flush
 // further, changes otherwise or a Flush.
 func (d *Detector) FlushBatch(ctx context.Context) ([]Change, error) { return d.flush(ctx, someFacts) }
 
-// FlushFindings is Flush without the facts: they stay in memory, dirty, until the next
-// Flush. A replay, which reads its own state back, prints findings far more often than it
-// needs its facts on disk.
-func (d *Detector) FlushFindings(ctx context.Context) ([]Change, error) { return d.flush(ctx, noFacts) }
-
 // Which facts a flush writes.
 const (
-	noFacts = iota
-	someFacts
+	someFacts = iota
 	allFacts
 )
 
@@ -413,11 +407,9 @@ func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 		}
 		d.unknownKeys = d.unknownKeys[:0]
 	}()
-	if facts != noFacts {
-		if err := d.flushFacts(ctx, facts == allFacts); err != nil {
-			d.dropPending()
-			return nil, err
-		}
+	if err := d.flushFacts(ctx, facts == allFacts); err != nil {
+		d.dropPending()
+		return nil, err
 	}
 	out := make([]Change, 0, len(d.order))
 	for _, key := range d.order {
@@ -486,6 +478,8 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 		if !found {
 			f = p.f
 			f.resetCounts()
+		} else {
+			p.new = false // another worker opened it: this one updates it
 		}
 		f.Attached, f.AttachedDetail, f.AssumedBy = p.f.Attached, p.f.AttachedDetail, p.f.AssumedBy
 		ids := newCallSet(&f)

@@ -103,10 +103,12 @@ type Flow struct {
 	Sink     Sink
 	Log      *slog.Logger // nil: none
 
-	// FactsEvery writes the detector's facts at every n-th batch (and at Finish); 0 or 1:
-	// at every batch. A worker that may die between batches (the Lambda) writes them every
-	// time; a replay, which reads its own state back, need not.
-	FactsEvery int
+	// Every writes the state and hands the findings on at every n-th batch (and at
+	// Finish); 0 or 1: at every batch. A worker that may die between batches (the Lambda)
+	// writes every time; a replay, which prints at its end what a crash would lose, need
+	// not: a finding changed in many batches is then written and printed once, and the
+	// embedded store commits a few times a minute instead of every batch.
+	Every int
 	// Margin is the time kept before the context's deadline to flush and answer: records
 	// not started by then are deferred (their inputs fail with ErrDeadline).
 	Margin time.Duration
@@ -212,19 +214,17 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 		}
 	}
 	f.batches++
-	flush := f.Detector.FlushFindings
-	facts := last || f.FactsEvery <= 1 || f.batches%f.FactsEvery == 0
-	switch {
-	case last:
+	if !last && f.Every > 1 && f.batches%f.Every != 0 {
+		return 0
+	}
+	flush := f.Detector.FlushBatch
+	if last {
 		flush = f.Detector.Flush
-	case facts:
-		flush = f.Detector.FlushBatch
 	}
 	changes, err := flush(ctx)
-	if err == nil && (facts || len(changes) > 0) {
+	if err == nil {
 		// What is handed on is written first: after a crash, a finding is not handed on
-		// (or emailed) as new a second time. A batch that hands nothing on and writes no
-		// facts leaves its few other writes gathered in the store until the next flush.
+		// (or emailed) as new a second time.
 		err = f.Store.Flush(ctx)
 	}
 	if err != nil {

@@ -37,8 +37,9 @@ const wholeFile = 4 << 20
 // reader reads inputs; it keeps its buffer from one file to the next.
 type reader struct {
 	buf     []byte
-	workers int // goroutines that parse the lines of a large input (0, 1: this one)
-	chunk   int // records a chunk (0: chunkRecords)
+	workers int  // goroutines that parse the lines of a large input (0, 1: this one)
+	chunk   int  // records a chunk (0: chunkRecords)
+	stream  bool // never read a file whole: one of many inputs read side by side
 }
 
 // produceOne reads one input into chunks; false when the caller stopped listening.
@@ -46,7 +47,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	var r io.Reader = stdin
 	workers := rd.workers // a small file is parsed in this goroutine: files are read side by side
 	if in.path != "-" {
-		if in.regular {
+		if in.regular && !rd.stream {
 			data, rest, err := rd.readHead(in.path)
 			if err != nil {
 				return send(chunk{file: in.path, start: true, unreadable: err})
@@ -223,7 +224,9 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		go func() {
 			defer wg.Done()
 			defer close(ch)
-			rd := reader{workers: workers, chunk: per}
+			// Files of hundreds of accounts merged side by side: each holds a read
+			// buffer, not its whole file.
+			rd := reader{workers: workers, chunk: per, stream: len(plain) > 8}
 			rd.produceOne(in, stdin, func(c chunk) bool {
 				select {
 				case ch <- c:

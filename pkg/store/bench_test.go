@@ -33,7 +33,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.SetBytes(int64(buf.Len() / len(lines)))
 	b.ReportAllocs()
 	// The replay's flow: batches of 1,000 records, facts written every 64 batches.
-	f := &flow.Flow{Detector: d, Store: st, Sink: &storetest.Collect{}, FactsEvery: 64}
+	f := &flow.Flow{Detector: d, Store: st, Sink: &storetest.Collect{}, Every: 64}
 	in := &flow.Input{ID: "bench"}
 	i := 0
 	for b.Loop() {

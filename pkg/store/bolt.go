@@ -29,7 +29,7 @@ type Bolt struct {
 	pending map[string]item
 }
 
-const batchSize = 10000
+const batchSize = 2000
 
 // ErrLocked means another process (another replay) has the state file open.
 var ErrLocked = errors.New("store: the state file is in use by another process")
