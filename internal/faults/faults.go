@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Kind is a failure.
@@ -40,6 +41,10 @@ func (k Kind) String() string {
 // Transport wraps next and fails the requests a plan chooses.
 type Transport struct {
 	Next http.RoundTripper
+
+	// Latency delays every request to a service by its duration before sending it: a
+	// local server answers in microseconds where DynamoDB takes milliseconds.
+	Latency map[string]time.Duration
 
 	mu    sync.Mutex
 	plans []*plan
@@ -119,7 +124,11 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if fail != nil {
 		kind = fail.kind
 	}
+	delay := t.Latency[svc]
 	t.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
 	if fail == nil {
 		return t.Next.RoundTrip(r)
 	}

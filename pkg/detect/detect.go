@@ -72,13 +72,17 @@ type Detector struct {
 	facts       map[string]*factEntry // by store key
 	keyBuf      []byte                // scratch for lookup
 	dirtyFacts  []fact
-	lateFacts   []fact              // facts whose only change is a later last sighting, not yet written
-	issuedMemo  map[string]*issued  // keys looked up since the last flush (nil: none issued)
-	unknownKeys []string            // the keys issuedMemo holds as not issued
-	lastAcct    *factEntry          // the last account observed: records come in runs of one account
-	pending     map[string]*pending // findings changed since the last Flush, by store key
-	order       []string            // their keys, in the order they were first changed
-	touched     string              // id of the finding the record in Process opened or updated
+	lateFacts   []fact                    // facts whose only change is a later last sighting, not yet written
+	issuedMemo  map[string]*issued        // keys looked up since the last flush (nil: none issued)
+	unknownKeys []string                  // the keys issuedMemo holds as not issued
+	lastAcct    *factEntry                // the last account observed: records come in runs of one account
+	pending     map[string]*pending       // findings changed since the last Flush, by store key
+	order       []string                  // their keys, in the order they were first changed
+	touched     string                    // id of the finding the record in Process opened or updated
+	clock       int64                     // the newest event time processed, Unix seconds: what memory may forget
+	owns        func(account string) bool // nil: one shard, every account (SetShard)
+	exchange    *Exchange
+	shared      *issued // what this record's cross-account AssumeRole issued, for the role owner's shard
 	Stats       Stats
 }
 
@@ -110,12 +114,23 @@ func New(cfg Config, store Store, ranges RangeLookup, asns ASNLookup) (*Detector
 // be retried.
 func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) (finding string, err error) {
 	d.touched = ""
+	if d.foreignCopy(r) {
+		return "", d.processForeign(ctx, r)
+	}
+	if d.sharedCaller(r) {
+		// Published whatever happens: the role owner's shard waits for it.
+		d.shared = nil
+		defer func() { d.exchange.publish(r, d.shared) }()
+	}
 	err = d.process(ctx, r)
 	return d.touched, err
 }
 
 func (d *Detector) process(ctx context.Context, r *cloudtrail.Record) error {
 	d.Stats.Records++
+	if ts := r.Time.Unix(); ts > d.clock {
+		d.clock = ts
+	}
 	// Activation counts the account's own trail: the account that logged the record.
 	if err := d.observeAccount(ctx, r.RecipientAccount, r.Time); err != nil {
 		return err

@@ -123,9 +123,9 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record, c 
 		if r.IssuedKeyID == "" {
 			return nil
 		}
-		return d.putIssued(ctx, r.IssuedKeyID, &issued{
-			Lambda: true, By: lambdaPrincipal, Role: role, Account: account, Region: r.Region, At: r.Time, Expires: expires,
-		})
+		is := &issued{Lambda: true, By: lambdaPrincipal, Role: role, Account: account, Region: r.Region, At: r.Time, Expires: expires}
+		d.shared = is
+		return d.putIssued(ctx, r.IssuedKeyID, is)
 	}
 	if r.IssuedKeyID == "" {
 		return nil
@@ -180,11 +180,22 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record, c 
 	} else if err := d.putIssued(ctx, r.IssuedKeyID, is); err != nil {
 		return err
 	}
+	if d.sharedCaller(r) {
+		if id.Type != cloudtrail.IdentityAWSAccount {
+			d.shared = is
+		}
+		return nil // who assumes the role is its owner's shard's to keep
+	}
+	return d.noteAssumer(ctx, r, account, role, by)
+}
+
+// noteAssumer remembers who assumed a Lambda role (the second investigative question),
+// newest kept.
+func (d *Detector) noteAssumer(ctx context.Context, r *cloudtrail.Record, account, role, by string) error {
 	lambdaRole, err := d.isLambdaRole(ctx, account, role, r.Time)
 	if err != nil || !lambdaRole {
 		return err
 	}
-	// Remember who assumes a Lambda role (the second investigative question), newest kept.
 	key := fact{keyAssumers, account, role, ""}.String()
 	var list []Assumption
 	if _, err := d.getJSON(ctx, key, time.Time{}, &list); err != nil {

@@ -71,8 +71,10 @@ func TestEmailClaims(t *testing.T) {
 		}
 		return stdout.String()
 	}
-	if out := run("--fresh", "--format", "json"); strings.Count(out, "\n") != 5 {
-		t.Fatalf("first run: %q, want 5 lines (4 findings opened, 1 updated)", out)
+	// The replay prints a finding when it writes it (every 64 batches): the demo's update
+	// of a finding comes before that, so each finding is printed once, in its last state.
+	if out := run("--fresh", "--format", "json"); strings.Count(out, "\n") != 4 {
+		t.Fatalf("first run: %q, want 4 lines (4 findings opened)", out)
 	}
 	if n := strings.Count(run("--format", "email"), "Subject: "); n != 4 {
 		t.Fatalf("second run: %d emails, want 4 (none was emailed yet)", n)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -56,10 +57,16 @@ func writeLines(t *testing.T, lines [][]byte) string {
 // fresh, and returns the final state of every finding printed.
 func replayRuns(t *testing.T, runs ...[]string) map[string]outcome {
 	t.Helper()
+	return replayWith(t, nil, runs...)
+}
+
+// replayWith is replayRuns with more flags.
+func replayWith(t *testing.T, flags []string, runs ...[]string) map[string]outcome {
+	t.Helper()
 	state := t.TempDir()
 	out := map[string]outcome{}
 	for i, files := range runs {
-		args := []string{"--state", state, "--format", "json", "--progress", "0", "--asn-db", "testdata/GeoLite2-ASN-Test.mmdb"}
+		args := append([]string{"--state", state, "--format", "json", "--progress", "0", "--asn-db", "testdata/GeoLite2-ASN-Test.mmdb"}, flags...)
 		if i == 0 {
 			args = append(args, "--fresh")
 		}
@@ -202,8 +209,9 @@ func TestTrailFolderForms(t *testing.T) {
 	}
 }
 
-// TestParallelSameFindings: reading beside deciding (--parallel 2) gives the findings of
-// reading and deciding in turn (--parallel 1), on NDJSON and on a trail folder.
+// TestParallelSameFindings: deciding on two shards beside the readers (--parallel 2) gives
+// the findings of reading and deciding in turn (--parallel 1), on NDJSON and on a trail
+// folder.
 func TestParallelSameFindings(t *testing.T) {
 	lines := history(t, 11, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	var recs [][]byte
@@ -211,20 +219,64 @@ func TestParallelSameFindings(t *testing.T) {
 		recs = append(recs, bytes.TrimRight(l, "\n"))
 	}
 	for _, in := range []string{writeNDJSON(t, recs, t.TempDir()), writeLogFiles(t, recs, t.TempDir())} {
-		out := map[int]string{}
-		for _, p := range []int{1, 2} {
-			var stdout, stderr bytes.Buffer
-			args := []string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", fmt.Sprint(p), in}
-			if code := Main(args, nil, &stdout, &stderr); code != ExitOK {
-				t.Fatalf("--parallel %d: exit %d: %s", p, code, stderr.String())
+		want := replayWith(t, []string{"--parallel", "1"}, []string{in})
+		sameOutcome(t, in+": --parallel 2", want, replayWith(t, []string{"--parallel", "2"}, []string{in}))
+	}
+}
+
+// TestShardedSameFindings: decisions sharded by account conclude what one detector does, on
+// dense histories of many accounts whose functions chain into hub accounts' roles (a
+// cross-account AssumeRole is logged in both accounts and decided on both sides) and whose
+// thieves use the chained keys: for 2, 3 and 5 shards, given as one sorted file and as one
+// file per account, and in a restart between two halves.
+func TestShardedSameFindings(t *testing.T) {
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			cfg := gen.Dense(16000)
+			cfg.Seed, cfg.Accounts, cfg.Hubs, cfg.Days = seed, 24, 3, 40
+			dir := t.TempDir()
+			var all bytes.Buffer
+			perAccount := map[string]*bytes.Buffer{}
+			if _, err := gen.WriteDense(cfg, func(account string, line []byte) error {
+				all.Write(line)
+				if perAccount[account] == nil {
+					perAccount[account] = &bytes.Buffer{}
+				}
+				perAccount[account].Write(line)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
 			}
-			out[p] = stdout.String()
-		}
-		if out[1] == "" {
-			t.Fatal("no finding")
-		}
-		if diff := cmp.Diff(out[1], out[2]); diff != "" {
-			t.Errorf("%s: --parallel 2 differs from --parallel 1:\n%s", in, diff)
-		}
+			sorted := filepath.Join(dir, "sorted.ndjson")
+			if err := os.WriteFile(sorted, all.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var files []string
+			for a, b := range perAccount {
+				f := filepath.Join(dir, a+".ndjson")
+				if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, f)
+			}
+			slices.Sort(files)
+			lines := bytes.SplitAfter(all.Bytes(), []byte("\n"))
+			first, second := writeLines(t, lines[:len(lines)/2]), writeLines(t, lines[len(lines)/2:])
+
+			var stdout, stderr bytes.Buffer
+			if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", sorted}, nil, &stdout, &stderr); code != ExitOK {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), `"outsider/ChainedRoleArn":"arn:aws:iam::`) {
+				t.Fatal("no finding on a chained key: the history does not test chains across accounts")
+			}
+			want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
+			for _, n := range []string{"2", "3", "5"} {
+				par := []string{"--parallel", n}
+				sameOutcome(t, n+" shards, sorted", want, replayWith(t, par, []string{sorted}))
+				sameOutcome(t, n+" shards, a file per account", want, replayWith(t, par, files))
+				sameOutcome(t, n+" shards, restarted half way", want, replayWith(t, par, []string{first}, []string{second}))
+			}
+		})
 	}
 }

@@ -60,6 +60,7 @@ type Options struct {
 	Window     time.Duration // reorder window, event time
 	Parallel   int           // goroutines: 1 reads and decides in turn; 2 or more read beside deciding
 	CPUProfile string
+	MemProfile string
 	Config     detect.Config
 	Paths      []string
 }
@@ -122,6 +123,7 @@ func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	fs.IntVar(&o.Parallel, "parallel", runtime.NumCPU(), "1: read and decide in turn; 2 or more: read, decompress and parse beside the decisions (the same findings)")
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the run's end, before the state is written, to this file (diagnostics)")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -257,11 +259,18 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	defer closeStore() // on early returns; the normal end checks its error
 
-	det, err := detect.New(o.Config, st, ranges, asns)
+	newDetector := func() (*detect.Detector, error) {
+		det, err := detect.New(o.Config, st, ranges, asns)
+		if err != nil {
+			return nil, err
+		}
+		det.SetInventory(inv)
+		return det, nil
+	}
+	det, err := newDetector()
 	if err != nil {
 		return ExitUsage, err
 	}
-	det.SetInventory(inv)
 
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
@@ -282,10 +291,19 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
 	}
 	out := newPrinter(o, stdout, st)
-	// Facts go to the store every 64 batches (and at the end); findings every batch.
-	fl := &flow.Flow{Detector: det, Store: st, Sink: out, FactsEvery: 64}
-	run := &runner{flow: fl, crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
+	// The state is written and findings printed every 64 batches (64,000 records), and at the end.
+	mk := func(d *detect.Detector) *flow.Flow { return &flow.Flow{Detector: d, Store: st, Sink: out, Every: 64} }
+	run := &runner{flow: mk(det), crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
 		batch: &flow.Input{ID: "replay"}}
+	if o.Parallel > 1 {
+		// Decisions on every core, a shard of the accounts each.
+		sh, err := newShards(o.Parallel, newDetector, mk)
+		if err != nil {
+			return ExitUsage, err
+		}
+		run.shards = sh
+		defer sh.start(ctx)()
+	}
 	inputs, digests, err := collect(o.Paths)
 	run.digests, run.activation = digests, o.Config.Activation
 	if err != nil {
@@ -293,6 +311,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	if err := run.merge(ctx, inputs, stdin, max(1, o.Parallel)); err != nil {
 		return exitFor(err), err
+	}
+	if o.MemProfile != "" {
+		if err := writeHeapProfile(o.MemProfile); err != nil {
+			return ExitError, err
+		}
 	}
 	if err := run.drain(ctx); err != nil {
 		return ExitError, err
@@ -362,6 +385,19 @@ func openStore(ctx context.Context, o Options) (detect.Store, func() error, erro
 	return b, func() error { once.Do(func() { cerr = b.Close() }); return cerr }, nil
 }
 
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return f.Close()
+}
+
 type usageError struct{ error }
 
 func exitFor(err error) int {
@@ -385,6 +421,7 @@ type runner struct {
 	every       time.Duration
 	start, last time.Time
 	current     string
+	shards      *shards             // nil: flow decides alone
 	digests     int                 // CloudTrail digest files skipped
 	badFiles    map[string][]string // by reason, the first files that held such values
 	activation  time.Duration
@@ -422,8 +459,21 @@ func (r *runner) decide(ctx context.Context, last bool) error {
 		run = r.flow.Finish
 	}
 	b := r.batch
-	r.sum.Add(run(ctx, []*flow.Input{b}))
-	if b.Err != nil {
+	if sh := r.shards; sh != nil {
+		sum, err := sh.wait() // the batch before this one
+		r.sum.Add(sum)
+		if err != nil {
+			return err
+		}
+		sh.send(b.Records, last)
+		if last {
+			sum, err := sh.wait()
+			r.sum.Add(sum)
+			if err != nil {
+				return err
+			}
+		}
+	} else if r.sum.Add(run(ctx, []*flow.Input{b})); b.Err != nil {
 		return b.Err
 	}
 	clear(b.Records)
@@ -452,6 +502,9 @@ func (r *runner) report(final bool) {
 		return
 	}
 	st := r.flow.Detector.Stats
+	if r.shards != nil {
+		st = r.shards.stats()
+	}
 	say := func(format string, a ...any) { fmt.Fprintf(r.stderr, "outsider replay: "+format+"\n", a...) }
 	say("%d files, %d records read in %s (%.0f records/s)", r.files, r.read, el.Round(time.Millisecond), rate)
 	cross := ""
@@ -497,6 +550,7 @@ func days(d time.Duration) string {
 // printer is the replay's sink: it writes findings as ASFF JSON lines or a text table, or
 // the email of each finding not emailed yet, claimed in the state as the Lambda claims it.
 type printer struct {
+	mu   sync.Mutex // shards publish side by side
 	o    Options
 	w    io.Writer
 	tw   *tabwriter.Writer
@@ -528,6 +582,8 @@ func (p *printer) product(f detect.Finding) asff.Product {
 
 // Publish implements flow.Sink. A failure to write is the run's end.
 func (p *printer) Publish(ctx context.Context, changes []detect.Change) (flow.Published, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var pub flow.Published
 	for _, c := range changes {
 		if p.mail != nil {

@@ -1,0 +1,125 @@
+package detect
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/outsider-sec/outsider/pkg/awsid"
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+)
+
+// Sharding. All state is an account's (DESIGN §9), so decisions shard by account: a record
+// goes to the shard of the account that logged it (recipientAccountId). One record is
+// decided on two sides: a cross-account AssumeRole, which the caller's account logs with
+// the caller's identity. Whose key it issued (a function's chained token, a person's) is the
+// caller's account's to say, and the key is then used in the role owner's account: the
+// record also goes to the role owner's shard as a foreign copy, which takes what the
+// caller's shard concluded about it from an Exchange, at the same place in event-time
+// order, and adds what is the role owner's to learn (who assumes its role). Shards deciding
+// in event-time order therefore conclude what one detector concludes, for chains across
+// accounts too.
+
+// ForeignRole returns the account of the role a cross-account AssumeRole obtained a key
+// of, when another account logged it: the account whose shard also takes the record.
+func ForeignRole(r *cloudtrail.Record) (string, bool) {
+	if r.Source != "sts.amazonaws.com" || !strings.HasPrefix(r.Name, "AssumeRole") {
+		return "", false
+	}
+	a := awsid.Account(r.Request.RoleARN)
+	return a, a != "" && r.RecipientAccount != "" && a != r.RecipientAccount
+}
+
+// Exchange hands what a caller's shard concluded about a cross-account AssumeRole to the
+// role owner's shard. Every record handed to two shards is published once by the caller's
+// shard and taken once by the owner's.
+type Exchange struct {
+	mu    sync.Mutex
+	slots map[*cloudtrail.Record]*exchangeSlot
+}
+
+type exchangeSlot struct {
+	done chan struct{}
+	is   *issued // nil: the caller's shard learned no key from it
+}
+
+// NewExchange returns an empty exchange.
+func NewExchange() *Exchange {
+	return &Exchange{slots: map[*cloudtrail.Record]*exchangeSlot{}}
+}
+
+func (x *Exchange) slot(r *cloudtrail.Record) *exchangeSlot {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s := x.slots[r]
+	if s == nil {
+		s = &exchangeSlot{done: make(chan struct{})}
+		x.slots[r] = s
+	}
+	return s
+}
+
+func (x *Exchange) publish(r *cloudtrail.Record, is *issued) {
+	s := x.slot(r)
+	s.is = is
+	close(s.done)
+}
+
+// take waits for the caller's shard to publish r.
+func (x *Exchange) take(ctx context.Context, r *cloudtrail.Record) (*issued, error) {
+	s := x.slot(r)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	x.mu.Lock()
+	delete(x.slots, r)
+	x.mu.Unlock()
+	return s.is, nil
+}
+
+// SetShard makes the detector one shard of several over one store: owns tells the
+// accounts it decides for; x is shared by all the shards. The caller must hand each shard
+// the records of its accounts, and each cross-account AssumeRole (ForeignRole) to the role
+// owner's shard too, every shard in the same event-time order.
+func (d *Detector) SetShard(owns func(account string) bool, x *Exchange) {
+	d.owns, d.exchange = owns, x
+}
+
+// foreignCopy: the record is another shard's, handed to this one as its role's owner.
+func (d *Detector) foreignCopy(r *cloudtrail.Record) bool {
+	return d.owns != nil && !d.owns(r.RecipientAccount)
+}
+
+// sharedCaller: this shard decides a cross-account AssumeRole whose role another shard
+// owns, and publishes what it concluded.
+func (d *Detector) sharedCaller(r *cloudtrail.Record) bool {
+	if d.owns == nil {
+		return false
+	}
+	a, ok := ForeignRole(r)
+	return ok && !d.owns(a)
+}
+
+// processForeign takes a foreign copy: who obtained the key, as the caller's shard
+// concluded, and who assumes the role, which is this shard's to keep.
+func (d *Detector) processForeign(ctx context.Context, r *cloudtrail.Record) error {
+	is, err := d.exchange.take(ctx, r)
+	if err != nil || is == nil {
+		return err
+	}
+	if is.Lambda {
+		d.learnRole(is.Account, is.Role, r.Time)
+	}
+	c := *is
+	c.Function = nil
+	if f := is.Function; f != nil {
+		c.Function = &FunctionRef{Account: f.Account, Region: f.Region, Name: f.Name, Role: f.Role}
+	}
+	d.issuedMemo[strings.Clone(r.IssuedKeyID)] = &c
+	if is.Lambda {
+		return nil
+	}
+	return d.noteAssumer(ctx, r, is.Account, is.Role, is.By)
+}
