@@ -71,7 +71,7 @@ func (c countingNotifier) Publish(ctx context.Context, f detect.Finding) error {
 
 var envN int
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	e := &env{faults: &faults.Transport{Next: mototest.Transport()}, published: &published{n: map[string]int{}}}
 	e.clean = mototest.Config(t, nil)
@@ -105,7 +105,7 @@ func setup(t *testing.T) *env {
 }
 
 // handler is one Lambda container: its own detector and store over the shared table.
-func (e *env) handler(t *testing.T, logs *bytes.Buffer) (*pipeline.Handler, *dynamo.Store) {
+func (e *env) handler(t testing.TB, logs *bytes.Buffer) (*pipeline.Handler, *dynamo.Store) {
 	t.Helper()
 	st := dynamo.New(dynamodb.NewFromConfig(e.cfg), e.table)
 	det, err := detect.New(detect.Default(), st, ipranges.Embedded(), nil)
@@ -149,7 +149,7 @@ func batches(lines [][]byte, size int) []events.SQSEvent {
 
 // deliver hands each batch to h and redelivers the failed messages, as SQS does, until
 // none fail. It returns how many deliveries failed.
-func deliver(t *testing.T, h *pipeline.Handler, bs []events.SQSEvent) int {
+func deliver(t testing.TB, h *pipeline.Handler, bs []events.SQSEvent) int {
 	t.Helper()
 	failures := 0
 	for _, ev := range bs {
