@@ -89,9 +89,10 @@ if [[ " $mix " == *" dense "* ]]; then
 	"$work/gentrail" -mix dense -records "$dense" -form trail -out "$work/dense.trail" 2>&1 | tail -1
 	inputs[dense/accounts]="$(ls -d "$work"/dense.accounts/*.ndjson | tr '\n' ' ')"
 	inputs[dense/sorted]="$work/dense.sorted.ndjson"
-	# Its files hold an hour each (CloudTrail's hold five minutes): records come up to an
-	# hour behind other accounts' and regions', so the reorder window is two hours.
-	inputs[dense/trail]="--reorder-window 2h $work/dense.trail"
+	# Its files hold twelve hours each (CloudTrail's hold five minutes of a busy account):
+	# records come up to twelve hours behind other accounts' and regions', so the reorder
+	# window is thirteen hours.
+	inputs[dense/trail]="--reorder-window 13h $work/dense.trail"
 	forms+=(dense/accounts dense/sorted dense/trail)
 fi
 
@@ -103,7 +104,7 @@ for run in $(seq "$runs"); do
 		rss[$form]+="$m "
 		python3 "$work/final.py" "$work/out" >"$work/final.one-core.${form/\//.}"
 		# shellcheck disable=SC2086
-		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" ${inputs[$form]#--reorder-window 2h })
+		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" ${inputs[$form]#--reorder-window 13h })
 		flo[$form]+="$s "
 		# shellcheck disable=SC2086
 		read -r s m < <(timed "$work/outsider" replay --fresh --state "$work/state" --progress 0 --format json ${inputs[$form]})

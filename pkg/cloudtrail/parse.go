@@ -257,6 +257,9 @@ type arena struct {
 	recs []Record
 	size int // records in the next block
 	strs strings.Builder
+	// maxBlock and chunk bound the record blocks and string chunks (0: 128 records,
+	// 16 KiB).
+	maxBlock, chunk int
 }
 
 // record returns a zeroed record.
@@ -265,7 +268,11 @@ func (a *arena) record() *Record {
 		return new(Record)
 	}
 	if len(a.recs) == 0 {
-		a.size = min(max(2*a.size, 8), 128)
+		most := a.maxBlock
+		if most == 0 {
+			most = 128
+		}
+		a.size = min(max(2*a.size, 8), most)
 		a.recs = make([]Record, a.size)
 	}
 	r := &a.recs[0]
@@ -282,8 +289,12 @@ func (a *arena) strings(n int) *strings.Builder {
 		return b
 	}
 	if a.strs.Cap()-a.strs.Len() < n {
+		chunk := a.chunk
+		if chunk == 0 {
+			chunk = 16 << 10
+		}
 		a.strs = strings.Builder{}
-		a.strs.Grow(max(n, 16<<10))
+		a.strs.Grow(max(n, chunk))
 	}
 	return &a.strs
 }
@@ -648,10 +659,29 @@ func Read(r io.Reader, emit func(*Record), bad func(error)) error {
 // bad are still called from the caller's goroutine, in the order Read calls them. One
 // worker parses in the caller's goroutine.
 func ReadN(r io.Reader, workers int, emit func(*Record), bad func(error)) error {
+	return ReadWith(r, ReadOptions{Workers: workers}, emit, bad)
+}
+
+// ReadOptions shape ReadWith.
+type ReadOptions struct {
+	Workers int // as ReadN's
+	// Small: the input is one of many read side by side (a file per account, hundreds
+	// merged by event time): its read buffer, record blocks and string chunks are small,
+	// since each holds memory until the records it carries are decided.
+	Small bool
+}
+
+// ReadWith is ReadN with options.
+func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error)) error {
+	workers := opt.Workers
 	// A trail folder is tens of thousands of small gzipped files: their readers, buffers
 	// and arena are reused from one file to the next, not allocated for each.
-	rs := readers.Get().(*readerSet)
-	defer readers.Put(rs)
+	pool := &readers
+	if opt.Small {
+		pool = &smallReaders
+	}
+	rs := pool.Get().(*readerSet)
+	defer pool.Put(rs)
 	o := &out{emit: emit, bad: bad, latest: Now().Add(futureSlack), arena: &rs.arena}
 	var pp *parallelParse
 	if workers > 1 {
@@ -817,6 +847,12 @@ var readers = sync.Pool{New: func() any {
 	// unzipped is made for the first gzipped input: a replay of hundreds of plain files
 	// read side by side holds one buffer each, not two.
 	return &readerSet{raw: bufio.NewReaderSize(nil, 64<<10)}
+}}
+
+// smallReaders are ReadOptions.Small's: 8 KiB read buffers, blocks of 8 records, string
+// chunks of 2 KiB.
+var smallReaders = sync.Pool{New: func() any {
+	return &readerSet{raw: bufio.NewReaderSize(nil, 8<<10), arena: arena{maxBlock: 8, chunk: 2 << 10}}
 }}
 
 // errLineTooLong: a line longer than the reader's bound, skipped.

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gaissmai/bart"
+	json "github.com/goccy/go-json"
 
 	"github.com/outsider-sec/outsider/pkg/awsid"
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"

@@ -2,12 +2,13 @@ package detect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 // A baseline fact (a Lambda role, a function, a key seen inside AWS, an ASN the account's
@@ -254,6 +255,13 @@ type factEntry struct {
 	fn, region string
 }
 
+// maxKeyLife is the longest an STS key is valid: 36 hours (GetSessionToken and
+// GetFederationToken's maximum DurationSeconds, 129,600; a role session lasts at most 12
+// hours, one obtained by role chaining one hour).
+// https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html
+// https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+const maxKeyLife = 36 * time.Hour
+
 // negativeTTL is how long (wall time) a fact that does not hold is believed without asking
 // the store again: another container may have learned it meanwhile.
 const negativeTTL = 5 * time.Minute
@@ -421,7 +429,13 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 				return fmt.Errorf("detect: encode %s: %w", f, err)
 			}
 			expires := time.Time{}
-			if f.prefix != keyAccount {
+			switch f.prefix {
+			case keyAccount:
+			case keyInside:
+				// A key answers for itself only while it is valid: no temporary key lives
+				// longer than maxKeyLife after it was last seen inside.
+				expires = time.Unix(e.v.newest(), 0).Add(maxKeyLife)
+			default:
 				expires = time.Unix(e.v.newest(), 0).Add(d.cfg.Training)
 			}
 			swaps[i] = Swap{Key: f.String(), Old: e.stored, Value: b, Expires: expires}

@@ -2,12 +2,13 @@ package detect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 // The dedup periods are fixed: consecutive intervals of the dedup length counted from

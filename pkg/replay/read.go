@@ -73,7 +73,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	}
 	c := chunk{file: in.path, start: true}
 	stopped := false
-	err := cloudtrail.ReadN(r, workers, func(rec *cloudtrail.Record) {
+	err := cloudtrail.ReadWith(r, cloudtrail.ReadOptions{Workers: workers, Small: rd.stream}, func(rec *cloudtrail.Record) {
 		if stopped {
 			return
 		}

@@ -295,6 +295,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	mk := func(d *detect.Detector) *flow.Flow { return &flow.Flow{Detector: d, Store: st, Sink: out, Every: 64} }
 	run := &runner{flow: mk(det), crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
 		batch: &flow.Input{ID: "replay"}}
+	if b, ok := st.(*store.Bolt); ok {
+		// What expired a day before the reorder window's reach is asked about by no later
+		// decision: the embedded store need not write it.
+		run.forget = func(t time.Time) { b.Forget(t.Add(-o.Window - 24*time.Hour)) }
+	}
 	if o.Parallel > 1 {
 		// Decisions on every core, a shard of the accounts each.
 		sh, err := newShards(o.Parallel, newDetector, mk)
@@ -422,6 +427,7 @@ type runner struct {
 	start, last time.Time
 	current     string
 	shards      *shards             // nil: flow decides alone
+	forget      func(time.Time)     // the local store's Forget: the batch's first event time
 	digests     int                 // CloudTrail digest files skipped
 	badFiles    map[string][]string // by reason, the first files that held such values
 	activation  time.Duration
@@ -459,6 +465,9 @@ func (r *runner) decide(ctx context.Context, last bool) error {
 		run = r.flow.Finish
 	}
 	b := r.batch
+	if r.forget != nil && len(b.Records) > 0 {
+		r.forget(b.Records[0].Time)
+	}
 	if sh := r.shards; sh != nil {
 		sum, err := sh.wait() // the batch before this one
 		r.sum.Add(sum)

@@ -22,14 +22,22 @@ var bucket = []byte("outsider")
 // disk (Close syncs): one fsync per batch would cost more than the replay, and a commit
 // survives the replay's process dying, which is what a replay needs (a finding printed once
 // is not printed as new again). A crash of the machine loses at most what was written since
-// the last sync, which a replay of the same files writes again.
+// the last sync, which a replay of the same files writes again. A replay that calls Forget
+// also keeps items that expire within days of its event time in memory, not on disk, until
+// they expire (then dropped) or Close writes them: a process that dies loses those hours of
+// keys, which replaying its last files learns again.
 type Bolt struct {
-	mu      sync.Mutex
-	db      *bolt.DB
-	pending map[string]item
+	mu       sync.RWMutex // readers share it: a replay's shards read side by side
+	db       *bolt.DB
+	pending  map[string]item
+	horizon  time.Time // items that expire before it are not written (Forget)
+	gathered int       // writes since the last commit
 }
 
-const batchSize = 2000
+// batchSize bounds the writes gathered between commits. A replay flushes every few dozen
+// batches; most of what it writes in between is a key's, expired long before the commit
+// (Forget), so commits are few and small.
+const batchSize = 50000
 
 // ErrLocked means another process (another replay) has the state file open.
 var ErrLocked = errors.New("store: the state file is in use by another process")
@@ -76,6 +84,18 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 	return &Bolt{db: db, pending: map[string]item{}}, nil
 }
 
+// Forget tells the store that no decision will ask about an item that expired before t
+// (event time, given by a replay that decides in order): such items still gathered are
+// dropped at the next commit instead of being written. A dense history's keys, their
+// issuers and their sightings inside AWS, are most of a replay's writes and live hours.
+func (b *Bolt) Forget(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.After(b.horizon) {
+		b.horizon = t
+	}
+}
+
 func (b *Bolt) lookup(key string) (item, bool, error) {
 	if it, ok := b.pending[key]; ok {
 		return it, true, nil
@@ -102,8 +122,8 @@ func (b *Bolt) lookup(key string) (item, bool, error) {
 
 // Get implements detect.Store.
 func (b *Bolt) Get(_ context.Context, key string, now time.Time) ([]byte, bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	it, ok, err := b.lookup(key)
 	if err != nil || !ok || !it.live(now) {
 		return nil, false, err
@@ -148,19 +168,45 @@ func (b *Bolt) Swap(_ context.Context, key string, old, value []byte, expires ti
 
 func (b *Bolt) put(key string, it item) error {
 	b.pending[key] = it
-	if len(b.pending) >= batchSize {
-		return b.commit()
+	b.gathered++
+	switch {
+	case len(b.pending) >= 4*batchSize:
+		return b.commit(true) // short-lived items too: memory is bounded
+	case b.gathered >= batchSize:
+		return b.commit(false)
 	}
 	return nil
 }
 
-func (b *Bolt) commit() error {
+// shortLived is how far past the horizon an item may expire and still be held in memory
+// rather than written: once the horizon passes it, it is dropped unwritten.
+const shortLived = 72 * time.Hour
+
+// commit writes the gathered items. Once Forget set a horizon, items that expired before
+// it are dropped, and (unless all) items that expire soon after it are held for a later
+// commit, which will likely find them expired: a replay's keys live hours, and writing
+// each to the B-tree was most of its time on dense histories.
+func (b *Bolt) commit(all bool) error {
+	b.gathered = 0
 	if len(b.pending) == 0 {
 		return nil
+	}
+	hold := time.Time{}
+	if !all && !b.horizon.IsZero() {
+		hold = b.horizon.Add(shortLived)
 	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucket)
 		for k, it := range b.pending {
+			if !it.expires.IsZero() {
+				if it.expires.Before(b.horizon) {
+					delete(b.pending, k)
+					continue
+				}
+				if it.expires.Before(hold) {
+					continue
+				}
+			}
 			v := make([]byte, 8+len(it.value))
 			if !it.expires.IsZero() {
 				binary.BigEndian.PutUint64(v, uint64(it.expires.UnixNano()))
@@ -169,28 +215,29 @@ func (b *Bolt) commit() error {
 			if err := bk.Put([]byte(k), v); err != nil {
 				return err
 			}
+			delete(b.pending, k)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
-	clear(b.pending)
 	return nil
 }
 
-// Flush implements detect.Store: it commits the gathered writes.
+// Flush implements detect.Store: it commits the gathered writes (but the short-lived ones
+// a replay's horizon holds back: see commit).
 func (b *Bolt) Flush(context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.commit()
+	return b.commit(false)
 }
 
 // Close commits, syncs and closes the file.
 func (b *Bolt) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	err := b.commit()
+	err := b.commit(true)
 	if err == nil {
 		err = b.db.Sync()
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/outsider-sec/outsider/internal/storetest"
 	"github.com/outsider-sec/outsider/pkg/detect"
@@ -85,5 +86,55 @@ func TestReferenceModel(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("history %d: bolt differs from memory (-memory +bolt):\n%s", i, diff)
 		}
+	}
+}
+
+// TestBoltForget: past the horizon a replay sets, what expired is never written and what
+// expires soon is held in memory (read back all the while) until it expires or Close
+// writes it; what lives longer is committed at Flush as always.
+func TestBoltForget(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	b.Forget(t0)
+	b.Put(ctx, "expired", []byte("a"), t0.Add(-time.Hour))
+	b.Put(ctx, "soon", []byte("b"), t0.Add(time.Hour))
+	b.Put(ctx, "later", []byte("c"), t0.Add(30*24*time.Hour))
+	b.Put(ctx, "never", []byte("d"), time.Time{})
+	if _, ok, _ := b.Get(ctx, "expired", time.Time{}); !ok {
+		t.Error("an item expired before the horizon is not read back before its commit")
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := b.Get(ctx, "soon", time.Time{}); !ok || string(v) != "b" {
+		t.Errorf("a held item is not read back: %q %v", v, ok)
+	}
+	onDisk := func() map[string]bool {
+		got := map[string]bool{}
+		b.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucket).ForEach(func(k, _ []byte) error { got[string(k)] = true; return nil })
+		})
+		return got
+	}
+	if diff := cmp.Diff(map[string]bool{"later": true, "never": true}, onDisk()); diff != "" {
+		t.Errorf("after Flush, on disk (-want +got):\n%s", diff)
+	}
+	if _, ok, _ := b.Get(ctx, "expired", time.Time{}); ok {
+		t.Error("an item expired before the horizon is still held after the commit")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err = OpenBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if diff := cmp.Diff(map[string]bool{"later": true, "never": true, "soon": true}, onDisk()); diff != "" {
+		t.Errorf("after Close, on disk (-want +got):\n%s", diff)
 	}
 }

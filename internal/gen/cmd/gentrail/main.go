@@ -126,9 +126,10 @@ func run(n int, seed uint64, days, thefts, accounts int, mix, form, out string) 
 	case "trail":
 		tw := gen.NewTrailWriter(out)
 		if mix == "dense" {
-			// A quiet account's records (1,000 over weeks): an hour a file keeps the folder
-			// near a record a file's count of files, not one file per record.
-			tw.Slot = time.Hour
+			// 1,000 records an account over weeks: a file every five minutes would be a
+			// file a record; twelve hours of an account and region a file keeps the
+			// folder near four records a file. Replay it with a reorder window of 13h.
+			tw.Slot = 12 * time.Hour
 		}
 		if err := write(func(_ string, line []byte) error { return tw.Add(bytes.TrimSpace(line)) }); err != nil {
 			return err
