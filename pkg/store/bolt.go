@@ -62,19 +62,34 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 	}
 	// Opening takes the file's lock: a fresh start empties the state only once no other
 	// replay holds it. A symlink planted as state.db is not followed.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, NoSync: true, OpenFile: openNoFollow})
+	opts := &bolt.Options{Timeout: time.Second, NoFreelistSync: true, NoSync: true, OpenFile: openNoFollow}
+	db, err := bolt.Open(path, 0o600, opts)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		if fresh {
-			if err := tx.DeleteBucket(bucket); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-				return err
+	if fresh {
+		// A new file, locked, renamed over the old one while its lock is held: deleting a
+		// large state item by item takes seconds, and bbolt never gives a file's pages
+		// back. A replay that opens the state meanwhile waits for the new file's lock.
+		tmp := path + ".fresh"
+		os.Remove(tmp)
+		ndb, err := bolt.Open(tmp, 0o600, opts)
+		if err == nil {
+			if err = os.Rename(tmp, path); err != nil {
+				ndb.Close()
 			}
 		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: fresh %s: %w", path, err)
+		}
+		db.Close()
+		db = ndb
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err
 	}); err != nil {
