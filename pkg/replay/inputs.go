@@ -16,6 +16,17 @@ type input struct {
 	path    string
 	t       time.Time
 	regular bool // a regular file (not a FIFO, a device or stdin): read whole when small
+	day     bool // a trail's day folder (…/YYYY/MM/DD), listed when its day comes (t: the day)
+}
+
+// dayFolder is a trail's …/YYYY/MM/DD folder: its date, ok false for another folder.
+func dayFolder(path string) (time.Time, bool) {
+	d, m, y := filepath.Base(path), filepath.Base(filepath.Dir(path)), filepath.Base(filepath.Dir(filepath.Dir(path)))
+	if len(y) != 4 || len(m) != 2 || len(d) != 2 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("2006/01/02", y+"/"+m+"/"+d)
+	return t, err == nil
 }
 
 // CloudTrail names its log files
@@ -40,14 +51,17 @@ func isDigest(path string) bool {
 // symlink, a FIFO or a process substitution given as a path is read as the file it is.
 //
 // Digest files in a folder are skipped and counted.
+//
+// A trail's day folders (…/YYYY/MM/DD) are not listed here: each is an input marking its
+// day, listed with the other folders of its day when the reading comes to it (list). An
+// organisation trail is hundreds of thousands of files; their names, held all at once,
+// were a third of a dense replay's memory.
 func collect(paths []string) (inputs []input, digests int, err error) {
 	var plain, named []input
 	add := func(path string, regular bool) {
-		if m := logFileName.FindStringSubmatch(filepath.Base(path)); m != nil {
-			if t, err := time.Parse("20060102T1504Z", m[1]); err == nil {
-				named = append(named, input{path, t, regular})
-				return
-			}
+		if in, ok := namedInput(path, regular); ok {
+			named = append(named, in)
+			return
 		}
 		plain = append(plain, input{path: path, regular: regular})
 	}
@@ -84,43 +98,105 @@ func collect(paths []string) (inputs []input, digests int, err error) {
 				if path != p && strings.HasPrefix(d.Name(), ".") {
 					return filepath.SkipDir
 				}
-				return nil
-			}
-			if strings.HasPrefix(d.Name(), ".") {
-				return nil
-			}
-			if isDigest(path) {
-				digests++
-				return nil
-			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				st, err := os.Stat(path)
-				switch {
-				case err != nil:
-					add(path, false) // dangling: reported as unreadable
-				case st.Mode().IsRegular():
-					add(path, true) // a link to a file is read
+				if t, ok := dayFolder(path); ok && path != p {
+					named = append(named, input{path: path, t: t, day: true})
+					return filepath.SkipDir
 				}
-				// A link to a folder (loops), a FIFO or a device (/dev/zero never
-				// ends, a FIFO may never open) inside a folder: not followed. A pipe
-				// is read only when named on the command line.
 				return nil
 			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			add(path, true)
+			digests += walkFile(path, d, add)
 			return nil
 		})
 		if err != nil {
 			return nil, 0, err
 		}
 	}
+	sortNamed(named)
+	return append(plain, named...), digests, nil
+}
+
+// walkFile takes a file met in a folder: add is called for what is read; it returns 1
+// for a digest file (skipped, counted).
+func walkFile(path string, d fs.DirEntry, add func(path string, regular bool)) int {
+	if strings.HasPrefix(d.Name(), ".") {
+		return 0
+	}
+	if isDigest(path) {
+		return 1
+	}
+	if d.Type()&fs.ModeSymlink != 0 {
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			add(path, false) // dangling: reported as unreadable
+		case st.Mode().IsRegular():
+			add(path, true) // a link to a file is read
+		}
+		// A link to a folder (loops), a FIFO or a device (/dev/zero never ends, a FIFO
+		// may never open) inside a folder: not followed. A pipe is read only when named
+		// on the command line.
+		return 0
+	}
+	if d.Type().IsRegular() {
+		add(path, true)
+	}
+	return 0
+}
+
+// namedInput is a file CloudTrail named, with its name's time.
+func namedInput(path string, regular bool) (input, bool) {
+	if m := logFileName.FindStringSubmatch(filepath.Base(path)); m != nil {
+		if t, err := time.Parse("20060102T1504Z", m[1]); err == nil {
+			return input{path: path, t: t, regular: regular}, true
+		}
+	}
+	return input{}, false
+}
+
+// sortNamed orders named inputs by their time, then name.
+func sortNamed(named []input) {
 	slices.SortStableFunc(named, func(a, b input) int {
 		if c := a.t.Compare(b.t); c != 0 {
 			return c
 		}
 		return strings.Compare(filepath.Base(a.path), filepath.Base(b.path))
 	})
-	return append(plain, named...), digests, nil
+}
+
+// listDays lists day folders (of one day): their files, CloudTrail's named ones in time
+// order, then the others, in walk order, with the time of the day (read in the day's
+// place). It returns the digest files it skipped.
+func listDays(days []input) ([]input, int) {
+	var named, other []input
+	digests := 0
+	for _, day := range days {
+		err := filepath.WalkDir(day.path, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				other = append(other, input{path: path, t: day.t}) // reported when it fails
+				if d != nil && d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.IsDir() {
+				if path != day.path && strings.HasPrefix(d.Name(), ".") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			digests += walkFile(path, d, func(path string, regular bool) {
+				if in, ok := namedInput(path, regular); ok {
+					named = append(named, in)
+				} else {
+					other = append(other, input{path: path, t: day.t, regular: regular})
+				}
+			})
+			return nil
+		})
+		if err != nil {
+			other = append(other, input{path: day.path, t: day.t})
+		}
+	}
+	sortNamed(named)
+	return append(named, other...), digests
 }

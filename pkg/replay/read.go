@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/flow"
@@ -209,7 +210,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	defer cancel() // runs first: every goroutine stops sending
 	var streams []*stream
 	if len(named) > 0 {
-		streams = append(streams, &stream{ch: ordered(ctx, &wg, named, stdin, n)})
+		streams = append(streams, &stream{ch: ordered(ctx, &wg, named, stdin, n, &r.dayDigests)})
 	}
 	// Many streams read side by side: smaller chunks keep their sum bounded.
 	per := max(16, chunkRecords*4/max(1, len(plain)))
@@ -290,12 +291,10 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 }
 
 // ordered reads inputs with n readers side by side and hands their chunks on in input
-// order.
-func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.Reader, n int) <-chan chunk {
-	type job struct {
-		ins []input
-		out chan chunk
-	}
+// order. Day folders are listed as their day comes, all those of a day together: their
+// files take their place, in time order; the digest files they hold are counted in
+// digests.
+func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.Reader, n int, digests *atomic.Int64) <-chan chunk {
 	jobs := make(chan job)
 	order := make(chan chan chunk, 4*n)
 	out := make(chan chunk, 1)
@@ -326,23 +325,26 @@ func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.R
 		defer wg.Done()
 		defer close(order)
 		defer close(jobs)
-		for len(inputs) > 0 {
-			k := 1
-			for k < min(jobFiles, len(inputs)) && inputs[k-1].regular && inputs[k].regular {
-				k++
+		var pending []input // a day's files, listed
+		for len(inputs) > 0 || len(pending) > 0 {
+			if len(pending) == 0 && inputs[0].day {
+				k := 1
+				for k < len(inputs) && inputs[k].day && inputs[k].t.Equal(inputs[0].t) {
+					k++
+				}
+				files, d := listDays(inputs[:k])
+				digests.Add(int64(d))
+				inputs = inputs[k:]
+				pending = files
+				continue
 			}
-			ch := make(chan chunk, max(2*k+2, 16))
-			select {
-			case order <- ch:
-			case <-ctx.Done():
+			src := &inputs
+			if len(pending) > 0 {
+				src = &pending
+			}
+			if ordered1(ctx, src, jobs, order) {
 				return
 			}
-			select {
-			case jobs <- job{inputs[:k], ch}:
-			case <-ctx.Done():
-				return
-			}
-			inputs = inputs[k:]
 		}
 	}()
 	go func() {
@@ -360,4 +362,33 @@ func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.R
 		}
 	}()
 	return out
+}
+
+// job is a few inputs one reader reads in turn, its chunks handed on through out.
+type job struct {
+	ins []input
+	out chan chunk
+}
+
+// ordered1 hands the next job of *src (up to jobFiles small regular files, or one other
+// input) to the readers; done when ctx ended.
+func ordered1(ctx context.Context, src *[]input, jobs chan<- job, order chan<- chan chunk) (done bool) {
+	inputs := *src
+	k := 1
+	for k < min(jobFiles, len(inputs)) && inputs[k-1].regular && inputs[k].regular && !inputs[k].day {
+		k++
+	}
+	ch := make(chan chunk, max(2*k+2, 16))
+	select {
+	case order <- ch:
+	case <-ctx.Done():
+		return true
+	}
+	select {
+	case jobs <- job{inputs[:k], ch}:
+	case <-ctx.Done():
+		return true
+	}
+	*src = inputs[k:]
+	return false
 }

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -429,6 +430,7 @@ type runner struct {
 	shards      *shards             // nil: flow decides alone
 	forget      func(time.Time)     // the local store's Forget: the batch's first event time
 	digests     int                 // CloudTrail digest files skipped
+	dayDigests  atomic.Int64        // and those of the day folders, counted as they are listed
 	badFiles    map[string][]string // by reason, the first files that held such values
 	activation  time.Duration
 }
@@ -543,8 +545,8 @@ func (r *runner) report(final bool) {
 		}
 		say("%d malformed values skipped: %s", total, strings.Join(bad, "; "))
 	}
-	if r.digests > 0 {
-		say("%d CloudTrail digest files skipped (integrity hashes, no records)", r.digests)
+	if d := r.digests + int(r.dayDigests.Load()); d > 0 {
+		say("%d CloudTrail digest files skipped (integrity hashes, no records)", d)
 	}
 }
 
