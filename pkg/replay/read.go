@@ -213,7 +213,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		streams = append(streams, &stream{ch: ordered(ctx, &wg, named, stdin, n, &r.dayDigests)})
 	}
 	// Many streams read side by side: smaller chunks keep their sum bounded.
-	per := max(16, chunkRecords*4/max(1, len(plain)))
+	per := max(8, chunkRecords*4/max(1, len(plain)))
 	per = min(per, chunkRecords)
 	for _, in := range plain {
 		workers := 1

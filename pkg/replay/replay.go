@@ -284,12 +284,14 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		}
 		defer pprof.StopCPUProfile()
 	}
-	// The replay holds little live memory (the reorder window and caches): collecting
-	// rarely is much of a core's worth of speed, and a soft limit of 64 MiB on the heap
-	// keeps the process under 100 MB.
+	// The replay holds little live memory (the reorder window, caches bounded by event
+	// time, 25–45 MB on a dense history of 400 accounts): collecting rarely is much of a
+	// core's worth of speed, and a soft limit of 72 MiB on the runtime's memory keeps the
+	// process near 100 MB with the state file's pages. At 64 MiB the collector ran nearly
+	// without pause on dense histories (a trail folder: 12.2 s against 9.2 s here).
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(72 << 20))
 	}
 	out := newPrinter(o, stdout, st)
 	// The state is written and findings printed every 64 batches (64,000 records), and at the end.
