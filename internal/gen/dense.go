@@ -99,21 +99,7 @@ func WriteDense(cfg DenseConfig, emit func(account string, line []byte) error) (
 			s.LambdaInside++
 			s.Records++
 		case p < 850: // AWS services, instance roles, CI: inside AWS
-			region := regions[g.rng.IntN(len(regions))]
-			c := internal[g.rng.IntN(len(internal))]
-			var ident, ip, ua string
-			switch c[2] {
-			case "AWSService":
-				ident = `{"type":"AWSService","invokedBy":"` + c[3] + `"}`
-				ip, ua = c[3], c[3]
-			case "AssumedRole":
-				ident = g.session(a.id, "web-asg-role", "i-0"+strconv.FormatUint(g.rng.Uint64()>>8, 16), "ASIA"+g.keyBody())
-				ip, ua = g.awsIP(region), "aws-sdk-go/1.55.5 (go1.22.7; linux; amd64)"
-			default:
-				ident = `{"type":"IAMUser","principalId":"AIDA` + g.keyBody() + `","arn":"arn:aws:iam::` + a.id + `:user/ci-deployer","accountId":"` + a.id + `","accessKeyId":"AKIA` + g.keyBody() + `","userName":"ci-deployer"}`
-				ip, ua = g.awsIP(region), uaTF
-			}
-			g.record(t, a.id, region, c[0], c[1], ident, ip, ua, `{"roleName":"app"}`, "", "")
+			g.internalCall(t, a.id)
 			s.Internal++
 			s.Records++
 		case p < 988: // the company's people, from their own networks

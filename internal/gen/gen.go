@@ -187,27 +187,32 @@ func Write(cfg Config, out io.Writer) (Summary, error) {
 			g.record(t, a, "eu-west-1", "ec2.amazonaws.com", "DescribeInstances", g.session(a, "AWSReservedSSO_PowerUser_0a1b2c3d", "dana@example.org", "ASIA"+g.keyBody()), ip, ua, `{"maxResults":1000}`, "", "")
 			s.People++
 		default: // AWS-internal traffic
-			a := accounts[g.rng.IntN(len(accounts))]
-			region := regions[g.rng.IntN(len(regions))]
-			c := internal[g.rng.IntN(len(internal))]
-			var ident, ip, ua string
-			switch c[2] {
-			case "AWSService":
-				ident = `{"type":"AWSService","invokedBy":"` + c[3] + `"}`
-				ip, ua = c[3], c[3]
-			case "AssumedRole":
-				ident = g.session(a, "web-asg-role", "i-0"+strconv.FormatUint(g.rng.Uint64()>>8, 16), "ASIA"+g.keyBody())
-				ip, ua = g.awsIP(region), "aws-sdk-go/1.55.5 (go1.22.7; linux; amd64)"
-			default:
-				ident = `{"type":"IAMUser","principalId":"AIDA` + g.keyBody() + `","arn":"arn:aws:iam::` + a + `:user/ci-deployer","accountId":"` + a + `","accessKeyId":"AKIA` + g.keyBody() + `","userName":"ci-deployer"}`
-				ip, ua = g.awsIP(region), uaTF
-			}
-			g.record(t, a, region, c[0], c[1], ident, ip, ua, `{"roleName":"app"}`, "", "")
+			g.internalCall(t, accounts[g.rng.IntN(len(accounts))])
 			s.Internal++
 		}
 		s.Records++
 	}
 	return s, g.w.Flush()
+}
+
+// internalCall writes a call made inside AWS in an account: an AWS service on its own or
+// on the account's behalf, an EC2 instance role, CI with an IAM user's key.
+func (g *writer) internalCall(t time.Time, account string) {
+	region := regions[g.rng.IntN(len(regions))]
+	c := internal[g.rng.IntN(len(internal))]
+	var ident, ip, ua string
+	switch c[2] {
+	case "AWSService":
+		ident = `{"type":"AWSService","invokedBy":"` + c[3] + `"}`
+		ip, ua = c[3], c[3]
+	case "AssumedRole":
+		ident = g.session(account, "web-asg-role", "i-0"+strconv.FormatUint(g.rng.Uint64()>>8, 16), "ASIA"+g.keyBody())
+		ip, ua = g.awsIP(region), "aws-sdk-go/1.55.5 (go1.22.7; linux; amd64)"
+	default:
+		ident = `{"type":"IAMUser","principalId":"AIDA` + g.keyBody() + `","arn":"arn:aws:iam::` + account + `:user/ci-deployer","accountId":"` + account + `","accessKeyId":"AKIA` + g.keyBody() + `","userName":"ci-deployer"}`
+		ip, ua = g.awsIP(region), uaTF
+	}
+	g.record(t, account, region, c[0], c[1], ident, ip, ua, `{"roleName":"app"}`, "", "")
 }
 
 func (g *writer) assumeRole(t time.Time, fn *function) {
