@@ -39,6 +39,7 @@ type Exchange struct {
 }
 
 type exchangeSlot struct {
+	once sync.Once
 	done chan struct{}
 	is   *issued // nil: the caller's shard learned no key from it
 }
@@ -59,10 +60,13 @@ func (x *Exchange) slot(r *cloudtrail.Record) *exchangeSlot {
 	return s
 }
 
+// publish says what r issued; only its first call counts.
 func (x *Exchange) publish(r *cloudtrail.Record, is *issued) {
 	s := x.slot(r)
-	s.is = is
-	close(s.done)
+	s.once.Do(func() {
+		s.is = is
+		close(s.done)
+	})
 }
 
 // take waits for the caller's shard to publish r.
@@ -100,6 +104,20 @@ func (d *Detector) sharedCaller(r *cloudtrail.Record) bool {
 	}
 	a, ok := ForeignRole(r)
 	return ok && !d.owns(a)
+}
+
+// Abandon says, for each cross-account AssumeRole of recs this shard was to decide and
+// did not (its input failed part way, and the records after the failure were skipped),
+// that it taught nothing: the role owners' shards waiting for them go on.
+func (d *Detector) Abandon(recs []*cloudtrail.Record) {
+	if d.exchange == nil {
+		return
+	}
+	for _, r := range recs {
+		if !d.foreignCopy(r) && d.sharedCaller(r) {
+			d.exchange.publish(r, nil)
+		}
+	}
 }
 
 // processForeign takes a foreign copy: who obtained the key, as the caller's shard

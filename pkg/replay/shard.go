@@ -67,6 +67,11 @@ func (s *shards) start(ctx context.Context) (stop func()) {
 				}
 				sum := run(ctx, []*flow.Input{w.in})
 				sh.err = w.in.Err
+				if sh.err != nil {
+					// The records after the failure were skipped: the other shards must
+					// not wait for what they would have said.
+					sh.flow.Detector.Abandon(w.in.Records)
+				}
 				sh.out <- sum
 			}
 		}()
