@@ -563,12 +563,13 @@ func days(d time.Duration) string {
 // printer is the replay's sink: it writes findings as ASFF JSON lines or a text table, or
 // the email of each finding not emailed yet, claimed in the state as the Lambda claims it.
 type printer struct {
-	mu   sync.Mutex // shards publish side by side
-	o    Options
-	w    io.Writer
-	tw   *tabwriter.Writer
-	mail *flow.Mailer
-	rows int
+	mu     sync.Mutex     // shards publish side by side
+	counts map[string]int // the calls each finding printed counted
+	o      Options
+	w      io.Writer
+	tw     *tabwriter.Writer
+	mail   *flow.Mailer
+	rows   int
 }
 
 func newPrinter(o Options, w io.Writer, st detect.Store) *printer {
@@ -612,6 +613,16 @@ func (p *printer) Publish(ctx context.Context, changes []detect.Change) (flow.Pu
 		if c.Again {
 			continue // printed when it changed: a second replay over the same state prints nothing new
 		}
+		if n, ok := p.counts[c.Finding.ID]; ok && c.Finding.Count < n {
+			// Two shards wrote this finding (a function's token used in its own account
+			// and, chained, in another): the one that wrote first printed last. Its
+			// calls are in the line already printed, which stays the last.
+			continue
+		}
+		if p.counts == nil {
+			p.counts = map[string]int{}
+		}
+		p.counts[c.Finding.ID] = c.Finding.Count
 		if err := p.print(c); err != nil {
 			return pub, err
 		}
