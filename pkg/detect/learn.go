@@ -124,7 +124,9 @@ func (d *Detector) learnAssumeRole(ctx context.Context, r *cloudtrail.Record, c 
 			return nil
 		}
 		is := &issued{Lambda: true, By: lambdaPrincipal, Role: role, Account: account, Region: r.Region, At: r.Time, Expires: expires}
-		d.shared = is
+		if d.sharedCaller(r) {
+			d.shared = is
+		}
 		return d.putIssued(ctx, r.IssuedKeyID, is)
 	}
 	if r.IssuedKeyID == "" {
@@ -214,15 +216,21 @@ func (d *Detector) noteAssumer(ctx context.Context, r *cloudtrail.Record, accoun
 }
 
 func (d *Detector) putIssued(ctx context.Context, key string, is *issued) error {
-	// Kept in memory: its strings are copied, not the record's (which would keep the
-	// record's bytes alive with them).
-	is.By, is.Role, is.Account = strings.Clone(is.By), strings.Clone(is.Role), strings.Clone(is.Account)
-	is.Region, is.SourceIP = strings.Clone(is.Region), strings.Clone(is.SourceIP)
+	c := d.remember(key, is)
+	return d.putJSON(ctx, keyIssued+key, c, c.Expires)
+}
+
+// remember keeps who issued a key in memory, as a copy whose strings are its own: not the
+// record's (which would keep the record's bytes alive with them), nor another shard's.
+func (d *Detector) remember(key string, is *issued) *issued {
+	c := *is
+	c.By, c.Role, c.Account = strings.Clone(is.By), strings.Clone(is.Role), strings.Clone(is.Account)
+	c.Region, c.SourceIP = strings.Clone(is.Region), strings.Clone(is.SourceIP)
 	if f := is.Function; f != nil {
-		is.Function = &FunctionRef{Account: strings.Clone(f.Account), Region: strings.Clone(f.Region), Name: strings.Clone(f.Name), Role: strings.Clone(f.Role)}
+		c.Function = &FunctionRef{Account: strings.Clone(f.Account), Region: strings.Clone(f.Region), Name: strings.Clone(f.Name), Role: strings.Clone(f.Role)}
 	}
-	d.issuedMemo[strings.Clone(key)] = is
-	return d.putJSON(ctx, keyIssued+key, is, is.Expires)
+	d.issuedMemo[strings.Clone(key)] = &c
+	return &c
 }
 
 // issuedAt returns who issued a key, if that was known at t: from its issue to its expiry.

@@ -130,12 +130,7 @@ func (d *Detector) processForeign(ctx context.Context, r *cloudtrail.Record) err
 	if is.Lambda {
 		d.learnRole(is.Account, is.Role, r.Time)
 	}
-	c := *is
-	c.Function = nil
-	if f := is.Function; f != nil {
-		c.Function = &FunctionRef{Account: f.Account, Region: f.Region, Name: f.Name, Role: f.Role}
-	}
-	d.issuedMemo[strings.Clone(r.IssuedKeyID)] = &c
+	d.remember(r.IssuedKeyID, is) // the caller's shard wrote it to the store
 	if is.Lambda {
 		return nil
 	}
