@@ -849,10 +849,10 @@ var readers = sync.Pool{New: func() any {
 	return &readerSet{raw: bufio.NewReaderSize(nil, 64<<10)}
 }}
 
-// smallReaders are ReadOptions.Small's: 8 KiB read buffers, blocks of 8 records, string
-// chunks of 2 KiB.
+// smallReaders are ReadOptions.Small's: 8 KiB read buffers, a record an allocation (a
+// block of them would live as long as its last record), string chunks of 2 KiB.
 var smallReaders = sync.Pool{New: func() any {
-	return &readerSet{raw: bufio.NewReaderSize(nil, 8<<10), arena: arena{maxBlock: 8, chunk: 2 << 10}}
+	return &readerSet{raw: bufio.NewReaderSize(nil, 8<<10), arena: arena{maxBlock: 1, chunk: 2 << 10}}
 }}
 
 // errLineTooLong: a line longer than the reader's bound, skipped.
