@@ -6,10 +6,12 @@ package asff
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -480,20 +482,230 @@ func clip(s string, n int) string {
 
 // JSON renders a finding as ASFF JSON, the way BatchImportFindings and `aws securityhub
 // get-findings` show it: absent fields left out, keys sorted.
+//
+// The SDK's finding type is hundreds of fields, nearly all nil: rendering it to JSON and
+// pruning the nulls (jsonSlow, kept as the reference the tests hold this to, byte for byte)
+// was a hundred kilobytes of garbage a finding, and a replay renders every finding it
+// prints. The fields are walked once instead, the empty ones skipped.
 func JSON(f types.AwsSecurityFinding) ([]byte, error) {
-	// goccy/go-json writes what encoding/json writes (sorted map keys, HTML characters
-	// escaped), in a third of the time: the SDK's finding type is hundreds of fields, and a
-	// replay renders every finding it prints.
-	raw, err := gojson.Marshal(f)
+	e := encoder{buf: make([]byte, 0, 4096)}
+	if err := e.value(reflect.ValueOf(f)); err != nil {
+		return nil, err
+	}
+	if len(e.buf) == 0 {
+		return []byte("{}"), nil // nothing at all: the pruned value is an empty object
+	}
+	return e.buf, nil
+}
+
+// jsonSlow renders what JSON renders through encoding, decoding and pruning: the
+// reference.
+func jsonSlow(v any) ([]byte, error) {
+	raw, err := gojson.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	var v any
-	if err := gojson.Unmarshal(raw, &v); err != nil {
+	var tree any
+	if err := gojson.Unmarshal(raw, &tree); err != nil {
 		return nil, err
 	}
-	v, _ = prune(v)
-	return gojson.Marshal(v)
+	tree, _ = prune(tree)
+	return gojson.Marshal(tree)
+}
+
+// encoder appends a value's JSON with the empty parts left out: nil pointers, slices,
+// maps and interfaces, empty strings, and objects and arrays left empty. Keys are sorted.
+// Numbers are written as JSON decoding and encoding them again writes them (as float64).
+type encoder struct{ buf []byte }
+
+// value appends v and reports nothing appended when it is empty.
+func (e *encoder) value(v reflect.Value) error {
+	if v.Type().Implements(marshalerType) || reflect.PointerTo(v.Type()).Implements(marshalerType) {
+		return e.slow(v) // a type that renders itself: what it renders, pruned
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return e.value(v.Elem())
+	case reflect.String:
+		if v.Len() > 0 {
+			e.str(v.String())
+		}
+	case reflect.Bool:
+		e.buf = strconv.AppendBool(e.buf, v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return e.float(float64(v.Int()))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return e.float(float64(v.Uint()))
+	case reflect.Float32, reflect.Float64:
+		return e.float(v.Float())
+	case reflect.Struct:
+		fields := structFields(v.Type())
+		start := len(e.buf)
+		e.buf = append(e.buf, '{')
+		for _, f := range fields {
+			if err := e.member(f.name, v.FieldByIndex(f.index)); err != nil {
+				return err
+			}
+		}
+		e.close(start, '}')
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			return e.slow(v)
+		}
+		keys := make([]string, 0, v.Len())
+		for _, k := range v.MapKeys() {
+			keys = append(keys, k.String())
+		}
+		sort.Strings(keys)
+		start := len(e.buf)
+		e.buf = append(e.buf, '{')
+		for _, k := range keys {
+			if err := e.member(k, v.MapIndex(reflect.ValueOf(k).Convert(v.Type().Key()))); err != nil {
+				return err
+			}
+		}
+		e.close(start, '}')
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return e.slow(v) // bytes are base64: none in a finding
+		}
+		start := len(e.buf)
+		e.buf = append(e.buf, '[')
+		for i := range v.Len() {
+			at := len(e.buf)
+			if at-start > 1 {
+				e.buf = append(e.buf, ',')
+			}
+			if err := e.value(v.Index(i)); err != nil {
+				return err
+			}
+			if len(e.buf) == at+1 && at-start > 1 {
+				e.buf = e.buf[:at] // an empty element: its comma goes too
+			}
+		}
+		e.close(start, ']')
+	default:
+		return e.slow(v)
+	}
+	return nil
+}
+
+// member appends "name":value, or nothing when the value is empty.
+func (e *encoder) member(name string, v reflect.Value) error {
+	at := len(e.buf)
+	if e.buf[len(e.buf)-1] != '{' {
+		e.buf = append(e.buf, ',')
+	}
+	e.str(name)
+	e.buf = append(e.buf, ':')
+	mark := len(e.buf)
+	if err := e.value(v); err != nil {
+		return err
+	}
+	if len(e.buf) == mark {
+		e.buf = e.buf[:at]
+	}
+	return nil
+}
+
+// close ends an object or array opened at start; an empty one is taken back.
+func (e *encoder) close(start int, c byte) {
+	if len(e.buf) == start+1 {
+		e.buf = e.buf[:start]
+		return
+	}
+	e.buf = append(e.buf, c)
+}
+
+func (e *encoder) float(f float64) error {
+	b, err := gojson.Marshal(f)
+	if err != nil {
+		return err
+	}
+	e.buf = append(e.buf, b...)
+	return nil
+}
+
+// str appends a JSON string as encoding/json writes it: HTML characters escaped, invalid
+// UTF-8 replaced. Plain printable ASCII, nearly every string, is copied as it is.
+func (e *encoder) str(s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			// Written, read and written again, as the reference does: invalid bytes
+			// become U+FFFD, one each, and the second writing leaves it unescaped.
+			b, _ := gojson.Marshal(s)
+			var u string
+			_ = gojson.Unmarshal(b, &u)
+			b, _ = gojson.Marshal(u)
+			e.buf = append(e.buf, b...)
+			return
+		}
+	}
+	e.buf = append(e.buf, '"')
+	e.buf = append(e.buf, s...)
+	e.buf = append(e.buf, '"')
+}
+
+// slow appends what the reference renders for a value this encoder does not walk.
+func (e *encoder) slow(v reflect.Value) error {
+	if !v.CanInterface() {
+		return nil
+	}
+	b, err := jsonSlow(v.Interface())
+	if err != nil {
+		return err
+	}
+	if string(b) != "null" && string(b) != "{}" && string(b) != "[]" && string(b) != `""` {
+		e.buf = append(e.buf, b...)
+	}
+	return nil
+}
+
+var marshalerType = reflect.TypeFor[gojson.Marshaler]()
+
+// field is an exported field of a struct, as JSON names it.
+type field struct {
+	name  string
+	index []int
+}
+
+var fieldCache sync.Map // reflect.Type → []field, sorted by name
+
+// structFields lists a struct type's exported fields in key order, those of embedded
+// structs promoted (the SDK's types embed one with none).
+func structFields(t reflect.Type) []field {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.([]field)
+	}
+	var fs []field
+	var walk func(t reflect.Type, index []int)
+	walk = func(t reflect.Type, index []int) {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			at := append(slices.Clone(index), i)
+			if sf.Anonymous && sf.Type.Kind() == reflect.Struct {
+				walk(sf.Type, at)
+				continue
+			}
+			if !sf.IsExported() {
+				continue
+			}
+			name := sf.Name
+			if tag, _, _ := strings.Cut(sf.Tag.Get("json"), ","); tag == "-" {
+				continue
+			} else if tag != "" {
+				name = tag
+			}
+			fs = append(fs, field{name: name, index: at})
+		}
+	}
+	walk(t, nil)
+	slices.SortStableFunc(fs, func(a, b field) int { return strings.Compare(a.name, b.name) })
+	fieldCache.Store(t, fs)
+	return fs
 }
 
 // prune drops nulls, empty strings, empty objects and empty arrays.
