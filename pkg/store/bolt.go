@@ -32,6 +32,7 @@ type Bolt struct {
 	pending  map[string]item
 	horizon  time.Time // items that expire before it are not written (Forget)
 	gathered int       // writes since the last commit
+	ondisk   *keyFilter
 }
 
 // batchSize bounds the writes gathered between commits. A replay flushes every few dozen
@@ -96,7 +97,26 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
-	return &Bolt{db: db, pending: map[string]item{}}, nil
+	b := &Bolt{db: db, pending: map[string]item{}}
+	if err := b.buildFilter(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// buildFilter builds the filter of the keys the file holds.
+func (b *Bolt) buildFilter() error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		f := newKeyFilter(bk.Stats().KeyN)
+		err := bk.ForEach(func(k, _ []byte) error {
+			f.add(string(k))
+			return nil
+		})
+		b.ondisk = f
+		return err
+	})
 }
 
 // Forget tells the store that no decision will ask about an item that expired before t
@@ -114,6 +134,9 @@ func (b *Bolt) Forget(t time.Time) {
 func (b *Bolt) lookup(key string) (item, bool, error) {
 	if it, ok := b.pending[key]; ok {
 		return it, true, nil
+	}
+	if !b.ondisk.mayHave(key) {
+		return item{}, false, nil
 	}
 	var it item
 	var found bool
@@ -230,12 +253,16 @@ func (b *Bolt) commit(all bool) error {
 			if err := bk.Put([]byte(k), v); err != nil {
 				return err
 			}
+			b.ondisk.add(k)
 			delete(b.pending, k)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
+	}
+	if b.ondisk.full() {
+		return b.buildFilter() // twice the keys it was built for: a larger one
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -137,4 +138,55 @@ func TestBoltForget(t *testing.T) {
 	if diff := cmp.Diff(map[string]bool{"later": true, "never": true, "soon": true}, onDisk()); diff != "" {
 		t.Errorf("after Close, on disk (-want +got):\n%s", diff)
 	}
+}
+
+// TestBoltKeyFilter: the filter that spares reading keys never written answers "not there"
+// only for those: every key written is read back, in the process that wrote it (across a
+// rebuild: three times the keys a fresh filter is built for) and after reopening, and the
+// filter does spare the reads of absent keys.
+func TestBoltKeyFilter(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = 3 * filterMinBits / filterBitsPerKey
+	key := func(i int) string { return fmt.Sprintf("key#%d", i) }
+	for i := range keys {
+		if err := b.Put(ctx, key(i), []byte("v"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for i := range keys {
+			if _, ok, err := b.Get(ctx, key(i), time.Time{}); err != nil || !ok {
+				t.Fatalf("%s: %s not read back (%v)", when, key(i), err)
+			}
+		}
+		maybe := 0
+		for i := keys; i < 2*keys; i++ {
+			if _, ok, _ := b.Get(ctx, key(i), time.Time{}); ok {
+				t.Fatalf("%s: %s was never written", when, key(i))
+			}
+			if b.ondisk.mayHave(key(i)) {
+				maybe++
+			}
+		}
+		if maybe > keys/100 {
+			t.Errorf("%s: the filter may have %d of %d keys never written", when, maybe, keys)
+		}
+	}
+	check("written")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = OpenBolt(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	check("reopened")
 }
