@@ -169,32 +169,50 @@ func sortNamed(named []input) {
 func listDays(days []input) ([]input, int) {
 	var named, other []input
 	digests := 0
+	add := func(day input) func(path string, regular bool) {
+		return func(path string, regular bool) {
+			if in, ok := namedInput(path, regular); ok {
+				named = append(named, in)
+			} else {
+				other = append(other, input{path: path, t: day.t, regular: regular})
+			}
+		}
+	}
 	for _, day := range days {
-		err := filepath.WalkDir(day.path, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				other = append(other, input{path: path, t: day.t}) // reported when it fails
-				if d != nil && d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if d.IsDir() {
-				if path != day.path && strings.HasPrefix(d.Name(), ".") {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			digests += walkFile(path, d, func(path string, regular bool) {
-				if in, ok := namedInput(path, regular); ok {
-					named = append(named, in)
-				} else {
-					other = append(other, input{path: path, t: day.t, regular: regular})
-				}
-			})
-			return nil
-		})
+		// The day folder is listed, not walked: walking would first stat it again (the
+		// walk of the tree met it already), one system call of tens of thousands.
+		entries, err := os.ReadDir(day.path)
 		if err != nil {
-			other = append(other, input{path: day.path, t: day.t})
+			other = append(other, input{path: day.path, t: day.t}) // reported when it fails
+			continue
+		}
+		for _, e := range entries {
+			path := filepath.Join(day.path, e.Name())
+			if !e.IsDir() {
+				digests += walkFile(path, e, add(day))
+				continue
+			}
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			// A folder inside a day's (not CloudTrail's layout): walked, in name order.
+			filepath.WalkDir(path, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					other = append(other, input{path: path, t: day.t}) // reported when it fails
+					if d != nil && d.IsDir() {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+				if d.IsDir() {
+					if strings.HasPrefix(d.Name(), ".") {
+						return filepath.SkipDir
+					}
+					return nil
+				}
+				digests += walkFile(path, d, add(day))
+				return nil
+			})
 		}
 	}
 	sortNamed(named)
