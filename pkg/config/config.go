@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outsider-sec/outsider/pkg/awsid"
@@ -189,7 +190,10 @@ func ParseS3(s string) (S3Location, error) {
 
 var (
 	// arn:aws:sns:REGION:ACCOUNT:NAME, any partition.
-	topicRE = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+	// Compiled when first used (a large program, at every start otherwise).
+	topicRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+	})
 )
 
 // Load reads the configuration through getenv (os.Getenv in Lambda) and returns every
@@ -206,7 +210,7 @@ func Load(getenv func(string) string) (Config, error) {
 		fail(EnvEmailSeverity, fmt.Errorf("%q is not one of %s", c.EmailSeverity, strings.Join(detect.SeverityLabels(), ", ")))
 	}
 	c.TopicARN = getenv(EnvTopicARN)
-	if c.TopicARN != "" && !topicRE.MatchString(c.TopicARN) {
+	if c.TopicARN != "" && !topicRE().MatchString(c.TopicARN) {
 		fail(EnvTopicARN, fmt.Errorf("%q is not an SNS topic ARN", c.TopicARN))
 	}
 	if c.SecurityAccount = getenv(EnvSecurityAccount); !awsid.IsAccountID(c.SecurityAccount) {

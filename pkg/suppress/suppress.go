@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/securityhub"
@@ -33,10 +34,18 @@ import (
 // Entry is one suppression.
 type Entry struct{ Kind, Value string }
 
+// The patterns are compiled when first used: their counted repetitions are large programs
+// (14 ms at every start of the replay and of the Lambda, which never use them).
 var (
-	functionARN = regexp.MustCompile(`^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}$`)
-	roleARN     = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
-	anyARN      = regexp.MustCompile(`^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^,\s]{1,1000}$`)
+	functionARN = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}$`)
+	})
+	roleARN = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
+	})
+	anyARN = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^,\s]{1,1000}$`)
+	})
 )
 
 // Parse reads entries, comma-separated KIND=VALUE; every bad one is named.
@@ -51,11 +60,11 @@ func Parse(s string) ([]Entry, error) {
 		ok := false
 		switch kind {
 		case "function":
-			ok = functionARN.MatchString(value)
+			ok = functionARN().MatchString(value)
 		case "role":
-			ok = roleARN.MatchString(value)
+			ok = roleARN().MatchString(value)
 		case "principal":
-			ok = anyARN.MatchString(value)
+			ok = anyARN().MatchString(value)
 		case "cidr":
 			p, err := netip.ParsePrefix(value)
 			ok = err == nil && p.Addr().Is4() && p.Bits()%8 == 0 && p.Bits() > 0 && p == p.Masked()
