@@ -120,7 +120,7 @@ func (d *Detector) Process(ctx context.Context, r *cloudtrail.Record) (finding s
 	if d.sharedCaller(r) {
 		// Published whatever happens: the role owner's shard waits for it.
 		d.shared = nil
-		defer func() { d.exchange.publish(r, d.shared) }()
+		defer func() { d.exchange.publish(r, d.shared, d.firstObserved(r.RecipientAccount)) }()
 	}
 	err = d.process(ctx, r)
 	return d.touched, err

@@ -39,9 +39,10 @@ type Exchange struct {
 }
 
 type exchangeSlot struct {
-	once sync.Once
-	done chan struct{}
-	is   *issued // nil: the caller's shard learned no key from it
+	once  sync.Once
+	done  chan struct{}
+	is    *issued // nil: the caller's shard learned no key from it
+	first int64   // when the caller's shard first observed the caller's account (0: unknown)
 }
 
 // NewExchange returns an empty exchange.
@@ -60,27 +61,28 @@ func (x *Exchange) slot(r *cloudtrail.Record) *exchangeSlot {
 	return s
 }
 
-// publish says what r issued; only its first call counts.
-func (x *Exchange) publish(r *cloudtrail.Record, is *issued) {
+// publish says what r issued, and when its caller's account was first observed; only its
+// first call counts.
+func (x *Exchange) publish(r *cloudtrail.Record, is *issued, first int64) {
 	s := x.slot(r)
 	s.once.Do(func() {
-		s.is = is
+		s.is, s.first = is, first
 		close(s.done)
 	})
 }
 
 // take waits for the caller's shard to publish r.
-func (x *Exchange) take(ctx context.Context, r *cloudtrail.Record) (*issued, error) {
+func (x *Exchange) take(ctx context.Context, r *cloudtrail.Record) (*issued, int64, error) {
 	s := x.slot(r)
 	select {
 	case <-s.done:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
 	x.mu.Lock()
 	delete(x.slots, r)
 	x.mu.Unlock()
-	return s.is, nil
+	return s.is, s.first, nil
 }
 
 // SetShard makes the detector one shard of several over one store: owns tells the
@@ -115,7 +117,7 @@ func (d *Detector) Abandon(recs []*cloudtrail.Record) {
 	}
 	for _, r := range recs {
 		if !d.foreignCopy(r) && d.sharedCaller(r) {
-			d.exchange.publish(r, nil)
+			d.exchange.publish(r, nil, 0)
 		}
 	}
 }
@@ -123,10 +125,11 @@ func (d *Detector) Abandon(recs []*cloudtrail.Record) {
 // processForeign takes a foreign copy: who obtained the key, as the caller's shard
 // concluded, and who assumes the role, which is this shard's to keep.
 func (d *Detector) processForeign(ctx context.Context, r *cloudtrail.Record) error {
-	is, err := d.exchange.take(ctx, r)
+	is, first, err := d.exchange.take(ctx, r)
 	if err != nil || is == nil {
 		return err
 	}
+	d.observedElsewhere(r.RecipientAccount, first)
 	if is.Lambda {
 		d.learnRole(is.Account, is.Role, r.Time)
 	}
@@ -135,4 +138,34 @@ func (d *Detector) processForeign(ctx context.Context, r *cloudtrail.Record) err
 		return nil
 	}
 	return d.noteAssumer(ctx, r, is.Account, is.Role, is.By)
+}
+
+// firstObserved is when this detector first observed an account's own trail, as it holds
+// it (0: not held).
+func (d *Detector) firstObserved(account string) int64 {
+	if e := d.lookup(fact{prefix: keyAccount, a: account}); e != nil {
+		return e.v.First
+	}
+	return 0
+}
+
+// observedElsewhere takes when another shard first observed an account it decides for: a
+// function's chained key, used in this shard's accounts, raises findings on the function's
+// account, whose activation is that shard's to know. The other shard writes it to the
+// store at the next write, which every shard does at the same batch; until then only this
+// copy in memory knows it. It is never written from here.
+func (d *Detector) observedElsewhere(account string, first int64) {
+	if account == "" || first == 0 {
+		return
+	}
+	f := fact{prefix: keyAccount, a: account}
+	e := d.lookup(f)
+	if e == nil {
+		f = f.clone()
+		e = &factEntry{key: f}
+		d.facts[f.String()] = e
+	}
+	if e.v.First == 0 || first < e.v.First {
+		e.v.First = first
+	}
 }

@@ -40,6 +40,36 @@ func TestShardHandOver(t *testing.T) {
 			t.Errorf("found %v: %+v; want the chained key's use on %s", ok, f, evFn)
 		}
 	})
+	t.Run("before the caller's shard wrote anything", func(t *testing.T) {
+		// Shards write at the same batches, a replay's every 64,000 records: until then the
+		// caller's account's activation is only in its shard's memory, and a chained key's
+		// use on the owner's side raises a finding on the caller's account all the same.
+		x, fresh := NewExchange(), newCountingStore()
+		caller, owner := newDetector(t, fresh, nil), newDetector(t, fresh, nil)
+		caller.SetShard(owns(acct), x)
+		owner.SetShard(owns(otherAcct), x)
+		for _, r := range history(21, evFn, evRole) {
+			if _, err := caller.Process(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := assumeRole(day(20, 200), roleSession(evRole, evFn, evKey), target, kx, awsIP, acct)
+		done := make(chan error, 1)
+		go func() { _, err := owner.Process(context.Background(), r); done <- err }()
+		if _, err := caller.Process(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := fresh.Memory.Get(context.Background(), keyAccount+acct, time.Time{}); ok {
+			t.Fatal("the caller's shard wrote its account: the test would not test the hand-over")
+		}
+		f, ok := findingOf(run(t, owner, use), TitleRemote)
+		if !ok || f.Function != evFn || f.Account != acct {
+			t.Errorf("found %v: %+v; want the chained key's use on %s", ok, f, evFn)
+		}
+	})
 	t.Run("abandoned", func(t *testing.T) {
 		x := NewExchange()
 		caller, owner := newDetector(t, st, nil), newDetector(t, st, nil)
