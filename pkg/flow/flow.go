@@ -25,6 +25,10 @@ type Input struct {
 	ID        string
 	Records   []*cloudtrail.Record
 	Malformed []string // reasons of the values that were not records: counted, never retried
+	// Part: the records of the whole batch this input is a part of (a replay's shard gets
+	// the records of its accounts): what counts toward Flow.EveryRecords, so that every
+	// shard writes at the same batches. 0: its own records.
+	Part int
 
 	// Err is set by Run when the input must be delivered again (its record met a store
 	// failure, the sink refused a finding it counted in, or the deadline came first).
@@ -109,11 +113,16 @@ type Flow struct {
 	// not: a finding changed in many batches is then written and printed once, and the
 	// embedded store commits a few times a minute instead of every batch.
 	Every int
+	// EveryRecords, when set, writes instead once this many records (Input.Part) were
+	// decided since the last write: a replay's batches end at an hour of event time, and a
+	// history of quiet accounts is hundreds of small batches a day.
+	EveryRecords int
 	// Margin is the time kept before the context's deadline to flush and answer: records
 	// not started by then are deferred (their inputs fail with ErrDeadline).
 	Margin time.Duration
 
 	batches int
+	since   int // records decided since the last write
 }
 
 // Run decides on the inputs' records in event-time order (within a second, records that
@@ -214,9 +223,21 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 		}
 	}
 	f.batches++
-	if !last && f.Every > 1 && f.batches%f.Every != 0 {
+	for _, in := range inputs {
+		if in.Part > 0 {
+			f.since += in.Part
+		} else {
+			f.since += len(in.Records)
+		}
+	}
+	switch {
+	case last:
+	case f.EveryRecords > 0 && f.since < f.EveryRecords:
+		return 0
+	case f.EveryRecords <= 0 && f.Every > 1 && f.batches%f.Every != 0:
 		return 0
 	}
+	f.since = 0
 	flush := f.Detector.FlushBatch
 	if last {
 		flush = f.Detector.Flush

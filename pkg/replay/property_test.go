@@ -228,7 +228,8 @@ func TestParallelSameFindings(t *testing.T) {
 // dense histories of many accounts whose functions chain into hub accounts' roles (a
 // cross-account AssumeRole is logged in both accounts and decided on both sides) and whose
 // thieves use the chained keys: for 2, 3 and 5 shards, given as one sorted file and as one
-// file per account, and in a restart between two halves.
+// file per account, and in a restart between two halves, the state written at the end only
+// or every 700 records.
 func TestShardedSameFindings(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
@@ -271,11 +272,18 @@ func TestShardedSameFindings(t *testing.T) {
 				t.Fatal("no finding on a chained key: the history does not test chains across accounts")
 			}
 			want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
-			for _, n := range []string{"2", "3", "5"} {
-				par := []string{"--parallel", n}
-				sameOutcome(t, n+" shards, sorted", want, replayWith(t, par, []string{sorted}))
-				sameOutcome(t, n+" shards, a file per account", want, replayWith(t, par, files))
-				sameOutcome(t, n+" shards, restarted half way", want, replayWith(t, par, []string{first}, []string{second}))
+			// The state written once at the end, and every 700 records: what a shard
+			// learned reaches another through the store only at a write.
+			defer func(every int) { writeEvery = every }(writeEvery)
+			for _, every := range []int{64000, 700} {
+				writeEvery = every
+				for _, n := range []string{"2", "3", "5"} {
+					par := []string{"--parallel", n}
+					name := fmt.Sprintf("%s shards, writing every %d records", n, every)
+					sameOutcome(t, name+", sorted", want, replayWith(t, par, []string{sorted}))
+					sameOutcome(t, name+", a file per account", want, replayWith(t, par, files))
+					sameOutcome(t, name+", restarted half way", want, replayWith(t, par, []string{first}, []string{second}))
+				}
 			}
 		})
 	}

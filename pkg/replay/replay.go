@@ -294,8 +294,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(72 << 20))
 	}
 	out := newPrinter(o, stdout, st)
-	// The state is written and findings printed every 64 batches (64,000 records), and at the end.
-	mk := func(d *detect.Detector) *flow.Flow { return &flow.Flow{Detector: d, Store: st, Sink: out, Every: 64} }
+	// The state is written and findings printed every 64,000 records (a dense history of quiet
+	// accounts is small batches: each ends at an hour of event time), and at the end.
+	mk := func(d *detect.Detector) *flow.Flow { return &flow.Flow{Detector: d, Store: st, Sink: out, EveryRecords: writeEvery} }
 	run := &runner{flow: mk(det), crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
 		batch: &flow.Input{ID: "replay"}}
 	if b, ok := st.(*store.Bolt); ok {
@@ -439,6 +440,10 @@ type runner struct {
 
 // badFilesShown is how many files the summary names per reason of skipped values.
 const badFilesShown = 3
+
+// writeEvery is how many records are decided between two writes of the state (tests
+// vary it: what a run concludes must not depend on it).
+var writeEvery = 64000
 
 // Batches hold at most batchRecords records and an hour of event time: a theft of ten
 // thousand calls is a handful of lines, and the last line of an Id is its final state.

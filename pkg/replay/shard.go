@@ -115,7 +115,9 @@ func (s *shards) send(recs []*cloudtrail.Record, last bool) {
 		}
 	}
 	for i, sh := range s.list {
-		sh.in <- shardWork{in: &flow.Input{ID: "replay", Records: parts[i]}, last: last}
+		// Every shard counts the whole batch: they write at the same batches, as one
+		// detector would (what one shard learned and another reads is in the store by then).
+		sh.in <- shardWork{in: &flow.Input{ID: "replay", Records: parts[i], Part: max(1, len(recs))}, last: last}
 	}
 	s.flight = true
 }
