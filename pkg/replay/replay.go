@@ -296,7 +296,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	out := newPrinter(o, stdout, st)
 	// The state is written and findings printed every 64,000 records (a dense history of quiet
 	// accounts is small batches: each ends at an hour of event time), and at the end.
-	mk := func(d *detect.Detector) *flow.Flow { return &flow.Flow{Detector: d, Store: st, Sink: out, EveryRecords: writeEvery} }
+	mk := func(d *detect.Detector) *flow.Flow {
+		return &flow.Flow{Detector: d, Store: st, Sink: out, EveryRecords: writeEvery}
+	}
 	run := &runner{flow: mk(det), crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
 		batch: &flow.Input{ID: "replay"}}
 	if b, ok := st.(*store.Bolt); ok {
