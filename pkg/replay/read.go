@@ -2,10 +2,10 @@ package replay
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"slices"
 	"sync"
@@ -180,8 +180,6 @@ func (r *runner) skipped(file string, bad map[string]int) {
 type stream struct {
 	ch   <-chan chunk
 	high int64 // the newest eventTime read from it, Unix nanoseconds
-	seen bool  // it gave a chunk already
-	done bool
 }
 
 // manyStreams: more inputs than this, read side by side, are read with small buffers,
@@ -250,47 +248,26 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		}()
 		streams = append(streams, &stream{ch: ch})
 	}
-	for {
-		// The stream furthest behind (one not read yet first).
-		var s *stream
-		for _, c := range streams {
-			if !c.done && (s == nil || !c.seen && s.seen || c.seen == s.seen && c.high < s.high) {
-				s = c
-			}
-		}
-		if s == nil {
-			return nil
-		}
+	// Every stream gives its first chunk (or ends), in turn; then the merge reads from the
+	// stream furthest behind, which a heap of the open streams by their newest time keeps
+	// on top: hundreds of per-account streams handing on a record at a time made a scan
+	// of them all per record most of the merge's time.
+	open := make(streamHeap, 0, len(streams))
+	for _, s := range streams {
 		c, ok := <-s.ch
 		if !ok {
-			s.done = true
-		} else {
-			s.seen = true
-			for _, rec := range c.recs {
-				s.high = max(s.high, rec.Time.UnixNano())
-			}
-			r.consume(c)
+			continue // ended before its first chunk
 		}
-		// Every open stream has read up to low: what is older by the window is final.
-		low, open := int64(math.MaxInt64), false
-		for _, c := range streams {
-			if !c.done {
-				open = true
-				if !c.seen {
-					low = math.MinInt64
-					break
-				}
-				low = min(low, c.high)
-			}
-		}
-		if !open {
-			return nil // drain decides the rest
-		}
-		if low == math.MinInt64 {
-			continue
-		}
+		s.take(c)
+		r.consume(c)
+		open = append(open, s)
+	}
+	heap.Init(&open)
+	for len(open) > 0 {
+		// Every open stream has read up to the top's time: what is older by the window
+		// is final.
 		for {
-			rec, ok := r.ro.readyBelow(low)
+			rec, ok := r.ro.readyBelow(open[0].high)
 			if !ok {
 				break
 			}
@@ -298,7 +275,38 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 				return err
 			}
 		}
+		s := open[0]
+		c, ok := <-s.ch
+		if !ok {
+			heap.Pop(&open) // ended
+			continue
+		}
+		s.take(c)
+		r.consume(c)
+		heap.Fix(&open, 0)
 	}
+	return nil // drain decides the rest
+}
+
+// take notes a chunk's newest time.
+func (s *stream) take(c chunk) {
+	for _, rec := range c.recs {
+		s.high = max(s.high, rec.Time.UnixNano())
+	}
+}
+
+// streamHeap orders open streams by their newest time read, the one furthest behind first.
+type streamHeap []*stream
+
+func (h streamHeap) Len() int           { return len(h) }
+func (h streamHeap) Less(i, j int) bool { return h[i].high < h[j].high }
+func (h streamHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *streamHeap) Push(x any)        { *h = append(*h, x.(*stream)) }
+func (h *streamHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // ordered reads inputs with n readers side by side and hands their chunks on in input
