@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"slices"
 	"sync"
@@ -178,8 +179,13 @@ func (r *runner) skipped(file string, bad map[string]int) {
 // the trail folder's CloudTrail-named files (in the order of the time in their names), or
 // one other input (an NDJSON file, envelopes, stdin). Streams are merged by event time.
 type stream struct {
-	ch   <-chan chunk
-	high int64 // the newest eventTime read from it, Unix nanoseconds
+	next func() (chunk, bool) // its next chunk; false once it ended
+	high int64                // the newest eventTime read from it, Unix nanoseconds
+}
+
+// fromChan is a stream read by a goroutine of its own.
+func fromChan(ch <-chan chunk) *stream {
+	return &stream{next: func() (chunk, bool) { c, ok := <-ch; return c, ok }}
 }
 
 // manyStreams: more inputs than this, read side by side, are read with small buffers,
@@ -212,7 +218,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	defer cancel() // runs first: every goroutine stops sending
 	var streams []*stream
 	if len(named) > 0 {
-		streams = append(streams, &stream{ch: ordered(ctx, &wg, named, stdin, n, &r.dayDigests)})
+		streams = append(streams, fromChan(ordered(ctx, &wg, named, stdin, n, &r.dayDigests)))
 	}
 	// Many streams read side by side: smaller chunks keep their sum bounded. Past
 	// manyStreams, a stream hands on one record at a time and reads no further until the
@@ -229,14 +235,23 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		if len(plain) == 1 {
 			workers = n // one large input: its lines parsed by every core
 		}
+		// Files of hundreds of accounts merged side by side: each holds a read buffer, not
+		// its whole file.
+		rd := reader{workers: workers, chunk: per, stream: len(plain) > manyStreams}
+		if n == 1 && len(plain) > manyStreams {
+			// Read in turn (--parallel 1): each stream is a coroutine the merge resumes
+			// when it wants its next record, a switch far cheaper than a channel's
+			// hand-over through the scheduler, a record at a time.
+			next, stop := iter.Pull(func(yield func(chunk) bool) { rd.produceOne(in, stdin, yield) })
+			defer stop()
+			streams = append(streams, &stream{next: next})
+			continue
+		}
 		ch := make(chan chunk, depth)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(ch)
-			// Files of hundreds of accounts merged side by side: each holds a read
-			// buffer, not its whole file.
-			rd := reader{workers: workers, chunk: per, stream: len(plain) > manyStreams}
 			rd.produceOne(in, stdin, func(c chunk) bool {
 				select {
 				case ch <- c:
@@ -246,7 +261,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 				}
 			})
 		}()
-		streams = append(streams, &stream{ch: ch})
+		streams = append(streams, fromChan(ch))
 	}
 	// Every stream gives its first chunk (or ends), in turn; then the merge reads from the
 	// stream furthest behind, which a heap of the open streams by their newest time keeps
@@ -254,7 +269,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	// of them all per record most of the merge's time.
 	open := make(streamHeap, 0, len(streams))
 	for _, s := range streams {
-		c, ok := <-s.ch
+		c, ok := s.next()
 		if !ok {
 			continue // ended before its first chunk
 		}
@@ -276,7 +291,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 			}
 		}
 		s := open[0]
-		c, ok := <-s.ch
+		c, ok := s.next()
 		if !ok {
 			heap.Pop(&open) // ended
 			continue
