@@ -272,6 +272,8 @@ func TestShardedSameFindings(t *testing.T) {
 				t.Fatal("no finding on a chained key: the history does not test chains across accounts")
 			}
 			want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
+			// Read in turn, the files of the accounts are coroutines of the merge.
+			sameOutcome(t, "one shard, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
 			// The state written once at the end, and every 700 records: what a shard
 			// learned reaches another through the store only at a write.
 			defer func(every int) { writeEvery = every }(writeEvery)
