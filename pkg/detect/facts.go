@@ -392,7 +392,7 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 		}
 		d.lateFacts = d.lateFacts[:0]
 	}
-	todo := d.dirtyFacts[:0:0]
+	todo := make([]fact, 0, len(d.dirtyFacts)) // sized once: a dense flush writes tens of thousands
 	for _, f := range d.dirtyFacts {
 		if e := d.lookup(f); e != nil && e.dirty {
 			todo = append(todo, f)
