@@ -71,7 +71,7 @@ func TestEmailClaims(t *testing.T) {
 		}
 		return stdout.String()
 	}
-	// The replay prints a finding when it writes it (every 64 batches): the demo's update
+	// The replay prints a finding when it writes it (every 64,000 records): the demo's update
 	// of a finding comes before that, so each finding is printed once, in its last state.
 	if out := run("--fresh", "--format", "json"); strings.Count(out, "\n") != 4 {
 		t.Fatalf("first run: %q, want 4 lines (4 findings opened)", out)
