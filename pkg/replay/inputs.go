@@ -36,8 +36,9 @@ func dayFolder(path string) (time.Time, bool) {
 // ^\d{12}_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4}Z)_[A-Za-z0-9]+\.json(\.gz)?$ matches (the
 // tests hold it to that pattern), ten times faster, on each of a trail's files.
 func logFileTime(name string) (string, bool) {
-	rest, ok := strings.CutSuffix(name, ".gz")
-	if rest, ok = strings.CutSuffix(rest, ".json"); !ok || len(rest) < 12 || !all(rest[:12], isDigit) {
+	rest, _ := strings.CutSuffix(name, ".gz")
+	rest, ok := strings.CutSuffix(rest, ".json")
+	if !ok || len(rest) < 12 || !all(rest[:12], isDigit) {
 		return "", false
 	}
 	if rest, ok = strings.CutPrefix(rest[12:], "_CloudTrail_"); !ok {
