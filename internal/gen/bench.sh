@@ -9,9 +9,9 @@
 #          as one NDJSON file per account given one after another, the same records
 #          sorted, and a trail folder.
 #
-# Then the replay on every core (decisions sharded by account). Prints the medians, the
-# ratios and peak RSS, and checks that every form and core count concludes the same
-# findings.
+# Then the replay on every core (its defaults: every core reads, half of them decide, a
+# shard of the accounts each). Prints the medians, the ratios and peak RSS, and checks that
+# every form and core count concludes the same findings.
 #
 #   bash internal/gen/bench.sh                           # 300,000 light, 420,000 dense records
 #   RECORDS=1000000 DENSE_RECORDS=1000000 bash internal/gen/bench.sh
@@ -135,7 +135,7 @@ for form in "${forms[@]}"; do
 done
 echo
 echo "ratio: the floor's time over the replay's, both on one core (above 1: the replay is faster)"
-echo "speedup: the replay on one core over the replay on every core (--parallel $(nproc): decisions sharded by account)"
+echo "speedup: the replay on one core over the replay on every core (the default --parallel $(nproc): every core reads, --shards $(( $(nproc) / 2 > 1 ? $(nproc) / 2 : 1 )) deciding)"
 echo
 same=yes
 for m in light dense; do

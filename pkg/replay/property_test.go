@@ -209,9 +209,9 @@ func TestTrailFolderForms(t *testing.T) {
 	}
 }
 
-// TestParallelSameFindings: deciding on two shards beside the readers (--parallel 2) gives
-// the findings of reading and deciding in turn (--parallel 1), on NDJSON and on a trail
-// folder.
+// TestParallelSameFindings: deciding beside the readers (--parallel 2: one detector; with
+// --shards 2, two) gives the findings of reading and deciding in turn (--parallel 1), on
+// NDJSON and on a trail folder.
 func TestParallelSameFindings(t *testing.T) {
 	lines := history(t, 11, 6000, 40, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	var recs [][]byte
@@ -221,15 +221,16 @@ func TestParallelSameFindings(t *testing.T) {
 	for _, in := range []string{writeNDJSON(t, recs, t.TempDir()), writeLogFiles(t, recs, t.TempDir())} {
 		want := replayWith(t, []string{"--parallel", "1"}, []string{in})
 		sameOutcome(t, in+": --parallel 2", want, replayWith(t, []string{"--parallel", "2"}, []string{in}))
+		sameOutcome(t, in+": --parallel 2 --shards 2", want, replayWith(t, []string{"--parallel", "2", "--shards", "2"}, []string{in}))
 	}
 }
 
 // TestShardedSameFindings: decisions sharded by account conclude what one detector does, on
 // dense histories of many accounts whose functions chain into hub accounts' roles (a
 // cross-account AssumeRole is logged in both accounts and decided on both sides) and whose
-// thieves use the chained keys: for 2, 3 and 5 shards, given as one sorted file and as one
-// file per account, and in a restart between two halves, the state written at the end only
-// or every 700 records.
+// thieves use the chained keys: for 1 (beside the readers), 2, 3 and 5 shards, given as one
+// sorted file and as one file per account, and in a restart between two halves, the state
+// written at the end only or every 700 records.
 func TestShardedSameFindings(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
@@ -279,8 +280,12 @@ func TestShardedSameFindings(t *testing.T) {
 			defer func(every int) { writeEvery = every }(writeEvery)
 			for _, every := range []int{64000, 700} {
 				writeEvery = every
-				for _, n := range []string{"2", "3", "5"} {
-					par := []string{"--parallel", n}
+				for _, n := range []string{"1", "2", "3", "5"} {
+					parallel := n
+					if n == "1" {
+						parallel = "2" // one detector deciding beside the readers
+					}
+					par := []string{"--parallel", parallel, "--shards", n}
 					name := fmt.Sprintf("%s shards, writing every %d records", n, every)
 					sameOutcome(t, name+", sorted", want, replayWith(t, par, []string{sorted}))
 					sameOutcome(t, name+", a file per account", want, replayWith(t, par, files))

@@ -31,7 +31,8 @@ type shards struct {
 	flight bool // a batch is being decided
 }
 
-// newShards makes n detectors from newDetector, one a shard.
+// newShards makes n detectors from newDetector, one a shard (one: a detector deciding
+// beside the reading, for every account).
 func newShards(n int, newDetector func() (*detect.Detector, error), mk func(*detect.Detector) *flow.Flow) (*shards, error) {
 	s := &shards{}
 	x := detect.NewExchange()
@@ -40,7 +41,9 @@ func newShards(n int, newDetector func() (*detect.Detector, error), mk func(*det
 		if err != nil {
 			return nil, err
 		}
-		d.SetShard(func(account string) bool { return s.of(account) == i }, x)
+		if n > 1 {
+			d.SetShard(func(account string) bool { return s.of(account) == i }, x)
+		}
 		sh := &shard{flow: mk(d), in: make(chan shardWork), out: make(chan flow.Summary, 1)}
 		s.list = append(s.list, sh)
 	}
