@@ -107,22 +107,19 @@ type Flow struct {
 	Sink     Sink
 	Log      *slog.Logger // nil: none
 
-	// Every writes the state and hands the findings on at every n-th batch (and at
-	// Finish); 0 or 1: at every batch. A worker that may die between batches (the Lambda)
-	// writes every time; a replay, which prints at its end what a crash would lose, need
-	// not: a finding changed in many batches is then written and printed once, and the
-	// embedded store commits a few times a minute instead of every batch.
-	Every int
-	// EveryRecords, when set, writes instead once this many records (Input.Part) were
-	// decided since the last write: a replay's batches end at an hour of event time, and a
-	// history of quiet accounts is hundreds of small batches a day.
+	// EveryRecords writes the state and hands the findings on once this many records
+	// (Input.Part) were decided since the last write (and at Finish); 0: at every batch. A
+	// worker that may die between batches (the Lambda) writes every time; a replay, which
+	// prints at its end what a crash would lose, need not: a finding changed in many
+	// batches is then written and printed once, and the embedded store commits a few times
+	// a minute instead of every batch. Records, not batches: a replay's batches end at an
+	// hour of event time, and a history of quiet accounts is hundreds of small batches a day.
 	EveryRecords int
 	// Margin is the time kept before the context's deadline to flush and answer: records
 	// not started by then are deferred (their inputs fail with ErrDeadline).
 	Margin time.Duration
 
-	batches int
-	since   int // records decided since the last write
+	since int // records decided since the last write
 }
 
 // Run decides on the inputs' records in event-time order (within a second, records that
@@ -222,7 +219,6 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 			}
 		}
 	}
-	f.batches++
 	for _, in := range inputs {
 		if in.Part > 0 {
 			f.since += in.Part
@@ -230,11 +226,7 @@ func (f *Flow) flush(ctx context.Context, inputs []*Input, last bool) int {
 			f.since += len(in.Records)
 		}
 	}
-	switch {
-	case last:
-	case f.EveryRecords > 0 && f.since < f.EveryRecords:
-		return 0
-	case f.EveryRecords <= 0 && f.Every > 1 && f.batches%f.Every != 0:
+	if !last && f.since < f.EveryRecords {
 		return 0
 	}
 	f.since = 0
