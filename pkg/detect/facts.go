@@ -239,6 +239,14 @@ func (d *Detector) lookup(f fact) *factEntry {
 	return d.facts[string(d.keyBuf)]
 }
 
+// hold starts holding a fact not held yet, with its own copy of the key.
+func (d *Detector) hold(f fact) *factEntry {
+	f = f.clone()
+	e := &factEntry{key: f}
+	d.facts[f.String()] = e
+	return e
+}
+
 // factEntry is a fact as this detector holds it: the stored value merged with what it
 // saw since.
 type factEntry struct {
@@ -284,11 +292,9 @@ func (d *Detector) entry(ctx context.Context, f fact, holds func(*factValue) boo
 		return e, nil
 	}
 	if e == nil {
-		f = f.clone()
-		e = &factEntry{key: f}
-		d.facts[f.String()] = e
+		e = d.hold(f)
 	}
-	if err := d.load(ctx, f.String(), e); err != nil {
+	if err := d.load(ctx, e.key.String(), e); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -336,9 +342,7 @@ func (d *Detector) sight(f fact, update func(*factValue) change) (e *factEntry, 
 		return nil, false
 	}
 	if e = d.lookup(f); e == nil {
-		f = f.clone()
-		e, created = &factEntry{key: f}, true
-		d.facts[f.String()] = e
+		e, created = d.hold(f), true
 	}
 	d.update(e, update)
 	return e, created

@@ -161,9 +161,7 @@ func (d *Detector) observedElsewhere(account string, first int64) {
 	f := fact{prefix: keyAccount, a: account}
 	e := d.lookup(f)
 	if e == nil {
-		f = f.clone()
-		e = &factEntry{key: f}
-		d.facts[f.String()] = e
+		e = d.hold(f)
 	}
 	if e.v.First == 0 || first < e.v.First {
 		e.v.First = first

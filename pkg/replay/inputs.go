@@ -209,6 +209,7 @@ func listDays(days []input) ([]input, int) {
 		}
 	}
 	for _, day := range days {
+		addDay := add(day)
 		// The day folder is listed, not walked: walking would first stat it again (the
 		// walk of the tree met it already), one system call of tens of thousands.
 		entries, err := os.ReadDir(day.path)
@@ -219,7 +220,7 @@ func listDays(days []input) ([]input, int) {
 		for _, e := range entries {
 			path := filepath.Join(day.path, e.Name())
 			if !e.IsDir() {
-				digests += walkFile(path, e, add(day))
+				digests += walkFile(path, e, addDay)
 				continue
 			}
 			if strings.HasPrefix(e.Name(), ".") {
@@ -240,7 +241,7 @@ func listDays(days []input) ([]input, int) {
 					}
 					return nil
 				}
-				digests += walkFile(path, d, add(day))
+				digests += walkFile(path, d, addDay)
 				return nil
 			})
 		}
