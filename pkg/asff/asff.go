@@ -67,7 +67,12 @@ func ForChange(c detect.Change, p Product) types.AwsSecurityFinding {
 // Build returns the ASFF finding for f as it is created, imported by product p.
 func Build(f detect.Finding, p Product) types.AwsSecurityFinding {
 	created := ts(f.PeriodStart)
-	updated := ts(f.LastSeen)
+	last := ts(f.LastSeen)
+	updated := last
+	if !f.Revised.IsZero() {
+		// Later for every stored version: Security Hub ignores an import that is not.
+		updated = f.Revised.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
 	sev := &types.Severity{Label: types.SeverityLabel(f.Severity), Original: aws.String(f.Severity)}
 	typ := []string{"TTPs/Credential Access", "Unusual Behaviors/User"}
 	out := types.AwsSecurityFinding{
@@ -83,7 +88,7 @@ func Build(f detect.Finding, p Product) types.AwsSecurityFinding {
 		CreatedAt:       aws.String(created),
 		UpdatedAt:       aws.String(updated),
 		FirstObservedAt: aws.String(ts(f.FirstSeen)),
-		LastObservedAt:  aws.String(updated),
+		LastObservedAt:  aws.String(last),
 		Severity:        sev,
 		FindingProviderFields: &types.FindingProviderFields{
 			Severity: &types.FindingProviderSeverity{Label: types.SeverityLabel(f.Severity), Original: aws.String(f.Severity)},

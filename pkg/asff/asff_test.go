@@ -142,6 +142,23 @@ func TestFields(t *testing.T) {
 	}
 }
 
+// TestUpdatedAt: a finding's UpdatedAt is its version's date (to the millisecond, later
+// for every version), LastObservedAt its last call's.
+func TestUpdatedAt(t *testing.T) {
+	f := findings()["cli"]
+	if got := *Build(f, product).UpdatedAt; got != *Build(f, product).LastObservedAt {
+		t.Errorf("never revised: UpdatedAt %s, want LastObservedAt", got)
+	}
+	f.Revised = f.LastSeen.Add(2 * time.Millisecond)
+	out := Build(f, product)
+	if want := f.LastSeen.UTC().Format("2006-01-02T15:04:05") + ".002Z"; *out.UpdatedAt != want || *out.LastObservedAt != ts(f.LastSeen) {
+		t.Errorf("UpdatedAt %s, LastObservedAt %s; want %s, %s", *out.UpdatedAt, *out.LastObservedAt, want, ts(f.LastSeen))
+	}
+	if err := Check(out); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestSDKAcceptsAndJSONMatches: the SDK's own validation passes for every title, and
 // what it sends to Security Hub is what JSON prints.
 func TestSDKAcceptsAndJSONMatches(t *testing.T) {

@@ -77,6 +77,22 @@ type Finding struct {
 	// Presigned counts the presigned-URL uses of the function's token from outside in the
 	// period (S3 object operations): listed, with their APIs, not counted as calls.
 	Presigned int `json:"presigned,omitempty"`
+	// Revised is when this version was made, as Security Hub reads it (UpdatedAt): the
+	// last call's time, or a millisecond after the version it replaced when that is not
+	// earlier. Each stored version is later than the one before it, whatever the order of
+	// the calls: Security Hub ignores an import whose UpdatedAt is not later than its own
+	// copy's, and a late call (a backfill, a redelivery) adds to a finding without moving
+	// its last call. https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html
+	Revised time.Time `json:"revised,omitzero"`
+}
+
+// revise dates a new version of f, which replaces the version dated f.Revised.
+func (f *Finding) revise() {
+	next := f.LastSeen
+	if !f.Revised.IsZero() && !next.After(f.Revised) {
+		next = f.Revised.Add(time.Millisecond)
+	}
+	f.Revised = next
 }
 
 // callSet is a finding's EventIDs as a set: merging thousands of calls stays linear.

@@ -140,6 +140,13 @@ func (d *Detector) CountedIn(ctx context.Context, recipient, eventID string) (Fi
 	return f, found, err
 }
 
+// Stored returns f's version in the store now: another worker may have written a later
+// one since.
+func (d *Detector) Stored(ctx context.Context, f Finding) (Finding, bool, error) {
+	cur, _, found, err := d.readFinding(ctx, findingStoreKey(findingKey(f), f.PeriodStart))
+	return cur, found, err
+}
+
 // again hands on, unchanged, the finding a redelivered call was counted in: its import
 // and email may be what failed the first time.
 func (d *Detector) again(ctx context.Context, key string) error {
@@ -420,6 +427,11 @@ func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 			d.dropPending()
 			return nil, err
 		}
+		if p.f.Count == 0 {
+			// Opened by a worker that has not written its first call yet (this one listed a
+			// presigned use in it): that worker hands it on, counted.
+			continue
+		}
 		out = append(out, Change{Finding: p.f, New: p.new, Again: !p.new && string(p.stored) == string(read)})
 	}
 	// The calls counted, so that a redelivery decided otherwise is not counted twice.
@@ -462,6 +474,12 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 		if string(b) == string(p.stored) {
 			return nil
 		}
+		// A new version: dated after the one it replaces (p.f.Revised is that one's).
+		prev := p.f.Revised
+		p.f.revise()
+		if b, err = json.Marshal(p.f); err != nil {
+			return fmt.Errorf("detect: encode finding: %w", err)
+		}
 		d.Stats.StoreWrites++
 		ok, err := d.store.Swap(ctx, p.key, p.stored, b, d.findingExpires(p.f.PeriodStart))
 		if err != nil {
@@ -471,6 +489,7 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 			p.stored = b
 			return nil
 		}
+		p.f.Revised = prev
 		// Another worker updated it: fold our calls into its value.
 		f, cur, found, err := d.readFinding(ctx, p.key)
 		if err != nil {
@@ -479,8 +498,11 @@ func (d *Detector) writeFinding(ctx context.Context, p *pending) error {
 		if !found {
 			f = p.f
 			f.resetCounts()
-		} else {
-			p.new = false // another worker opened it: this one updates it
+		} else if f.Count > 0 {
+			// Another worker counted a call in it first, and hands it on as new: this one
+			// updates it. (A version with no call yet is an opener's claim, maybe with
+			// presigned uses another worker listed in it: whoever counts first opens it.)
+			p.new = false
 		}
 		f.Attached, f.AttachedDetail, f.AssumedBy = p.f.Attached, p.f.AttachedDetail, p.f.AssumedBy
 		ids := newCallSet(&f)

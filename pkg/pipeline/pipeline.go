@@ -228,6 +228,86 @@ type sink struct{ h *Handler }
 func (s sink) Publish(ctx context.Context, changes []detect.Change) (flow.Published, error) {
 	h := s.h
 	pub := flow.Published{Failed: map[string]error{}}
+	if err := s.imports(ctx, changes, pub.Failed); err != nil {
+		return pub, err
+	}
+	latest := s.settle(ctx, changes, pub.Failed)
+	if !h.Notify.Enabled() {
+		return pub, nil
+	}
+	for _, f := range latest {
+		if pub.Failed[f.ID] != nil {
+			continue // emailed when its import succeeds
+		}
+		sent, err := h.mail.Mail(ctx, f)
+		if err != nil {
+			pub.Failed[f.ID] = err
+		} else if sent {
+			pub.Emails++
+		}
+	}
+	return pub, nil
+}
+
+// maxSettle bounds the rounds of settle: each is a read of every finding imported, and
+// an import of those another container changed meanwhile.
+const maxSettle = 4
+
+// settle reads back the findings imported and imports again each one that another
+// container changed in the table meanwhile; it returns the findings in their latest
+// version. Two containers that update one finding at once each import the version they
+// wrote, in either order: Security Hub keeps the later UpdatedAt, but a server (or a
+// proxy) where the last import wins would keep the older one. After this, the last
+// import of a finding is never older than the table's version when it landed, and a later
+// version is imported by the container that writes it. A finding that cannot be read
+// back fails its inputs: their redelivery imports its stored version.
+func (s sink) settle(ctx context.Context, changes []detect.Change, failed map[string]error) []detect.Finding {
+	h := s.h
+	latest := make([]detect.Finding, len(changes))
+	at := make(map[string]int, len(changes))
+	check := make([]int, 0, len(changes))
+	for i, c := range changes {
+		latest[i] = c.Finding
+		at[c.Finding.ID] = i
+		if failed[c.Finding.ID] == nil {
+			check = append(check, i)
+		}
+	}
+	for round := 0; round < maxSettle && len(check) > 0; round++ {
+		var again []detect.Change
+		for _, i := range check {
+			cur, found, err := h.Detector.Stored(ctx, latest[i])
+			switch {
+			case err != nil:
+				failed[latest[i].ID] = err
+			case found && cur.Revised.After(latest[i].Revised):
+				latest[i] = cur
+				again = append(again, detect.Change{Finding: cur})
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		if err := s.imports(ctx, again, failed); err != nil {
+			for _, c := range again {
+				failed[c.Finding.ID] = err
+			}
+			break
+		}
+		check = check[:0]
+		for _, c := range again {
+			if failed[c.Finding.ID] == nil {
+				check = append(check, at[c.Finding.ID])
+			}
+		}
+	}
+	return latest
+}
+
+// imports files the changes in Security Hub, each in the account it is about, and notes
+// in failed the findings it refused one by one. An error is the whole import's.
+func (s sink) imports(ctx context.Context, changes []detect.Change, failed map[string]error) error {
+	h := s.h
 	// Each finding in the account it is about (DESIGN §6), as GuardDuty files its own: the
 	// member account's Security Hub, through its importer role.
 	byAccount := map[string][]detect.Change{}
@@ -259,28 +339,14 @@ func (s sink) Publish(ctx context.Context, changes []detect.Change) (flow.Publis
 		if err != nil {
 			var ie *hub.ImportError
 			if !errors.As(err, &ie) {
-				return pub, err
+				return err
 			}
 			for id := range ie.Failed {
-				pub.Failed[id] = err
+				failed[id] = err
 			}
 		}
 	}
-	if !h.Notify.Enabled() {
-		return pub, nil
-	}
-	for _, c := range changes {
-		if pub.Failed[c.Finding.ID] != nil {
-			continue // emailed when its import succeeds
-		}
-		sent, err := h.mail.Mail(ctx, c.Finding)
-		if err != nil {
-			pub.Failed[c.Finding.ID] = err
-		} else if sent {
-			pub.Emails++
-		}
-	}
-	return pub, nil
+	return nil
 }
 
 func (h *Handler) now() time.Time {

@@ -1,0 +1,102 @@
+package detect
+
+import (
+	"context"
+	"testing"
+
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+	"github.com/outsider-sec/outsider/pkg/store"
+)
+
+// flushed processes recs in one batch of d and returns what its flush hands on.
+func flushed(t *testing.T, d *Detector, recs ...*cloudtrail.Record) []Change {
+	t.Helper()
+	for _, r := range recs {
+		if _, err := d.Process(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := d.Flush(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// TestVersionsLater: every version of a finding written is dated after the one it
+// replaced, whatever the calls' order: Security Hub ignores an import whose UpdatedAt is
+// not later than its copy's.
+func TestVersionsLater(t *testing.T) {
+	d := newDetector(t, store.NewMemory(), nil)
+	run(t, d, history(21, evFn, evRole)...)
+	s := roleSession(evRole, evFn, evKey)
+	first, _ := findingOf(flushed(t, d, rec(day(20, 3600), s, "ListBuckets", cgIP, "python-requests")), TitleInside)
+	if !first.Revised.Equal(first.LastSeen) {
+		t.Errorf("a new finding is dated %s, want its last call's time %s", first.Revised, first.LastSeen)
+	}
+	// A late call, before the last one: the finding changes, its last call does not.
+	lateCall := rec(day(20, 1800), s, "GetCallerIdentity", cgIP, "python-requests")
+	late, _ := findingOf(flushed(t, d, lateCall), TitleInside)
+	if late.Count != 2 || !late.LastSeen.Equal(first.LastSeen) || !late.Revised.After(first.Revised) {
+		t.Errorf("after a late call: count %d, last call %s, dated %s; want 2, %s, after %s", late.Count, late.LastSeen, late.Revised, first.LastSeen, first.Revised)
+	}
+	// Its redelivery changes nothing: handed on again, the same version.
+	again := flushed(t, d, lateCall)
+	if f, _ := findingOf(again, TitleInside); len(again) != 1 || !again[0].Again || f.Count != 2 || !f.Revised.Equal(late.Revised) {
+		t.Errorf("a redelivery handed on %+v, want the same version again", again)
+	}
+	next, _ := findingOf(flushed(t, d, rec(day(20, 7200), s, "ListBuckets", cgIP, "python-requests")), TitleInside)
+	if !next.Revised.Equal(next.LastSeen) {
+		t.Errorf("a later call dates the version %s, want its time %s", next.Revised, next.LastSeen)
+	}
+}
+
+// TestTwoWorkersOneFinding: two workers over one store decide calls of one finding at
+// once. The first to write a counted call hands it on as new, the other as an update of
+// a later version; a worker that only listed a presigned use in the opener's claim (no
+// call counted yet) hands nothing on.
+func TestTwoWorkersOneFinding(t *testing.T) {
+	st := store.NewMemory()
+	run(t, newDetector(t, st, nil), history(21, evFn, evRole)...)
+	s := roleSession(evRole, evFn, evKey)
+	ctx := context.Background()
+
+	t.Run("a presigned use in the opener's claim", func(t *testing.T) {
+		a, b := newDetector(t, st, nil), newDetector(t, st, nil)
+		if _, err := a.Process(ctx, rec(day(20, 3600), s, "ListBuckets", cgIP, "python-requests")); err != nil {
+			t.Fatal(err)
+		}
+		get := rec(day(20, 3000), s, "GetObject", "1.128.9.9", "Mozilla/5.0")
+		get.Presigned = true
+		if ch := flushed(t, b, get); len(ch) != 0 {
+			t.Errorf("the worker that listed a presigned use in a claim handed on %+v, want nothing", ch)
+		}
+		ch := flushed(t, a)
+		f, ok := findingOf(ch, TitleInside)
+		if !ok || !ch[0].New || f.Count != 1 || f.Presigned != 1 {
+			t.Errorf("the opener handed on %+v; want it new, one call, one presigned use", ch)
+		}
+	})
+
+	t.Run("both count a call", func(t *testing.T) {
+		a, b := newDetector(t, st, nil), newDetector(t, st, nil)
+		// Another period: the week after.
+		if _, err := a.Process(ctx, rec(day(27, 3600), s, "ListBuckets", cgIP, "python-requests")); err != nil {
+			t.Fatal(err)
+		}
+		chB := flushed(t, b, rec(day(27, 3700), s, "ListObjects", cgIP, "python-requests"))
+		chA := flushed(t, a)
+		fb, _ := findingOf(chB, TitleInside)
+		fa, _ := findingOf(chA, TitleInside)
+		if len(chB) != 1 || !chB[0].New || fb.Count != 1 {
+			t.Errorf("the first to write handed on %+v, want it new with one call", chB)
+		}
+		if len(chA) != 1 || chA[0].New || fa.Count != 2 || !fa.Revised.After(fb.Revised) {
+			t.Errorf("the opener, second to write, handed on %+v; want an update, two calls, dated after %s", chA, fb.Revised)
+		}
+		cur, found, err := b.Stored(ctx, fb)
+		if err != nil || !found || cur.Count != 2 || !cur.Revised.Equal(fa.Revised) {
+			t.Errorf("stored: %+v %v %v, want the opener's version", cur, found, err)
+		}
+	})
+}
