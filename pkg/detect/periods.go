@@ -84,6 +84,10 @@ func (d *Detector) readFinding(ctx context.Context, key string) (Finding, []byte
 	if err := json.Unmarshal(b, &f); err != nil {
 		return f, nil, false, fmt.Errorf("%w: %s holds a bad value: %w", ErrStore, key, err)
 	}
+	if f.Revised.IsZero() && f.Count > 0 {
+		// Written before versions were dated: it was imported with its last call's time.
+		f.Revised = f.LastSeen
+	}
 	return f, b, true, nil
 }
 

@@ -2,7 +2,9 @@ package detect
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/store"
@@ -48,6 +50,33 @@ func TestVersionsLater(t *testing.T) {
 	next, _ := findingOf(flushed(t, d, rec(day(20, 7200), s, "ListBuckets", cgIP, "python-requests")), TitleInside)
 	if !next.Revised.Equal(next.LastSeen) {
 		t.Errorf("a later call dates the version %s, want its time %s", next.Revised, next.LastSeen)
+	}
+}
+
+// TestVersionsOfAnOlderRelease: a finding stored before versions were dated was imported
+// with its last call's time; its next version is dated after that.
+func TestVersionsOfAnOlderRelease(t *testing.T) {
+	st := store.NewMemory()
+	d := newDetector(t, st, nil)
+	run(t, d, history(21, evFn, evRole)...)
+	s := roleSession(evRole, evFn, evKey)
+	first, _ := findingOf(flushed(t, d, rec(day(20, 3600), s, "ListBuckets", cgIP, "python-requests")), TitleInside)
+	ctx := context.Background()
+	key := findingStoreKey(findingKey(first), first.PeriodStart)
+	b, _, _ := st.Get(ctx, key, time.Time{})
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil || m["revised"] == nil {
+		t.Fatalf("stored finding %s: %v", b, err)
+	}
+	delete(m, "revised")
+	old, _ := json.Marshal(m)
+	if err := st.Put(ctx, key, old, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	d = newDetector(t, st, nil) // a new container: the finding is read from the store
+	late, _ := findingOf(flushed(t, d, rec(day(20, 1800), s, "GetCallerIdentity", cgIP, "python-requests")), TitleInside)
+	if late.Count != 2 || !late.Revised.After(first.LastSeen) {
+		t.Errorf("after a late call: count %d, dated %s; want 2, after %s", late.Count, late.Revised, first.LastSeen)
 	}
 }
 
