@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,10 +19,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	shtypes "github.com/aws/aws-sdk-go-v2/service/securityhub/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/gen"
 	"github.com/outsider-sec/outsider/internal/storetest"
+	"github.com/outsider-sec/outsider/pkg/asff"
 	"github.com/outsider-sec/outsider/pkg/detect"
 	"github.com/outsider-sec/outsider/pkg/dynamo"
 	"github.com/outsider-sec/outsider/pkg/flow"
@@ -124,6 +127,20 @@ func checkInvariants(t *testing.T, e *env, emails []string) {
 	}
 	if len(emails) != len(fs) {
 		t.Errorf("%d emails for %d findings: %q", len(emails), len(fs), emails)
+	}
+	// Security Hub holds each finding as the table does, whichever container imported last.
+	hub := map[string]shtypes.AwsSecurityFinding{}
+	for _, h := range e.findings(t) {
+		hub[*h.Id] = h
+	}
+	for _, f := range fs {
+		h, ok := hub[f.ID]
+		switch {
+		case !ok:
+			t.Errorf("%s: not in Security Hub", f.ID)
+		case h.ProductFields["outsider/Count"] != strconv.Itoa(f.Count) || *h.UpdatedAt != *asff.Build(f, asff.Product{}).UpdatedAt:
+			t.Errorf("%s: Security Hub holds %s calls, updated %s; the table %d, updated %s", f.ID, h.ProductFields["outsider/Count"], *h.UpdatedAt, f.Count, f.Revised)
+		}
 	}
 }
 
