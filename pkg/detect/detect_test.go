@@ -103,20 +103,29 @@ func newDetector(t *testing.T, s Store, mutate func(*Config)) *Detector {
 	return d
 }
 
+// run processes each record in a batch of its own and returns what the flushes hand on.
 func run(t *testing.T, d *Detector, recs ...*cloudtrail.Record) []Change {
 	t.Helper()
 	var out []Change
 	for _, r := range recs {
+		out = append(out, flushed(t, d, r)...)
+	}
+	return out
+}
+
+// flushed processes recs in one batch of d and returns what its flush hands on.
+func flushed(t *testing.T, d *Detector, recs ...*cloudtrail.Record) []Change {
+	t.Helper()
+	for _, r := range recs {
 		if _, err := d.Process(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
-		ch, err := d.Flush(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, ch...)
 	}
-	return out
+	ch, err := d.Flush(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
 
 // history starts the account on day 0 and lets Lambda issue fn's role a key daily.

@@ -6,24 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
-
-// flushed processes recs in one batch of d and returns what its flush hands on.
-func flushed(t *testing.T, d *Detector, recs ...*cloudtrail.Record) []Change {
-	t.Helper()
-	for _, r := range recs {
-		if _, err := d.Process(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ch, err := d.Flush(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
 
 // TestVersionsLater: every version of a finding written is dated after the one it
 // replaced, whatever the calls' order: Security Hub ignores an import whose UpdatedAt is
