@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -262,9 +263,18 @@ type arena struct {
 	maxBlock, chunk int
 }
 
-// record returns a zeroed record.
+// record returns a zeroed record: a recycled one when there is one.
 func (a *arena) record() *Record {
 	if a == nil {
+		return new(Record)
+	}
+	if r, ok := recycled.Get().(*Record); ok {
+		*r = Record{}
+		return r
+	}
+	if recycling.Load() {
+		// Records come back: each its own allocation, since a recycled record from a
+		// block would keep the whole block alive as long as it is in use.
 		return new(Record)
 	}
 	if len(a.recs) == 0 {
@@ -278,6 +288,29 @@ func (a *arena) record() *Record {
 	r := &a.recs[0]
 	a.recs = a.recs[1:]
 	return r
+}
+
+// recycled holds records given back by Recycle, for the arenas to hand out again;
+// recycling is set once any were.
+var (
+	recycled  sync.Pool
+	recycling atomic.Bool
+)
+
+// Recycle gives records back once nothing refers to them any more, nor will: the reader
+// that reads the next ones fills them again instead of allocating. A replay decides
+// hundreds of thousands of records, each 512 bytes with pointers for the collector to
+// mark; reusing them makes most of its garbage none. Their strings are not theirs (they
+// live in the arena's chunks) and stay valid.
+func Recycle(rs []*Record) {
+	if len(rs) > 0 && !recycling.Load() {
+		recycling.Store(true)
+	}
+	for _, r := range rs {
+		if r != nil {
+			recycled.Put(r)
+		}
+	}
 }
 
 // strings returns a builder with room for n more bytes, whose String's earlier bytes stay

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -427,5 +428,25 @@ func TestNoStaleFields(t *testing.T) {
 				t.Fatalf("a bare record carries fields of an earlier one: %+v", *r)
 			}
 		}
+	}
+}
+
+// TestRecycle: records given back are handed out again, zeroed.
+func TestRecycle(t *testing.T) {
+	// One P: what this goroutine puts in the pool is what it gets back.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var a arena
+	r := a.record()
+	r.EventID, r.Name = "ev-1", "GetObject"
+	Recycle([]*Record{r, nil})
+	got := a.record()
+	if got != r {
+		t.Fatal("a recycled record was not handed out again")
+	}
+	if *got != (Record{}) {
+		t.Errorf("a recycled record is handed out as %+v, want it zeroed", *got)
+	}
+	if again := a.record(); again == r {
+		t.Error("a record given back once was handed out twice")
 	}
 }

@@ -502,8 +502,13 @@ func (r *runner) decide(ctx context.Context, last bool) error {
 				return err
 			}
 		}
-	} else if r.sum.Add(run(ctx, []*flow.Input{b})); b.Err != nil {
-		return b.Err
+	} else {
+		r.sum.Add(run(ctx, []*flow.Input{b}))
+		if b.Err != nil {
+			return b.Err
+		}
+		// Decided: the flow and the detector keep none of them.
+		cloudtrail.Recycle(b.Records)
 	}
 	clear(b.Records)
 	b.Records, b.Malformed = b.Records[:0], b.Malformed[:0]

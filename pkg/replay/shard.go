@@ -28,7 +28,8 @@ type shardWork struct {
 
 type shards struct {
 	list   []*shard
-	flight bool // a batch is being decided
+	flight bool                 // a batch is being decided
+	flying []*cloudtrail.Record // its records, each once
 }
 
 // newShards makes n detectors from newDetector, one a shard (one: a detector deciding
@@ -101,6 +102,13 @@ func (s *shards) wait() (flow.Summary, error) {
 			err = sh.err
 		}
 	}
+	if err == nil {
+		// Decided by every shard: each cross-account copy was taken from the exchange,
+		// and nothing refers to the records any more.
+		cloudtrail.Recycle(s.flying)
+	}
+	clear(s.flying)
+	s.flying = s.flying[:0]
 	return sum, err
 }
 
@@ -108,6 +116,7 @@ func (s *shards) wait() (flow.Summary, error) {
 // logged it, a cross-account AssumeRole also to the role owner's.
 func (s *shards) send(recs []*cloudtrail.Record, last bool) {
 	parts := make([][]*cloudtrail.Record, len(s.list))
+	s.flying = append(s.flying, recs...)
 	for _, r := range recs {
 		i := s.of(r.RecipientAccount)
 		parts[i] = append(parts[i], r)
