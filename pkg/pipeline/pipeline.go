@@ -228,7 +228,7 @@ type sink struct{ h *Handler }
 func (s sink) Publish(ctx context.Context, changes []detect.Change) (flow.Published, error) {
 	h := s.h
 	pub := flow.Published{Failed: map[string]error{}}
-	if err := s.imports(ctx, changes, pub.Failed); err != nil {
+	if err := s.imports(ctx, changes, pub.Failed, false); err != nil {
 		return pub, err
 	}
 	latest := s.settle(ctx, changes, pub.Failed)
@@ -288,7 +288,7 @@ func (s sink) settle(ctx context.Context, changes []detect.Change, failed map[st
 		if len(again) == 0 {
 			break
 		}
-		if err := s.imports(ctx, again, failed); err != nil {
+		if err := s.imports(ctx, again, failed, true); err != nil {
 			for _, c := range again {
 				failed[c.Finding.ID] = err
 			}
@@ -305,8 +305,9 @@ func (s sink) settle(ctx context.Context, changes []detect.Change, failed map[st
 }
 
 // imports files the changes in Security Hub, each in the account it is about, and notes
-// in failed the findings it refused one by one. An error is the whole import's.
-func (s sink) imports(ctx context.Context, changes []detect.Change, failed map[string]error) error {
+// in failed the findings it refused one by one. An error is the whole import's. again: a
+// later version of findings imported already (not counted again in the metrics).
+func (s sink) imports(ctx context.Context, changes []detect.Change, failed map[string]error, again bool) error {
 	h := s.h
 	// Each finding in the account it is about (DESIGN §6), as GuardDuty files its own: the
 	// member account's Security Hub, through its importer role.
@@ -332,7 +333,9 @@ func (s sink) imports(ctx context.Context, changes []detect.Change, failed map[s
 				// security account, marked so (a field, a metric), never dropped.
 				h.Log.WarnContext(ctx, "findings filed in the security account: the member account's importer role is missing or refused",
 					"account", account, "findings", len(cs), "error", err)
-				h.filedHere += len(cs)
+				if !again {
+					h.filedHere += len(cs)
+				}
 				err = h.Hub.Import(ctx, build(cs, h.Product, fmt.Sprintf("security account: account %s refused the import (%s)", account, errorCode(err))))
 			}
 		}
