@@ -192,6 +192,18 @@ func fromChan(ch <-chan chunk) *stream {
 // a record at a time.
 const manyStreams = 8
 
+// manyPlain reports whether the merge reads more than manyStreams inputs side by side,
+// each a stream of its own (not CloudTrail-named files, which form one stream).
+func manyPlain(inputs []input) bool {
+	n := 0
+	for _, in := range inputs {
+		if in.t.IsZero() {
+			n++
+		}
+	}
+	return n > manyStreams
+}
+
 // jobFiles is how many small files one reader takes at a time from the trail stream.
 const jobFiles = 32
 

@@ -123,7 +123,7 @@ func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
 	fs.DurationVar(&o.Window, "reorder-window", 30*time.Minute, "event time over which records are put back in order (log files hold a few minutes each, and regions interleave)")
 	fs.IntVar(&o.Parallel, "parallel", runtime.NumCPU(), "1: read and decide in turn; 2 or more: read, decompress and parse beside the decisions (the same findings)")
-	fs.IntVar(&o.Shards, "shards", 0, "with --parallel 2 or more: detectors deciding side by side, each for the accounts that hash to it (the same findings); default: half of --parallel")
+	fs.IntVar(&o.Shards, "shards", 0, "with --parallel 2 or more: detectors deciding beside the reading, each for the accounts that hash to it (the same findings); default: half of --parallel, but below 4 cores none for one file or a trail folder (the merge decides)")
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the run's end, before the state is written, to this file (diagnostics)")
@@ -308,12 +308,19 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		// decision: the embedded store need not write it.
 		run.forget = func(t time.Time) { b.Forget(t.Add(-o.Window - 24*time.Hour)) }
 	}
-	if o.Parallel > 1 {
-		// Decisions beside the reading: one detector, or a shard of the accounts each. On
-		// two vCPUs one detector beside the merge was fastest (a file per account) or as
-		// fast (a sorted file, a trail folder) as two shards, which do a quarter more work
-		// in all: half the cores decide, the others read.
-		n := o.Shards
+	inputs, digests, err := collect(o.Paths)
+	run.digests, run.activation = digests, o.Config.Activation
+	if err != nil {
+		return exitFor(err), err
+	}
+	if n := o.Shards; o.Parallel > 1 && (n > 0 || o.Parallel >= 4 || manyPlain(inputs)) {
+		// Decisions beside the reading: one detector, or a shard of the accounts each,
+		// half the cores deciding and the others reading. On two vCPUs: for hundreds of
+		// files merged side by side one detector beside the merge was fastest (two shards
+		// do a quarter more work in all); for one file or a trail folder, whose lines
+		// other goroutines parse, the detector on the merge's own goroutine was (a sorted
+		// file 2.03–2.06 s against 2.12–2.81 s, a trail folder 7.2–7.3 s against 8.0 s
+		// and more, 2026-12-07), so that is the default there below four cores.
 		if n <= 0 {
 			n = max(1, o.Parallel/2)
 		}
@@ -323,11 +330,6 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		}
 		run.shards = sh
 		defer sh.start(ctx)()
-	}
-	inputs, digests, err := collect(o.Paths)
-	run.digests, run.activation = digests, o.Config.Activation
-	if err != nil {
-		return exitFor(err), err
 	}
 	if err := run.merge(ctx, inputs, stdin, max(1, o.Parallel)); err != nil {
 		return exitFor(err), err
