@@ -9,8 +9,8 @@
 #          as one NDJSON file per account given one after another, the same records
 #          sorted, and a trail folder.
 #
-# Then the replay on every core (its defaults: every core reads, half of them decide, a
-# shard of the accounts each). Prints the medians, the ratios and peak RSS, and checks that
+# Then the replay on every core (its defaults: every core reads; from four cores half of
+# them decide, a shard of the accounts each; below, one detector). Prints the medians, the ratios and peak RSS, and checks that
 # every form and core count concludes the same findings.
 #
 #   bash internal/gen/bench.sh                           # 300,000 light, 420,000 dense records
@@ -135,7 +135,12 @@ for form in "${forms[@]}"; do
 done
 echo
 echo "ratio: the floor's time over the replay's, both on one core (above 1: the replay is faster)"
-echo "speedup: the replay on one core over the replay on every core (the default --parallel $(nproc): every core reads, --shards $(( $(nproc) / 2 > 1 ? $(nproc) / 2 : 1 )) deciding)"
+if [ "$(nproc)" -ge 4 ]; then
+	deciding="--shards $(( $(nproc) / 2 )) deciding"
+else
+	deciding="one detector deciding: on the merge's goroutine for one file or a folder, beside the readers for a file per account"
+fi
+echo "speedup: the replay on one core over the replay on every core (the default --parallel $(nproc): every core reads, $deciding)"
 echo
 same=yes
 for m in light dense; do
