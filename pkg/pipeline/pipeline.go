@@ -264,17 +264,16 @@ const maxSettle = 4
 func (s sink) settle(ctx context.Context, changes []detect.Change, failed map[string]error) []detect.Finding {
 	h := s.h
 	latest := make([]detect.Finding, len(changes))
-	at := make(map[string]int, len(changes))
-	check := make([]int, 0, len(changes))
+	var check []int // indexes of latest to read back
 	for i, c := range changes {
 		latest[i] = c.Finding
-		at[c.Finding.ID] = i
 		if failed[c.Finding.ID] == nil {
 			check = append(check, i)
 		}
 	}
 	for round := 0; round < maxSettle && len(check) > 0; round++ {
 		var again []detect.Change
+		var changed []int
 		for _, i := range check {
 			cur, found, err := h.Detector.Stored(ctx, latest[i])
 			switch {
@@ -283,6 +282,7 @@ func (s sink) settle(ctx context.Context, changes []detect.Change, failed map[st
 			case found && cur.Revised.After(latest[i].Revised):
 				latest[i] = cur
 				again = append(again, detect.Change{Finding: cur})
+				changed = append(changed, i)
 			}
 		}
 		if len(again) == 0 {
@@ -294,12 +294,7 @@ func (s sink) settle(ctx context.Context, changes []detect.Change, failed map[st
 			}
 			break
 		}
-		check = check[:0]
-		for _, c := range again {
-			if failed[c.Finding.ID] == nil {
-				check = append(check, at[c.Finding.ID])
-			}
-		}
+		check = slices.DeleteFunc(changed, func(i int) bool { return failed[latest[i].ID] != nil })
 	}
 	return latest
 }

@@ -195,13 +195,21 @@ const manyStreams = 8
 // manyPlain reports whether the merge reads more than manyStreams inputs side by side,
 // each a stream of its own (not CloudTrail-named files, which form one stream).
 func manyPlain(inputs []input) bool {
-	n := 0
+	_, plain := splitInputs(inputs)
+	return len(plain) > manyStreams
+}
+
+// splitInputs separates CloudTrail-named files and day folders (one stream, in the order
+// of their times) from the other inputs (a stream each).
+func splitInputs(inputs []input) (named, plain []input) {
 	for _, in := range inputs {
 		if in.t.IsZero() {
-			n++
+			plain = append(plain, in)
+		} else {
+			named = append(named, in)
 		}
 	}
-	return n > manyStreams
+	return named, plain
 }
 
 // jobFiles is how many small files one reader takes at a time from the trail stream.
@@ -217,14 +225,7 @@ const jobFiles = 32
 func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var named, plain []input
-	for _, in := range inputs {
-		if in.t.IsZero() {
-			plain = append(plain, in)
-		} else {
-			named = append(named, in)
-		}
-	}
+	named, plain := splitInputs(inputs)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // runs first: every goroutine stops sending
