@@ -71,8 +71,8 @@ type Detector struct {
 	invLoaded   map[string]bool       // accounts whose stored inventory was read
 	facts       map[string]*factEntry // by store key
 	keyBuf      []byte                // scratch for lookup
-	dirtyFacts  []fact
-	lateFacts   []fact                    // facts whose only change is a later last sighting, not yet written
+	dirtyFacts  []*factEntry
+	lateFacts   []*factEntry              // facts whose only change is a later last sighting, not yet written
 	issuedMemo  map[string]*issued        // keys looked up since the last flush (nil: none issued)
 	unknownKeys []string                  // the keys issuedMemo holds as not issued
 	lastAcct    *factEntry                // the last account observed: records come in runs of one account

@@ -242,8 +242,8 @@ func (d *Detector) lookup(f fact) *factEntry {
 // hold starts holding a fact not held yet, with its own copy of the key.
 func (d *Detector) hold(f fact) *factEntry {
 	f = f.clone()
-	e := &factEntry{key: f}
-	d.facts[f.String()] = e
+	e := &factEntry{key: f, name: f.String()}
+	d.facts[e.name] = e
 	return e
 }
 
@@ -251,6 +251,7 @@ func (d *Detector) hold(f fact) *factEntry {
 // saw since.
 type factEntry struct {
 	key    fact
+	name   string // key's string: the store key, and the map's
 	v      factValue
 	stored []byte    // the bytes last read or written: the condition of the next write
 	read   time.Time // wall time of the last read; zero: never read
@@ -294,7 +295,7 @@ func (d *Detector) entry(ctx context.Context, f fact, holds func(*factValue) boo
 	if e == nil {
 		e = d.hold(f)
 	}
-	if err := d.load(ctx, e.key.String(), e); err != nil {
+	if err := d.load(ctx, e.name, e); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -363,21 +364,22 @@ const lastSeenSlack = 60 * 60
 // update applies a sighting to an entry held, and marks it to be written if it changed
 // what a reader of the store would need now.
 func (d *Detector) update(e *factEntry, update func(*factValue) change) {
-	switch update(&e.v) {
-	case unchanged:
-		return
-	case later:
+	c := update(&e.v)
+	if c == unchanged || e.name == "" {
+		return // e.name "": a fact no real record carries (entry), not kept
+	}
+	if c == later {
 		if e.v.newest()-e.written < lastSeenSlack {
 			if !e.late && !e.dirty {
 				e.late = true
-				d.lateFacts = append(d.lateFacts, e.key)
+				d.lateFacts = append(d.lateFacts, e)
 			}
 			return
 		}
 	}
 	if !e.dirty {
 		e.dirty = true
-		d.dirtyFacts = append(d.dirtyFacts, e.key)
+		d.dirtyFacts = append(d.dirtyFacts, e)
 	}
 }
 
@@ -386,26 +388,28 @@ func (d *Detector) update(e *factEntry, update func(*factValue) change) {
 // read: when another worker wrote meanwhile, the two are merged and the write is tried
 // again.
 func (d *Detector) flushFacts(ctx context.Context, all bool) error {
+	// The lists hold entries, not keys: an entry dirty or late is never dropped from
+	// memory (evict), so it is the one the map holds for its key.
 	// Past the memory bound, facts are dropped once written: the late ones are written too.
 	if all = all || len(d.facts) > maxFacts; all {
-		for _, f := range d.lateFacts {
-			if e := d.lookup(f); e != nil && e.late && !e.dirty {
+		for _, e := range d.lateFacts {
+			if e.late && !e.dirty {
 				e.dirty = true
-				d.dirtyFacts = append(d.dirtyFacts, f)
+				d.dirtyFacts = append(d.dirtyFacts, e)
 			}
 		}
 		d.lateFacts = d.lateFacts[:0]
 	}
-	todo := make([]fact, 0, len(d.dirtyFacts)) // sized once: a dense flush writes tens of thousands
-	for _, f := range d.dirtyFacts {
-		if e := d.lookup(f); e != nil && e.dirty {
-			todo = append(todo, f)
+	todo := make([]*factEntry, 0, len(d.dirtyFacts)) // sized once: a dense flush writes tens of thousands
+	for _, e := range d.dirtyFacts {
+		if e.dirty {
+			todo = append(todo, e)
 		}
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == factAttempts {
 			d.dirtyFacts = todo
-			return fmt.Errorf("%w: write %s: lost %d races in a row", ErrStore, todo[0], factAttempts)
+			return fmt.Errorf("%w: write %s: lost %d races in a row", ErrStore, todo[0].name, factAttempts)
 		}
 		if attempt > 0 {
 			// Only the keys that lost are tried again (the store writes the others): a
@@ -417,23 +421,22 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 				d.dirtyFacts = todo
 				return fmt.Errorf("%w: write facts: %w", ErrStore, err)
 			}
-			for _, f := range todo {
-				if err := d.load(ctx, f.String(), d.lookup(f)); err != nil {
+			for _, e := range todo {
+				if err := d.load(ctx, e.name, e); err != nil {
 					d.dirtyFacts = todo
 					return err
 				}
 			}
 		}
 		swaps := make([]Swap, len(todo))
-		for i, f := range todo {
-			e := d.lookup(f)
+		for i, e := range todo {
 			v := e.v.stored(int64(d.cfg.Training / time.Second))
 			b, err := json.Marshal(&v)
 			if err != nil {
-				return fmt.Errorf("detect: encode %s: %w", f, err)
+				return fmt.Errorf("detect: encode %s: %w", e.name, err)
 			}
 			expires := time.Time{}
-			switch f.prefix {
+			switch e.key.prefix {
 			case keyAccount:
 			case keyInside:
 				// A key answers for itself only while it is valid: no temporary key lives
@@ -442,7 +445,7 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 			default:
 				expires = time.Unix(e.v.newest(), 0).Add(d.cfg.Training)
 			}
-			swaps[i] = Swap{Key: f.String(), Old: e.stored, Value: b, Expires: expires}
+			swaps[i] = Swap{Key: e.name, Old: e.stored, Value: b, Expires: expires}
 		}
 		d.Stats.StoreWrites += len(swaps)
 		ok, err := d.swapAll(ctx, swaps)
@@ -450,24 +453,25 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 			d.dirtyFacts = todo
 			return fmt.Errorf("%w: write facts: %w", ErrStore, err)
 		}
-		var again []fact
-		for i, f := range todo {
-			e := d.lookup(f)
+		var again []*factEntry
+		for i, e := range todo {
 			if ok[i] {
 				e.stored, e.dirty, e.late, e.written = swaps[i].Value, false, false, e.v.newest()
 				continue
 			}
-			again = append(again, f)
+			again = append(again, e)
 		}
 		todo = again
 	}
+	clear(d.dirtyFacts) // the entries written are not kept alive by the list once dropped
 	d.dirtyFacts = d.dirtyFacts[:0]
 	late := d.lateFacts[:0]
-	for _, f := range d.lateFacts {
-		if e := d.lookup(f); e != nil && e.late {
-			late = append(late, f)
+	for _, e := range d.lateFacts {
+		if e.late {
+			late = append(late, e)
 		}
 	}
+	clear(d.lateFacts[len(late):])
 	d.lateFacts = late
 	d.evict()
 	return nil
