@@ -233,6 +233,7 @@ func (b *Bolt) commit(all bool) error {
 	if !all && !b.horizon.IsZero() {
 		hold = b.horizon.Add(shortLived)
 	}
+	var written []string
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucket)
 		for k, it := range b.pending {
@@ -253,13 +254,17 @@ func (b *Bolt) commit(all bool) error {
 			if err := bk.Put([]byte(k), v); err != nil {
 				return err
 			}
-			b.ondisk.add(k)
-			delete(b.pending, k)
+			written = append(written, k)
 		}
 		return nil
 	})
 	if err != nil {
+		// Nothing was written: every item stays gathered for the next commit.
 		return fmt.Errorf("store: commit: %w", err)
+	}
+	for _, k := range written {
+		b.ondisk.add(k)
+		delete(b.pending, k)
 	}
 	if b.ondisk.full() {
 		return b.buildFilter() // twice the keys it was built for: a larger one
