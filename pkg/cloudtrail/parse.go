@@ -269,8 +269,7 @@ func (a *arena) record() *Record {
 		return new(Record)
 	}
 	if r, ok := recycled.Get().(*Record); ok {
-		*r = Record{}
-		return r
+		return r // zeroed by Recycle
 	}
 	if recycling.Load() {
 		// Records come back: each its own allocation, since a recycled record from a
@@ -308,6 +307,10 @@ func Recycle(rs []*Record) {
 	}
 	for _, r := range rs {
 		if r != nil {
+			// Zeroed now, not when taken again: a record waiting in the pool would keep
+			// the string chunks it points into alive, and with them the strings of every
+			// record cut from them.
+			*r = Record{}
 			recycled.Put(r)
 		}
 	}
