@@ -439,6 +439,10 @@ func TestRecycle(t *testing.T) {
 	r := a.record()
 	r.EventID, r.Name = "ev-1", "GetObject"
 	Recycle([]*Record{r, nil})
+	if *r != (Record{}) {
+		// Waiting in the pool, its strings would keep their arena chunk alive.
+		t.Errorf("a record given back still holds %+v, want it zeroed", *r)
+	}
 	got := a.record()
 	if got != r {
 		t.Fatal("a recycled record was not handed out again")
