@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,28 +22,28 @@ import (
 // countingStore is the reference store, counting the detector's calls.
 type countingStore struct {
 	*store.Memory
-	calls int
+	calls atomic.Int64 // two detectors (shards) may share one
 }
 
 func newCountingStore() *countingStore { return &countingStore{Memory: store.NewMemory()} }
 
 func (s *countingStore) Get(ctx context.Context, k string, now time.Time) ([]byte, bool, error) {
-	s.calls++
+	s.calls.Add(1)
 	return s.Memory.Get(ctx, k, now)
 }
 
 func (s *countingStore) Put(ctx context.Context, k string, v []byte, exp time.Time) error {
-	s.calls++
+	s.calls.Add(1)
 	return s.Memory.Put(ctx, k, v, exp)
 }
 
 func (s *countingStore) Claim(ctx context.Context, k string, v []byte, now, exp time.Time) (bool, error) {
-	s.calls++
+	s.calls.Add(1)
 	return s.Memory.Claim(ctx, k, v, now, exp)
 }
 
 func (s *countingStore) Swap(ctx context.Context, k string, old, v []byte, exp time.Time) (bool, error) {
-	s.calls++
+	s.calls.Add(1)
 	return s.Memory.Swap(ctx, k, old, v, exp)
 }
 
@@ -294,7 +295,7 @@ func TestHotPath(t *testing.T) {
 		rec(day(0, 2), roleSession("web-asg-role", "i-0", "ASIAEC2"), "DescribeInstances", awsIP, "aws-sdk-go"),
 	}
 	run(t, d, warm...)
-	before := s.calls
+	before := s.calls.Load()
 	var hot []*cloudtrail.Record
 	for i := 0; i < 1000; i++ {
 		hot = append(hot,
@@ -305,7 +306,7 @@ func TestHotPath(t *testing.T) {
 		)
 	}
 	run(t, d, hot...)
-	if got := s.calls - before; got != 0 {
+	if got := s.calls.Load() - before; got != 0 {
 		t.Errorf("%d store calls for 4000 inside records of non-Lambda identities, want 0", got)
 	}
 }
