@@ -367,30 +367,50 @@ func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.R
 			}
 		}()
 	}
-	wg.Add(2)
+	// A day's folders are listed a day ahead, by a goroutine of their own: listing one
+	// (an organisation's hundreds of folders, a system call or three each) while the
+	// readers wait for files left them idle at every day's start.
+	days := make(chan []input, 1)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		defer close(days)
+		for len(inputs) > 0 {
+			k := 1
+			if inputs[0].day {
+				for k < len(inputs) && inputs[k].day && inputs[k].t.Equal(inputs[0].t) {
+					k++
+				}
+			} else {
+				for k < len(inputs) && !inputs[k].day {
+					k++
+				}
+			}
+			next := inputs[:k]
+			if next[0].day {
+				var d int
+				next, d = listDays(next)
+				digests.Add(int64(d))
+			}
+			inputs = inputs[k:]
+			select {
+			case days <- next:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		defer close(order)
 		defer close(jobs)
-		var pending []input // a day's files, listed
-		for len(inputs) > 0 || len(pending) > 0 {
-			if len(pending) == 0 && inputs[0].day {
-				k := 1
-				for k < len(inputs) && inputs[k].day && inputs[k].t.Equal(inputs[0].t) {
-					k++
+		for pending := range days {
+			for len(pending) > 0 {
+				if ordered1(ctx, &pending, jobs, order) {
+					for range days { // let the lister finish
+					}
+					return
 				}
-				files, d := listDays(inputs[:k])
-				digests.Add(int64(d))
-				inputs = inputs[k:]
-				pending = files
-				continue
-			}
-			src := &inputs
-			if len(pending) > 0 {
-				src = &pending
-			}
-			if ordered1(ctx, src, jobs, order) {
-				return
 			}
 		}
 	}()
