@@ -590,11 +590,28 @@ func (r *Record) own(a *arena) {
 		&id.IssuerAccount, &id.IssuerName,
 		&rq.RoleARN, &rq.RoleSessionName, &rq.FunctionName, &rq.Role, &rq.RoleName, &rq.TrustPolicy,
 	}
+	copyInto(a.strings(lenAll(fields[:])), fields[:])
+}
+
+// OwnStrings copies the strings into one allocation of their own, so that they keep
+// nothing else alive (the bytes they were decoded from, a record's chunk).
+func OwnStrings(fields ...*string) {
+	var b strings.Builder
+	b.Grow(lenAll(fields))
+	copyInto(&b, fields)
+}
+
+func lenAll(fields []*string) int {
 	n := 0
 	for _, f := range fields {
 		n += len(*f)
 	}
-	b := a.strings(n) // room for all: the substrings below stay valid as b grows within it
+	return n
+}
+
+// copyInto copies each string into b, which has room for them all (the substrings
+// handed out stay valid as b grows within it), and points the string there.
+func copyInto(b *strings.Builder, fields []*string) {
 	for _, f := range fields {
 		if *f != "" {
 			start := b.Len()

@@ -377,20 +377,19 @@ func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.R
 		defer close(days)
 		for len(inputs) > 0 {
 			k := 1
+			var next []input
 			if inputs[0].day {
 				for k < len(inputs) && inputs[k].day && inputs[k].t.Equal(inputs[0].t) {
 					k++
 				}
+				var d int
+				next, d = listDays(inputs[:k])
+				digests.Add(int64(d))
 			} else {
 				for k < len(inputs) && !inputs[k].day {
 					k++
 				}
-			}
-			next := inputs[:k]
-			if next[0].day {
-				var d int
-				next, d = listDays(next)
-				digests.Add(int64(d))
+				next = inputs[:k]
 			}
 			inputs = inputs[k:]
 			select {
