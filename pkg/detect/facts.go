@@ -497,9 +497,11 @@ func (d *Detector) evict() {
 		for k, e := range d.facts {
 			if !e.dirty && !e.late && (all || e.v.newest() < old) {
 				delete(d.facts, k)
+				if e.key.prefix == keyAccount {
+					delete(d.accts, e.key.a)
+				}
 			}
 		}
-		d.lastAcct = nil
 	}
 	if len(d.issuedMemo) > softFacts {
 		// An expired key's issuer answers nothing for a time at or after its expiry; a
