@@ -6,6 +6,7 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net/netip"
 	"strings"
@@ -261,6 +262,40 @@ type arena struct {
 	// maxBlock and chunk bound the record blocks and string chunks (0: 128 records,
 	// 16 KiB).
 	maxBlock, chunk int
+	// common holds, by hash, a copy of each value last seen of the fields that repeat: a
+	// user agent, a service, an account, the role behind a session. A record's value that
+	// is there is that copy instead of one of its own: on a dense history these were
+	// half of the bytes records kept (user agents alone a third), copied record after
+	// record. Its copies are allocations of their own, not cut from a chunk, which a slot
+	// would otherwise keep alive. commonSlots is its size (0: 1024).
+	common      []string
+	commonSlots int
+}
+
+// commonSeed hashes the values of arena.common.
+var commonSeed = maphash.MakeSeed()
+
+// share points each field at the arena's copy of its value, made now if it had none.
+func (a *arena) share(fields []*string) {
+	if a.common == nil {
+		n := a.commonSlots
+		if n == 0 {
+			n = 1024
+		}
+		a.common = make([]string, n)
+	}
+	mask := uint64(len(a.common) - 1)
+	for _, f := range fields {
+		v := *f
+		if v == "" {
+			continue
+		}
+		slot := &a.common[maphash.String(commonSeed, v)&mask]
+		if *slot != v {
+			*slot = strings.Clone(v)
+		}
+		*f = *slot
+	}
 }
 
 // record returns a zeroed record: a recycled one when there is one.
@@ -584,13 +619,21 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time, a *arena) (*Record, error
 func (r *Record) own(a *arena) {
 	id, rq := &r.Identity, &r.Request
 	fields := [...]*string{
-		&r.EventID, &r.Source, &r.Name, &r.Region, &r.SourceIP, &r.UserAgent, &r.ErrorCode, &r.VPCEndpointID,
-		&r.VPCEndpointAcct, &r.RecipientAccount, &r.IssuedKeyID, &r.ResponseRoleARN,
-		&id.Type, &id.PrincipalID, &id.ARN, &id.AccountID, &id.AccessKeyID, &id.InvokedBy, &id.IssuerARN,
-		&id.IssuerAccount, &id.IssuerName,
-		&rq.RoleARN, &rq.RoleSessionName, &rq.FunctionName, &rq.Role, &rq.RoleName, &rq.TrustPolicy,
+		// The fields whose values repeat (arena.common): the first nCommon.
+		&r.Source, &r.Name, &r.Region, &r.UserAgent, &r.ErrorCode, &r.VPCEndpointID, &r.VPCEndpointAcct,
+		&r.RecipientAccount, &id.Type, &id.AccountID, &id.InvokedBy, &id.IssuerARN, &id.IssuerAccount,
+		&id.IssuerName, &rq.RoleARN,
+		// The others: keys, addresses, sessions.
+		&r.EventID, &r.SourceIP, &r.IssuedKeyID, &r.ResponseRoleARN, &id.PrincipalID, &id.ARN,
+		&id.AccessKeyID, &rq.RoleSessionName, &rq.FunctionName, &rq.Role, &rq.RoleName, &rq.TrustPolicy,
 	}
-	copyInto(a.strings(lenAll(fields[:])), fields[:])
+	const nCommon = 15
+	own := fields[:]
+	if a != nil {
+		a.share(fields[:nCommon])
+		own = fields[nCommon:]
+	}
+	copyInto(a.strings(lenAll(own)), own)
 }
 
 // OwnStrings copies the strings into one allocation of their own, so that they keep
@@ -909,7 +952,7 @@ var readers = sync.Pool{New: func() any {
 // each read is parsed, so what a read brings in is held as records until decided:
 // 16 KiB holds half as many as 32 KiB, which made the collector run twice as often.
 var smallReaders = sync.Pool{New: func() any {
-	return &readerSet{raw: bufio.NewReaderSize(nil, 16<<10), arena: arena{maxBlock: 1, chunk: 2 << 10}}
+	return &readerSet{raw: bufio.NewReaderSize(nil, 16<<10), arena: arena{maxBlock: 1, chunk: 2 << 10, commonSlots: 128}}
 }}
 
 // errLineTooLong: a line longer than the reader's bound, skipped.
