@@ -272,6 +272,10 @@ type arena struct {
 	commonSlots int
 }
 
+// maxCommon bounds the values arena.common keeps: real ones are a few dozen bytes (user
+// agents up to a few hundred), and a forged file of long distinct ones must not fill it.
+const maxCommon = 512
+
 // commonSeed hashes the values of arena.common.
 var commonSeed = maphash.MakeSeed()
 
@@ -288,6 +292,10 @@ func (a *arena) share(fields []*string) {
 	for _, f := range fields {
 		v := *f
 		if v == "" {
+			continue
+		}
+		if len(v) > maxCommon {
+			*f = strings.Clone(v) // not kept: the slots hold at most 1024 × maxCommon bytes
 			continue
 		}
 		slot := &a.common[maphash.String(commonSeed, v)&mask]
