@@ -138,7 +138,7 @@ echo "ratio: the floor's time over the replay's, both on one core (above 1: the 
 if [ "$(nproc)" -ge 4 ]; then
 	deciding="--shards $(( $(nproc) / 2 )) deciding"
 else
-	deciding="one detector deciding: on the merge's goroutine for one file or a folder, beside the readers for a file per account"
+	deciding="one detector deciding beside the readers"
 fi
 echo "speedup: the replay on one core over the replay on every core (the default --parallel $(nproc): every core reads, $deciding)"
 echo

@@ -217,13 +217,6 @@ func fromChan(ch <-chan chunk) *stream {
 // a record at a time.
 const manyStreams = 8
 
-// manyPlain reports whether the merge reads more than manyStreams inputs side by side,
-// each a stream of its own (not CloudTrail-named files, which form one stream).
-func manyPlain(inputs []input) bool {
-	_, plain := splitInputs(inputs)
-	return len(plain) > manyStreams
-}
-
 // splitInputs separates CloudTrail-named files and day folders (one stream, in the order
 // of their times) from the other inputs (a stream each).
 func splitInputs(inputs []input) (named, plain []input) {

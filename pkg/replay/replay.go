@@ -123,7 +123,7 @@ func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
 	fs.DurationVar(&o.Window, "reorder-window", 30*time.Minute, "event time over which records are put back in order (log files hold a few minutes each, and regions interleave)")
 	fs.IntVar(&o.Parallel, "parallel", runtime.NumCPU(), "1: read and decide in turn; 2 or more: read, decompress and parse beside the decisions (the same findings)")
-	fs.IntVar(&o.Shards, "shards", 0, "with --parallel 2 or more: detectors deciding beside the reading, each for the accounts that hash to it (the same findings); default: half of --parallel, but below 4 cores none for one file or a trail folder (the merge decides)")
+	fs.IntVar(&o.Shards, "shards", 0, "with --parallel 2 or more: detectors deciding beside the reading, each for the accounts that hash to it (the same findings); default: half of --parallel")
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (diagnostics)")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile of the run's end, before the state is written, to this file (diagnostics)")
@@ -313,14 +313,14 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return exitFor(err), err
 	}
-	if n := o.Shards; o.Parallel > 1 && (n > 0 || o.Parallel >= 4 || manyPlain(inputs)) {
+	if n := o.Shards; o.Parallel > 1 {
 		// Decisions beside the reading: one detector, or a shard of the accounts each,
-		// half the cores deciding and the others reading. On two vCPUs: for hundreds of
-		// files merged side by side one detector beside the merge was fastest (two shards
-		// do a quarter more work in all); for one file or a trail folder, whose lines
-		// other goroutines parse, the detector on the merge's own goroutine was (a sorted
-		// file 2.03–2.06 s against 2.12–2.81 s, a trail folder 7.2–7.3 s against 8.0 s
-		// and more, 2026-12-07), so that is the default there below four cores.
+		// half the cores deciding and the others reading. On two vCPUs, one detector
+		// beside the reading, with a few batches in flight (detectorDepth), was fastest
+		// on every form of the dense history (2026-12-07, fastest of two or three: a file
+		// per account 2.5 s against 2.8 s with one batch in flight; a sorted file 1.78 s
+		// against 2.01 s and a trail folder 4.37 s against 4.66 s with the detector on the
+		// merge's own goroutine).
 		if n <= 0 {
 			n = max(1, o.Parallel/2)
 		}
@@ -491,14 +491,14 @@ func (r *runner) decide(ctx context.Context, last bool) error {
 		r.forget(b.Records[0].Time)
 	}
 	if sh := r.shards; sh != nil {
-		sum, err := sh.wait() // the batch before this one
+		sum, err := sh.wait(sh.depth - 1) // room for this one
 		r.sum.Add(sum)
 		if err != nil {
 			return err
 		}
 		sh.send(b.Records, last)
 		if last {
-			sum, err := sh.wait()
+			sum, err := sh.wait(0)
 			r.sum.Add(sum)
 			if err != nil {
 				return err

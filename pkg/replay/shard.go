@@ -17,8 +17,7 @@ import (
 type shard struct {
 	flow *flow.Flow
 	in   chan shardWork
-	out  chan flow.Summary
-	err  error // the shard's input failed: the run stops
+	out  chan shardDone
 }
 
 type shardWork struct {
@@ -26,16 +25,36 @@ type shardWork struct {
 	last bool
 }
 
-type shards struct {
-	list   []*shard
-	flight bool                 // a batch is being decided
-	flying []*cloudtrail.Record // its records, each once
+// shardDone is what a shard did with one batch; err: its input failed, the run stops.
+type shardDone struct {
+	sum flow.Summary
+	err error
 }
+
+type shards struct {
+	list []*shard
+	// depth is how many batches may be in flight: several shards write the state at the
+	// same batches (what one learned is in the store when another reads it), so they go
+	// batch by batch together; one detector beside the reading decides its batches in
+	// order whatever the reading does, and a few in flight absorb the batches' uneven
+	// cost instead of each side waiting for the other at every batch.
+	depth  int
+	flying [][]*cloudtrail.Record // the batches in flight, oldest first: their records, each once
+	spare  [][]*cloudtrail.Record // emptied ones, for the next batches
+}
+
+// detectorDepth is how many batches one detector beside the reading may have in flight.
+// On two vCPUs, a file per account (400 files, 1,128 batches of an hour): at most one in
+// flight left each side waiting on the other at every batch.
+const detectorDepth = 4
 
 // newShards makes n detectors from newDetector, one a shard (one: a detector deciding
 // beside the reading, for every account).
 func newShards(n int, newDetector func() (*detect.Detector, error), mk func(*detect.Detector) *flow.Flow) (*shards, error) {
-	s := &shards{}
+	s := &shards{depth: 1}
+	if n == 1 {
+		s.depth = detectorDepth
+	}
 	x := detect.NewExchange()
 	for i := range n {
 		d, err := newDetector()
@@ -45,7 +64,7 @@ func newShards(n int, newDetector func() (*detect.Detector, error), mk func(*det
 		if n > 1 {
 			d.SetShard(func(account string) bool { return s.of(account) == i }, x)
 		}
-		sh := &shard{flow: mk(d), in: make(chan shardWork), out: make(chan flow.Summary, 1)}
+		sh := &shard{flow: mk(d), in: make(chan shardWork, s.depth), out: make(chan shardDone, s.depth)}
 		s.list = append(s.list, sh)
 	}
 	return s, nil
@@ -70,59 +89,74 @@ func (s *shards) start(ctx context.Context) (stop func()) {
 					run = sh.flow.Finish
 				}
 				sum := run(ctx, []*flow.Input{w.in})
-				sh.err = w.in.Err
-				if sh.err != nil {
+				if w.in.Err != nil {
 					// The records after the failure were skipped: the other shards must
 					// not wait for what they would have said.
 					sh.flow.Detector.Abandon(w.in.Records)
 				}
-				sh.out <- sum
+				sh.out <- shardDone{sum, w.in.Err}
 			}
 		}()
 	}
 	return func() {
-		s.wait()
+		s.wait(0)
 		for _, sh := range s.list {
 			close(sh.in)
 		}
 	}
 }
 
-// wait waits for the batch in flight and returns what its parts did, and the first error.
-func (s *shards) wait() (flow.Summary, error) {
+// wait waits for the oldest batches in flight until at most n are, and returns what their
+// parts did, and the first error.
+func (s *shards) wait(n int) (flow.Summary, error) {
 	var sum flow.Summary
-	if !s.flight {
-		return sum, nil
-	}
-	s.flight = false
 	var err error
-	for _, sh := range s.list {
-		sum.Add(<-sh.out)
-		if sh.err != nil && err == nil {
-			err = sh.err
+	for len(s.flying) > n {
+		failed := false
+		for _, sh := range s.list {
+			d := <-sh.out
+			sum.Add(d.sum)
+			if d.err != nil {
+				failed = true
+				if err == nil {
+					err = d.err
+				}
+			}
 		}
+		recs := s.flying[0]
+		if !failed {
+			// Decided by every shard: each cross-account copy was taken from the
+			// exchange, and nothing refers to the records any more.
+			cloudtrail.Recycle(recs)
+		}
+		clear(recs)
+		s.spare = append(s.spare, recs[:0])
+		s.flying[0] = nil
+		s.flying = s.flying[1:]
 	}
-	if err == nil {
-		// Decided by every shard: each cross-account copy was taken from the exchange,
-		// and nothing refers to the records any more.
-		cloudtrail.Recycle(s.flying)
-	}
-	clear(s.flying)
-	s.flying = s.flying[:0]
 	return sum, err
 }
 
 // send hands every shard its part of recs: a record to the shard of the account that
-// logged it, a cross-account AssumeRole also to the role owner's.
+// logged it, a cross-account AssumeRole also to the role owner's. There must be room in
+// flight (wait(depth-1)).
 func (s *shards) send(recs []*cloudtrail.Record, last bool) {
 	parts := make([][]*cloudtrail.Record, len(s.list))
-	s.flying = append(s.flying, recs...)
-	for _, r := range recs {
-		i := s.of(r.RecipientAccount)
-		parts[i] = append(parts[i], r)
-		if a, ok := detect.ForeignRole(r); ok {
-			if j := s.of(a); j != i {
-				parts[j] = append(parts[j], r)
+	var flying []*cloudtrail.Record
+	if n := len(s.spare); n > 0 {
+		flying, s.spare = s.spare[n-1], s.spare[:n-1]
+	}
+	s.flying = append(s.flying, append(flying, recs...))
+	if len(s.list) == 1 {
+		parts[0] = append([]*cloudtrail.Record(nil), recs...)
+	} else {
+		for _, r := range recs {
+			i := s.of(r.RecipientAccount)
+			parts[i] = append(parts[i], r)
+			if a, ok := detect.ForeignRole(r); ok {
+				if j := s.of(a); j != i {
+					parts[j] = append(parts[j], r)
+				}
 			}
 		}
 	}
@@ -131,7 +165,6 @@ func (s *shards) send(recs []*cloudtrail.Record, last bool) {
 		// detector would (what one shard learned and another reads is in the store by then).
 		sh.in <- shardWork{in: &flow.Input{ID: "replay", Records: parts[i], Part: max(1, len(recs))}, last: last}
 	}
-	s.flight = true
 }
 
 // stats sums the shards' detector counts.
