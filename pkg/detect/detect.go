@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -76,6 +77,8 @@ type Detector struct {
 	issuedMemo  map[string]*issued        // keys looked up since the last flush (nil: none issued)
 	unknownKeys []string                  // the keys issuedMemo holds as not issued
 	accts       map[string]*factEntry     // the accounts' entries of facts, by account: every record observes one
+	encoded     bytes.Buffer              // putJSON's encoding, reused
+	enc         *json.Encoder             // writing to encoded
 	pending     map[string]*pending       // findings changed since the last Flush, by store key
 	order       []string                  // their keys, in the order they were first changed
 	touched     string                    // id of the finding the record in Process opened or updated
@@ -426,10 +429,16 @@ func (d *Detector) putJSON(ctx context.Context, key string, v any, expires time.
 		return nil // names no real record carries: not kept
 	}
 	d.Stats.StoreWrites++
-	b, err := json.Marshal(v)
-	if err != nil {
+	// Encoded into this detector's buffer: every store copies what Put is given (a dense
+	// replay's keys and issuers are most of its writes, and each was two allocations).
+	if d.enc == nil {
+		d.enc = json.NewEncoder(&d.encoded)
+	}
+	d.encoded.Reset()
+	if err := d.enc.Encode(v); err != nil {
 		return fmt.Errorf("detect: encode %s: %w", key, err)
 	}
+	b := bytes.TrimSuffix(d.encoded.Bytes(), []byte("\n")) // json.Marshal's bytes
 	if err := d.store.Put(ctx, key, b, expires); err != nil {
 		return fmt.Errorf("%w: put %s: %w", ErrStore, key, err)
 	}

@@ -3,8 +3,11 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/outsider-sec/outsider/pkg/store"
 )
@@ -112,4 +115,34 @@ func TestTwoWorkersOneFinding(t *testing.T) {
 			t.Errorf("stored: %+v %v %v, want the opener's version", cur, found, err)
 		}
 	})
+}
+
+// TestPutJSONStoresMarshal: putJSON encodes into a buffer it reuses; what it stores is
+// json.Marshal's bytes, write after write (escapes, times, nested values, the buffer's
+// earlier contents never showing through).
+func TestPutJSONStoresMarshal(t *testing.T) {
+	st := store.NewMemory()
+	d := newDetector(t, st, nil)
+	at := time.Date(2026, 3, 1, 0, 0, 9, 123, time.UTC)
+	values := []any{
+		issued{Lambda: true, Role: "fn-role", Account: "400000182629", Region: "us-east-1", At: at, Expires: at.Add(time.Hour)},
+		issued{By: "arn:aws:iam::1:user/<b>&'\"\u2028", Role: "r", At: at, Function: &FunctionRef{Account: "1", Name: "f"}},
+		fnRole{Role: "x", At: at},
+		[]fnRole{{Role: "a", At: at}, {Role: "b", At: at.Add(time.Minute)}},
+		"short",
+	}
+	for i, v := range values {
+		key := fmt.Sprintf("test#%d", i)
+		if err := d.putJSON(context.Background(), key, v, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		want, err := gojson.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := st.Get(context.Background(), key, at)
+		if err != nil || !ok || string(got) != string(want) {
+			t.Errorf("%T stored %q, %v, %v; json.Marshal gives %q", v, got, ok, err, want)
+		}
+	}
 }
