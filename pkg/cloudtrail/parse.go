@@ -262,11 +262,10 @@ type arena struct {
 	// maxBlock and chunk bound the record blocks and string chunks (0: 128 records,
 	// 16 KiB).
 	maxBlock, chunk int
-	// common holds, by hash, a copy of each value last seen of the fields that repeat: a
-	// user agent, a service, an account, the role behind a session. A record's value that
-	// is there is that copy instead of one of its own: on a dense history these were
-	// half of the bytes records kept (user agents alone a third), copied record after
-	// record. Its copies are allocations of their own, not cut from a chunk, which a slot
+	// common holds, by hash, a copy of each value last seen of the fields with few
+	// values: a user agent, a service, an API, a region. A record's value that is there is
+	// that copy instead of one of its own: on a dense history these were nearly half of
+	// the bytes records kept (user agents alone a third), copied record after record. Its copies are allocations of their own, not cut from a chunk, which a slot
 	// would otherwise keep alive. commonSlots is its size (0: 1024).
 	common      []string
 	commonSlots int
@@ -627,15 +626,17 @@ func (w *wireRecord[S, Q, P]) record(latest time.Time, a *arena) (*Record, error
 func (r *Record) own(a *arena) {
 	id, rq := &r.Identity, &r.Request
 	fields := [...]*string{
-		// The fields whose values repeat (arena.common): the first nCommon.
-		&r.Source, &r.Name, &r.Region, &r.UserAgent, &r.ErrorCode, &r.VPCEndpointID, &r.VPCEndpointAcct,
-		&r.RecipientAccount, &id.Type, &id.AccountID, &id.InvokedBy, &id.IssuerARN, &id.IssuerAccount,
-		&id.IssuerName, &rq.RoleARN,
-		// The others: keys, addresses, sessions.
-		&r.EventID, &r.SourceIP, &r.IssuedKeyID, &r.ResponseRoleARN, &id.PrincipalID, &id.ARN,
-		&id.AccessKeyID, &rq.RoleSessionName, &rq.FunctionName, &rq.Role, &rq.RoleName, &rq.TrustPolicy,
+		// The fields with a few values in a whole history (arena.common): the first
+		// nCommon. Accounts and roles are not among them: hundreds of accounts, thousands
+		// of roles, would take each other's slots record after record.
+		&r.Source, &r.Name, &r.Region, &r.UserAgent, &r.ErrorCode, &id.Type, &id.InvokedBy, &id.IssuerName,
+		// The others: accounts, roles, keys, addresses, sessions.
+		&r.VPCEndpointID, &r.VPCEndpointAcct, &r.RecipientAccount, &id.AccountID, &id.IssuerARN,
+		&id.IssuerAccount, &rq.RoleARN, &r.EventID, &r.SourceIP, &r.IssuedKeyID, &r.ResponseRoleARN,
+		&id.PrincipalID, &id.ARN, &id.AccessKeyID, &rq.RoleSessionName, &rq.FunctionName, &rq.Role,
+		&rq.RoleName, &rq.TrustPolicy,
 	}
-	const nCommon = 15
+	const nCommon = 8
 	own := fields[:]
 	if a != nil {
 		a.share(fields[:nCommon])
