@@ -265,8 +265,9 @@ type arena struct {
 	// common holds, by hash, a copy of each value last seen of the fields with few
 	// values: a user agent, a service, an API, a region. A record's value that is there is
 	// that copy instead of one of its own: on a dense history these were nearly half of
-	// the bytes records kept (user agents alone a third), copied record after record. Its copies are allocations of their own, not cut from a chunk, which a slot
-	// would otherwise keep alive. commonSlots is its size (0: 1024).
+	// the bytes records kept (user agents alone a third), copied record after record. Its
+	// copies are allocations of their own, not cut from a chunk, which a slot would
+	// otherwise keep alive. commonSlots is its size, a power of two (0: 1024).
 	common      []string
 	commonSlots int
 }
