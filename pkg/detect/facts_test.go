@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/outsider-sec/outsider/pkg/store"
 )
 
@@ -143,6 +145,74 @@ func TestHotFactWrites(t *testing.T) {
 		}
 		if got := v.newest(); got != last.Unix() {
 			t.Errorf("%s: the store's last sighting after Flush is %s, want %s", k, time.Unix(got, 0).UTC(), last)
+		}
+	}
+}
+
+// mapFactValue is factValue as it was written when its regions were a map: the stored
+// format, which must not change (items written before are read after, and conditional
+// writes compare the bytes).
+type mapFactValue struct {
+	Days    sightings            `json:"d,omitempty"`
+	Regions map[string]sightings `json:"r,omitempty"`
+	IP      string               `json:"ip,omitempty"`
+	First   int64                `json:"first,omitempty"`
+}
+
+// TestRegionSightingsAsMap: a fact's regions, kept as a sorted slice, are written byte for
+// byte as the map was, read back from the map's bytes, and answer as the map does.
+func TestRegionSightingsAsMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 18))
+	names := []string{"", "us-east-1", "eu-west-3", "ap-southeast-2", "<script>&", "région", "us-gov-west-1"}
+	for trial := range 500 {
+		var m map[string]sightings
+		var v factValue
+		switch trial % 5 {
+		case 0: // no regions at all
+		case 1: // regions, none held
+			m, v.Regions = map[string]sightings{}, regionSightings{}
+		default:
+			m = map[string]sightings{}
+			for range 1 + rng.IntN(6) {
+				r := names[rng.IntN(len(names))]
+				var s sightings
+				for range rng.IntN(4) {
+					s.add(1_780_000_000 + rng.Int64N(40*daySeconds))
+				}
+				m[r] = s
+				v.Regions.set(r, s)
+			}
+		}
+		old := mapFactValue{Regions: m, IP: "10.0.0.1", First: int64(trial)}
+		v.IP, v.First = old.IP, old.First
+		want, err := json.Marshal(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := gojson.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantGo, _ := gojson.Marshal(old)
+		if string(got) != string(wantGo) {
+			t.Fatalf("written %s; as a map %s", got, wantGo)
+		}
+		var back factValue
+		if err := gojson.Unmarshal(want, &back); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := gojson.Marshal(back); string(again) != string(wantGo) {
+			t.Fatalf("read back from %s and written again: %s", want, again)
+		}
+		if !slices.IsSortedFunc(back.Regions, func(a, b regionSighting) int { return strings.Compare(a.region, b.region) }) {
+			t.Fatalf("read back unsorted: %v", back.Regions)
+		}
+		for _, r := range names {
+			ws, wok := m[r]
+			gs, gok := back.Regions.get(r)
+			if wok != gok || !slices.Equal(ws, gs) {
+				t.Fatalf("region %q: %v, %v; the map has %v, %v", r, gs, gok, ws, wok)
+			}
 		}
 	}
 }

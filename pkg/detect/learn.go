@@ -290,15 +290,12 @@ func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) 
 	d.learnRole(account, role, t)
 	ts := t.Unix()
 	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, func(v *factValue) change {
-		if v.Regions == nil {
-			v.Regions = map[string]sightings{}
-		}
-		s, ok := v.Regions[region]
+		s, ok := v.Regions.get(region)
 		c := s.add(ts)
 		// A later sighting of a day held changes the days in place (add); anything else
-		// may make a new slice, stored under a key of its own.
+		// may make a new slice, stored again.
 		if !ok || c == changed {
-			v.Regions[strings.Clone(region)] = s
+			v.Regions.set(region, s)
 		}
 		return c
 	})
@@ -327,7 +324,7 @@ func (d *Detector) knownFunctionInMemory(account, role, fn, region string, t tim
 		return false
 	}
 	ts, tr := t.Unix(), int64(d.cfg.Training/time.Second)
-	if s, ok := e.v.Regions[region]; ok && s.seen(ts, tr) {
+	if s, ok := e.v.Regions.get(region); ok && s.seen(ts, tr) {
 		return true
 	}
 	return e.v.anyRegion(ts, tr)
@@ -347,12 +344,12 @@ func (d *Detector) functionAt(ctx context.Context, account, role, fn string, t t
 		return false, "", err
 	}
 	region, newest := "", int64(0)
-	for r, s := range e.v.Regions {
-		if r == "" || !s.seen(ts, tr) {
+	for _, e := range e.v.Regions {
+		if e.region == "" || !e.s.seen(ts, tr) {
 			continue
 		}
-		if l := s.latest(ts); l > newest || l == newest && r < region {
-			region, newest = r, l
+		if l := e.s.latest(ts); l > newest || l == newest && e.region < region {
+			region, newest = e.region, l
 		}
 	}
 	return true, region, nil
