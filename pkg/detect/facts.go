@@ -150,6 +150,11 @@ func (rs regionSightings) get(region string) (sightings, bool) {
 	return nil, false
 }
 
+// maxRegions bounds a function's regions: AWS has a few dozen, and a forged history naming
+// thousands must not make each sighting a walk of them all. Past it, a new region takes
+// the place of the one seen longest ago.
+const maxRegions = 64
+
 // set stores the region's sightings, with its own copy of a region new to it.
 func (rs *regionSightings) set(region string, s sightings) {
 	for i := range *rs {
@@ -157,6 +162,15 @@ func (rs *regionSightings) set(region string, s sightings) {
 			(*rs)[i].s = s
 			return
 		}
+	}
+	if len(*rs) >= maxRegions {
+		oldest := 0
+		for i := range *rs {
+			if (*rs)[i].s.newest() < (*rs)[oldest].s.newest() {
+				oldest = i
+			}
+		}
+		*rs = slices.Delete(*rs, oldest, oldest+1)
 	}
 	i, _ := slices.BinarySearchFunc(*rs, region, func(e regionSighting, r string) int { return strings.Compare(e.region, r) })
 	*rs = slices.Insert(*rs, i, regionSighting{strings.Clone(region), s})

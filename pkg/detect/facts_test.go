@@ -3,6 +3,7 @@ package detect
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -213,6 +214,28 @@ func TestRegionSightingsAsMap(t *testing.T) {
 			if wok != gok || !slices.Equal(ws, gs) {
 				t.Fatalf("region %q: %v, %v; the map has %v, %v", r, gs, gok, ws, wok)
 			}
+		}
+	}
+}
+
+// TestRegionSightingsBounded: a function named in thousands of regions (a forged history)
+// keeps the maxRegions seen last, sorted.
+func TestRegionSightingsBounded(t *testing.T) {
+	var rs regionSightings
+	for i := range 3000 {
+		var s sightings
+		s.add(1_780_000_000 + int64(i)*60)
+		rs.set(fmt.Sprintf("forged-%04d", (i*7919)%3000), s)
+	}
+	if len(rs) != maxRegions {
+		t.Fatalf("%d regions held, want %d", len(rs), maxRegions)
+	}
+	if !slices.IsSortedFunc(rs, func(a, b regionSighting) int { return strings.Compare(a.region, b.region) }) {
+		t.Fatal("not sorted")
+	}
+	for _, e := range rs {
+		if e.s.newest() < 1_780_000_000+int64(3000-maxRegions)*60 {
+			t.Errorf("region %s, last seen %d, kept over a later one", e.region, e.s.newest())
 		}
 	}
 }
