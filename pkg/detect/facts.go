@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -176,17 +177,56 @@ func (rs *regionSightings) set(region string, s sightings) {
 	*rs = slices.Insert(*rs, i, regionSighting{strings.Clone(region), s})
 }
 
-func (rs regionSightings) asMap() map[string]sightings {
-	m := make(map[string]sightings, len(rs))
-	for _, e := range rs {
-		m[e.region] = e.s
+// MarshalJSON writes the regions as the map they were kept in before: the same bytes (an
+// object with its keys in order, each day's first and last sighting a pair of numbers).
+func (rs regionSightings) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2+len(rs)*48)
+	b = append(b, '{')
+	for i, e := range rs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if plainName(e.region) {
+			b = append(b, '"')
+			b = append(b, e.region...)
+			b = append(b, '"')
+		} else {
+			k, err := json.Marshal(e.region) // the escapes the encoder makes
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, k...)
+		}
+		b = append(b, ':')
+		if e.s == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, '[')
+		for j, d := range e.s {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			b = strconv.AppendInt(b, d[0], 10)
+			b = append(b, ',')
+			b = strconv.AppendInt(b, d[1], 10)
+			b = append(b, ']')
+		}
+		b = append(b, ']')
 	}
-	return m
+	return append(b, '}'), nil
 }
 
-// MarshalJSON writes the regions as the map they were kept in before: the same bytes.
-func (rs regionSightings) MarshalJSON() ([]byte, error) {
-	return json.Marshal(rs.asMap())
+// plainName: a name JSON writes as it is, between quotes (a region's: letters, digits,
+// dashes).
+func plainName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (rs *regionSightings) UnmarshalJSON(b []byte) error {

@@ -180,6 +180,9 @@ func TestRegionSightingsAsMap(t *testing.T) {
 				for range rng.IntN(4) {
 					s.add(1_780_000_000 + rng.Int64N(40*daySeconds))
 				}
+				if rng.IntN(9) == 0 {
+					s = sightings{} // read back from "[]"
+				}
 				m[r] = s
 				v.Regions.set(r, s)
 			}
