@@ -138,6 +138,31 @@ type item struct {
 	rank int // within a second, what teaches (0) before what is decided (1)
 }
 
+// order sorts items as learning needs them (an AssumeRole before the calls made with its
+// key), whatever order the inputs came in: by time, and within one time what teaches
+// first, each stable. Only records that share their time with another are ranked: a
+// replay's batches come in order, most records alone at their second, and ranking is an
+// address lookup (4% of a replay's deciding goroutine).
+func order(items []item, rank func(*cloudtrail.Record) int) {
+	byTime := func(a, b item) int { return a.r.Time.Compare(b.r.Time) }
+	if !slices.IsSortedFunc(items, byTime) {
+		slices.SortStableFunc(items, byTime)
+	}
+	for i := 0; i < len(items); {
+		j := i + 1
+		for j < len(items) && items[j].r.Time.Equal(items[i].r.Time) {
+			j++
+		}
+		if j-i > 1 {
+			for k := i; k < j; k++ {
+				items[k].rank = rank(items[k].r)
+			}
+			slices.SortStableFunc(items[i:j], func(a, b item) int { return a.rank - b.rank })
+		}
+		i = j
+	}
+}
+
 func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
 	det := f.Detector
 	before := det.Stats
@@ -150,7 +175,7 @@ func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
 	for _, in := range inputs {
 		in.Err, in.findings = nil, in.findings[:0]
 		for _, r := range in.Records {
-			items = append(items, item{in, r, det.Rank(r)})
+			items = append(items, item{in: in, r: r})
 		}
 		for _, reason := range in.Malformed {
 			if sum.Malformed == nil {
@@ -160,14 +185,7 @@ func (f *Flow) run(ctx context.Context, inputs []*Input, last bool) Summary {
 		}
 	}
 	sum.Records = len(items)
-	// Learning needs order (an AssumeRole before the calls made with its key), whatever
-	// order the inputs came in; within one second, what teaches comes first.
-	slices.SortStableFunc(items, func(a, b item) int {
-		if c := a.r.Time.Compare(b.r.Time); c != 0 {
-			return c
-		}
-		return a.rank - b.rank
-	})
+	order(items, det.Rank)
 	deadline, hasDeadline := ctx.Deadline()
 	for i, it := range items {
 		if it.in.Err != nil {
