@@ -298,15 +298,7 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 	}
 	if strings.Contains(r.UserAgent, lambdaExecEnv) && sess != "" {
 		fn := functionOfSession(sess)
-		// The function's region is where its address is, not awsRegion: a function
-		// calls IAM or STS in us-east-1 from wherever it runs.
-		region := ""
-		if rl, ok := d.ranges.(RegionLookup); ok && where == AWS {
-			if region = rl.Region(r.Addr); region == "GLOBAL" {
-				region = ""
-			}
-		}
-		teach := d.knownFunctionInMemory(account, role, fn, region, t)
+		teach := d.knownFunctionInMemory(account, role, fn, t)
 		if !teach {
 			// A session whose key another identity obtained is a chained token, not the
 			// function's own: it teaches nothing.
@@ -317,6 +309,14 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 			teach = is == nil || is.Lambda
 		}
 		if teach {
+			// The function's region is where its address is, not awsRegion: a function
+			// calls IAM or STS in us-east-1 from wherever it runs.
+			region := ""
+			if rl, ok := d.ranges.(RegionLookup); ok && where == AWS {
+				if region = rl.Region(r.Addr); region == "GLOBAL" {
+					region = ""
+				}
+			}
 			d.learnFunction(account, role, fn, region, t)
 			lambdaRole = true
 		}

@@ -316,18 +316,12 @@ func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t tim
 
 // knownFunctionInMemory reports whether this detector holds fn as a function of the role
 // seen within the training period before t (memory only).
-// region, where known, is looked at first: a function's call is most often from where it
-// was seen last, and one map lookup is cheaper than walking its regions.
-func (d *Detector) knownFunctionInMemory(account, role, fn, region string, t time.Time) bool {
+func (d *Detector) knownFunctionInMemory(account, role, fn string, t time.Time) bool {
 	e := d.lookup(fact{prefix: keyFunction, a: account, b: role, c: fn})
 	if e == nil {
 		return false
 	}
-	ts, tr := t.Unix(), int64(d.cfg.Training/time.Second)
-	if s, ok := e.v.Regions.get(region); ok && s.seen(ts, tr) {
-		return true
-	}
-	return e.v.anyRegion(ts, tr)
+	return e.v.anyRegion(t.Unix(), int64(d.cfg.Training/time.Second))
 }
 
 // functionAt reports whether fn was a function of the role within the training period

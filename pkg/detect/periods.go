@@ -348,7 +348,7 @@ func (d *Detector) investigate(ctx context.Context, f *Finding, t time.Time) err
 			fns = append(fns, inv.Name)
 		}
 		for _, e := range d.facts {
-			if k := e.key; k.prefix == keyFunction && k.a == f.Account && k.b == f.Role && d.knownFunctionInMemory(k.a, k.b, k.c, "", t) && !slices.Contains(fns, k.c) {
+			if k := e.key; k.prefix == keyFunction && k.a == f.Account && k.b == f.Role && d.knownFunctionInMemory(k.a, k.b, k.c, t) && !slices.Contains(fns, k.c) {
 				fns = append(fns, k.c)
 			}
 		}

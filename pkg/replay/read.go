@@ -214,7 +214,7 @@ func fromChan(ch <-chan chunk) *stream {
 }
 
 // manyStreams: more inputs than this, read side by side, are read with small buffers,
-// a record at a time.
+// handed on a read at a time (see reader.stream).
 const manyStreams = 8
 
 // splitInputs separates CloudTrail-named files and day folders (one stream, in the order

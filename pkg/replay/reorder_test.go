@@ -108,6 +108,19 @@ func TestReorderSameAsOneHeap(t *testing.T) {
 	}
 }
 
+// recordHeap as a heap.Interface, for container/heap in the reference.
+func (h recordHeap) Len() int           { return len(h) }
+func (h recordHeap) Less(i, j int) bool { return h[i].less(h[j]) }
+func (h recordHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *recordHeap) Push(x any)        { *h = append(*h, x.(entry)) }
+func (h *recordHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = entry{}
+	*h = old[:len(old)-1]
+	return e
+}
+
 // oneHeap is the reorder window as one heap: the slow, obvious reference.
 type oneHeap struct {
 	window    int64

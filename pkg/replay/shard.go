@@ -147,16 +147,12 @@ func (s *shards) send(recs []*cloudtrail.Record, last bool) {
 		flying, s.spare = s.spare[n-1], s.spare[:n-1]
 	}
 	s.flying = append(s.flying, append(flying, recs...))
-	if len(s.list) == 1 {
-		parts[0] = append([]*cloudtrail.Record(nil), recs...)
-	} else {
-		for _, r := range recs {
-			i := s.of(r.RecipientAccount)
-			parts[i] = append(parts[i], r)
-			if a, ok := detect.ForeignRole(r); ok {
-				if j := s.of(a); j != i {
-					parts[j] = append(parts[j], r)
-				}
+	for _, r := range recs {
+		i := s.of(r.RecipientAccount)
+		parts[i] = append(parts[i], r)
+		if a, ok := detect.ForeignRole(r); ok {
+			if j := s.of(a); j != i {
+				parts[j] = append(parts[j], r)
 			}
 		}
 	}
