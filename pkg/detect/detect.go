@@ -76,6 +76,7 @@ type Detector struct {
 	lateFacts   []*factEntry              // facts whose only change is a later last sighting, not yet written
 	issuedMemo  map[string]*issued        // keys looked up since the last flush (nil: none issued)
 	unknownKeys []string                  // the keys issuedMemo holds as not issued
+	unwritten   []heldIssuer              // who issued keys, not written yet (SetForget)
 	accts       map[string]*factEntry     // the accounts' entries of facts, by account: every record observes one
 	encoded     bytes.Buffer              // putJSON's encoding, reused
 	enc         *json.Encoder             // writing to encoded
@@ -84,6 +85,7 @@ type Detector struct {
 	touched     string                    // id of the finding the record in Process opened or updated
 	clock       int64                     // the newest event time processed, Unix seconds: what memory may forget
 	owns        func(account string) bool // nil: one shard, every account (SetShard)
+	forget      int64                     // seconds: facts expired this long before clock are not written (SetForget; 0: all are)
 	exchange    *Exchange
 	shared      *issued // what this record's cross-account AssumeRole issued, for the role owner's shard
 	Stats       Stats

@@ -542,13 +542,9 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 				}
 			}
 		}
-		swaps := make([]Swap, len(todo))
-		for i, e := range todo {
-			v := e.v.stored(int64(d.cfg.Training / time.Second))
-			b, err := json.Marshal(&v)
-			if err != nil {
-				return fmt.Errorf("detect: encode %s: %w", e.name, err)
-			}
+		swaps := make([]Swap, 0, len(todo))
+		written := todo[:0:0]
+		for _, e := range todo {
 			expires := time.Time{}
 			switch e.key.prefix {
 			case keyAccount:
@@ -559,8 +555,20 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 			default:
 				expires = time.Unix(e.v.newest(), 0).Add(d.cfg.Training)
 			}
-			swaps[i] = Swap{Key: e.name, Old: e.stored, Value: b, Expires: expires}
+			if d.forget > 0 && !expires.IsZero() && expires.Unix() < d.clock-d.forget {
+				// Asked about by no later decision (SetForget): as good as written.
+				e.dirty, e.late, e.written = false, false, e.v.newest()
+				continue
+			}
+			v := e.v.stored(int64(d.cfg.Training / time.Second))
+			b, err := json.Marshal(&v)
+			if err != nil {
+				return fmt.Errorf("detect: encode %s: %w", e.name, err)
+			}
+			swaps = append(swaps, Swap{Key: e.name, Old: e.stored, Value: b, Expires: expires})
+			written = append(written, e)
 		}
+		todo = written
 		d.Stats.StoreWrites += len(swaps)
 		ok, err := d.swapAll(ctx, swaps)
 		if err != nil {

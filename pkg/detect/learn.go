@@ -216,13 +216,49 @@ func (d *Detector) noteAssumer(ctx context.Context, r *cloudtrail.Record, accoun
 }
 
 func (d *Detector) putIssued(ctx context.Context, key string, is *issued) error {
-	c := d.remember(key, is)
+	key, c := d.remember(key, is)
+	if d.forget > 0 && d.owns == nil {
+		// A replay's one detector (SetForget; no other shard reads the store meanwhile):
+		// what it knows, issuedMemo answers until the next flush, which writes it unless
+		// it expired by then. A dense history's keys live hours, its flushes come days
+		// of event time apart: most issuers are never encoded nor copied into the store
+		// (which would drop them unwritten at its commit).
+		d.unwritten = append(d.unwritten, heldIssuer{key, c})
+		if len(d.unwritten) >= maxFacts/2 {
+			return d.writeIssuers(ctx)
+		}
+		return nil
+	}
 	return d.putJSON(ctx, keyIssued+key, c, c.Expires)
+}
+
+// heldIssuer is who issued a key, to be written at the next flush (putIssued).
+type heldIssuer struct {
+	key string
+	is  *issued
+}
+
+// writeIssuers writes the issuers held, but those that expired before the detector's
+// horizon (SetForget).
+func (d *Detector) writeIssuers(ctx context.Context) error {
+	horizon := d.clock - d.forget
+	for i, h := range d.unwritten {
+		if h.is.Expires.Unix() < horizon {
+			continue
+		}
+		if err := d.putJSON(ctx, keyIssued+h.key, h.is, h.is.Expires); err != nil {
+			d.unwritten = slices.Delete(d.unwritten, 0, i)
+			return err
+		}
+	}
+	clear(d.unwritten)
+	d.unwritten = d.unwritten[:0]
+	return nil
 }
 
 // remember keeps who issued a key in memory, as a copy whose strings are its own: not the
 // record's (which would keep the record's bytes alive with them), nor another shard's.
-func (d *Detector) remember(key string, is *issued) *issued {
+func (d *Detector) remember(key string, is *issued) (string, *issued) {
 	c := *is
 	fields := []*string{&key, &c.By, &c.Role, &c.Account, &c.Region, &c.SourceIP}
 	if f := is.Function; f != nil {
@@ -234,7 +270,7 @@ func (d *Detector) remember(key string, is *issued) *issued {
 	// of a few bytes each were 7% of the dense benchmark's allocations.
 	cloudtrail.OwnStrings(fields...)
 	d.issuedMemo[key] = &c
-	return &c
+	return key, &c
 }
 
 // issuedAt returns who issued a key, if that was known at t: from its issue to its expiry.
@@ -260,6 +296,10 @@ func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issu
 			is = &v
 		}
 		if len(d.issuedMemo) > maxFacts {
+			// What the memory holds alone is written before it is dropped.
+			if err := d.writeIssuers(ctx); err != nil {
+				return nil, err
+			}
 			clear(d.issuedMemo)
 			d.unknownKeys = d.unknownKeys[:0]
 		}

@@ -419,6 +419,10 @@ func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 		}
 		d.unknownKeys = d.unknownKeys[:0]
 	}()
+	if err := d.writeIssuers(ctx); err != nil {
+		d.dropPending()
+		return nil, err
+	}
 	if err := d.flushFacts(ctx, facts == allFacts); err != nil {
 		d.dropPending()
 		return nil, err

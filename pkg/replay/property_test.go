@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -291,6 +292,48 @@ func TestShardedSameFindings(t *testing.T) {
 					sameOutcome(t, name+", a file per account", want, replayWith(t, par, files))
 					sameOutcome(t, name+", restarted half way", want, replayWith(t, par, []string{first}, []string{second}))
 				}
+			}
+		})
+	}
+}
+
+// TestPropertyRestartDense restarts a dense history right before each theft: a chained
+// key is obtained seconds before a thief uses it, and who issued it must be in the state
+// the next run reads, though a run holds what it learns until the state's next write.
+func TestPropertyRestartDense(t *testing.T) {
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			cfg := gen.Dense(12000)
+			cfg.Seed, cfg.Accounts, cfg.Hubs, cfg.Days = seed, 12, 2, 24
+			var all bytes.Buffer
+			if _, err := gen.WriteDense(cfg, func(_ string, line []byte) error {
+				all.Write(line)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			lines := bytes.SplitAfter(bytes.TrimSpace(all.Bytes()), []byte("\n"))
+			want := replayWith(t, []string{"--parallel", "1"}, []string{writeLines(t, lines)})
+			// The generator's thieves come from three networks: a run ends before each
+			// theft's first call.
+			thief := regexp.MustCompile(`"sourceIPAddress":"(27\.192\.8|36\.192\.7|38\.73\.131)\.`)
+			var runs [][]string
+			from, chained := 0, 0
+			for i := 1; i < len(lines); i++ {
+				if thief.Match(lines[i]) && !thief.Match(lines[i-1]) {
+					runs = append(runs, []string{writeLines(t, lines[from:i])})
+					from = i
+					if bytes.Contains(lines[i], []byte("shared-reader")) {
+						chained++
+					}
+				}
+			}
+			runs = append(runs, []string{writeLines(t, lines[from:])})
+			if chained == 0 {
+				t.Fatal("no theft of a chained key: the history does not test what a run holds")
+			}
+			for _, par := range []string{"1", "2"} {
+				sameOutcome(t, fmt.Sprintf("--parallel %s, restarted before each of %d thefts", par, len(runs)-1), want, replayWith(t, []string{"--parallel", par}, runs...))
 			}
 		})
 	}

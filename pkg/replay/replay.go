@@ -268,6 +268,12 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 			return nil, err
 		}
 		det.SetInventory(inv)
+		if _, ok := st.(*store.Bolt); ok {
+			// The store forgets what expired a day before the reorder window's reach
+			// (run.forget, from a batch's first event time); the detector, from the
+			// newest it decided, an hour more (a batch's length): never ahead of the store.
+			det.SetForget(o.Window + 25*time.Hour)
+		}
 		return det, nil
 	}
 	det, err := newDetector()
