@@ -515,14 +515,24 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 		d.lateFacts = d.lateFacts[:0]
 	}
 	todo := make([]*factEntry, 0, len(d.dirtyFacts)) // sized once: a dense flush writes tens of thousands
+	var held []*factEntry
 	for _, e := range d.dirtyFacts {
-		if e.dirty {
-			todo = append(todo, e)
+		if !e.dirty {
+			continue
 		}
+		if exp := e.expires(d.cfg.Training); d.forget > 0 && !exp.IsZero() && exp.Unix() < d.clock-d.forget {
+			// Asked about by no later decision (SetForget): as good as written.
+			e.dirty, e.late, e.written = false, false, e.v.newest()
+			continue
+		} else if !all && d.holdsBack(exp) {
+			held = append(held, e)
+			continue
+		}
+		todo = append(todo, e)
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		if attempt == factAttempts {
-			d.dirtyFacts = todo
+			d.dirtyFacts = append(todo, held...)
 			return fmt.Errorf("%w: write %s: lost %d races in a row", ErrStore, todo[0].name, factAttempts)
 		}
 		if attempt > 0 {
@@ -532,47 +542,29 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 			// are read again after it, right before the write, so that the pause does
 			// not widen the window another worker's write can fall into.
 			if err := backoff(ctx, attempt); err != nil {
-				d.dirtyFacts = todo
+				d.dirtyFacts = append(todo, held...)
 				return fmt.Errorf("%w: write facts: %w", ErrStore, err)
 			}
 			for _, e := range todo {
 				if err := d.load(ctx, e.name, e); err != nil {
-					d.dirtyFacts = todo
+					d.dirtyFacts = append(todo, held...)
 					return err
 				}
 			}
 		}
-		swaps := make([]Swap, 0, len(todo))
-		written := todo[:0:0]
-		for _, e := range todo {
-			expires := time.Time{}
-			switch e.key.prefix {
-			case keyAccount:
-			case keyInside:
-				// A key answers for itself only while it is valid: no temporary key lives
-				// longer than maxKeyLife after it was last seen inside.
-				expires = time.Unix(e.v.newest(), 0).Add(maxKeyLife)
-			default:
-				expires = time.Unix(e.v.newest(), 0).Add(d.cfg.Training)
-			}
-			if d.forget > 0 && !expires.IsZero() && expires.Unix() < d.clock-d.forget {
-				// Asked about by no later decision (SetForget): as good as written.
-				e.dirty, e.late, e.written = false, false, e.v.newest()
-				continue
-			}
+		swaps := make([]Swap, len(todo))
+		for i, e := range todo {
 			v := e.v.stored(int64(d.cfg.Training / time.Second))
 			b, err := json.Marshal(&v)
 			if err != nil {
 				return fmt.Errorf("detect: encode %s: %w", e.name, err)
 			}
-			swaps = append(swaps, Swap{Key: e.name, Old: e.stored, Value: b, Expires: expires})
-			written = append(written, e)
+			swaps[i] = Swap{Key: e.name, Old: e.stored, Value: b, Expires: e.expires(d.cfg.Training)}
 		}
-		todo = written
 		d.Stats.StoreWrites += len(swaps)
 		ok, err := d.swapAll(ctx, swaps)
 		if err != nil {
-			d.dirtyFacts = todo
+			d.dirtyFacts = append(todo, held...)
 			return fmt.Errorf("%w: write facts: %w", ErrStore, err)
 		}
 		var again []*factEntry
@@ -586,7 +578,7 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 		todo = again
 	}
 	clear(d.dirtyFacts) // the entries written are not kept alive by the list once dropped
-	d.dirtyFacts = d.dirtyFacts[:0]
+	d.dirtyFacts = append(d.dirtyFacts[:0], held...)
 	late := d.lateFacts[:0]
 	for _, e := range d.lateFacts {
 		if e.late {
@@ -597,6 +589,33 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 	d.lateFacts = late
 	d.evict()
 	return nil
+}
+
+// expires is when the store may forget a fact's item (zero: never).
+func (e *factEntry) expires(training time.Duration) time.Time {
+	switch e.key.prefix {
+	case keyAccount:
+		return time.Time{}
+	case keyInside:
+		// A key answers for itself only while it is valid: no temporary key lives longer
+		// than maxKeyLife after it was last seen inside.
+		return time.Unix(e.v.newest(), 0).Add(maxKeyLife)
+	}
+	return time.Unix(e.v.newest(), 0).Add(training)
+}
+
+// heldBack: a replay's one detector (SetForget, no other shard reading the store) does
+// not write, at a flush that is not its last, what expires within this long past its
+// horizon: it answers for it from memory, and by its next flush most of it has expired
+// and is never written (a key seen inside lives 36 hours past its last use, and a dense
+// replay's flushes are days of event time apart). The embedded store holds such items
+// back from its file the same way (store.Bolt's commit). A replay that dies loses them
+// with the rest of what it held; replaying its last files learns them again.
+const heldBack = 72 * 60 * 60
+
+// holdsBack: an item that expires at exp need not be written at this flush (heldBack).
+func (d *Detector) holdsBack(exp time.Time) bool {
+	return d.forget > 0 && d.owns == nil && !exp.IsZero() && exp.Unix() < d.clock-d.forget+heldBack
 }
 
 // evictAge: a fact written and not sighted for this long (event time) is dropped from
@@ -627,9 +646,14 @@ func (d *Detector) evict() {
 	}
 	if len(d.issuedMemo) > softFacts {
 		// An expired key's issuer answers nothing for a time at or after its expiry; a
-		// late record from before it reads the store again.
+		// late record from before it reads the store again. One not written yet
+		// (heldBack) stays until it is past the horizon, which no record reaches.
+		old := d.clock
+		if d.forget > 0 {
+			old -= d.forget
+		}
 		for k, is := range d.issuedMemo {
-			if is != nil && is.Expires.Unix() < d.clock {
+			if is != nil && is.Expires.Unix() < old {
 				delete(d.issuedMemo, k)
 			}
 		}

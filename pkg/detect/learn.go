@@ -225,7 +225,7 @@ func (d *Detector) putIssued(ctx context.Context, key string, is *issued) error 
 		// (which would drop them unwritten at its commit).
 		d.unwritten = append(d.unwritten, heldIssuer{key, c})
 		if len(d.unwritten) >= maxFacts/2 {
-			return d.writeIssuers(ctx)
+			return d.writeIssuers(ctx, true)
 		}
 		return nil
 	}
@@ -239,20 +239,27 @@ type heldIssuer struct {
 }
 
 // writeIssuers writes the issuers held, but those that expired before the detector's
-// horizon (SetForget).
-func (d *Detector) writeIssuers(ctx context.Context) error {
+// horizon (SetForget) and, unless all, those it holds back (heldBack) until a later flush.
+func (d *Detector) writeIssuers(ctx context.Context, all bool) error {
 	horizon := d.clock - d.forget
+	kept := d.unwritten[:0]
 	for i, h := range d.unwritten {
-		if h.is.Expires.Unix() < horizon {
+		switch {
+		case h.is.Expires.Unix() < horizon:
+			continue
+		case !all && d.holdsBack(h.is.Expires):
+			kept = append(kept, h)
 			continue
 		}
 		if err := d.putJSON(ctx, keyIssued+h.key, h.is, h.is.Expires); err != nil {
-			d.unwritten = slices.Delete(d.unwritten, 0, i)
+			kept = append(kept, d.unwritten[i:]...)
+			clear(d.unwritten[len(kept):])
+			d.unwritten = kept
 			return err
 		}
 	}
-	clear(d.unwritten)
-	d.unwritten = d.unwritten[:0]
+	clear(d.unwritten[len(kept):])
+	d.unwritten = kept
 	return nil
 }
 
@@ -297,7 +304,7 @@ func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issu
 		}
 		if len(d.issuedMemo) > maxFacts {
 			// What the memory holds alone is written before it is dropped.
-			if err := d.writeIssuers(ctx); err != nil {
+			if err := d.writeIssuers(ctx, true); err != nil {
 				return nil, err
 			}
 			clear(d.issuedMemo)

@@ -419,7 +419,7 @@ func (d *Detector) flush(ctx context.Context, facts int) ([]Change, error) {
 		}
 		d.unknownKeys = d.unknownKeys[:0]
 	}()
-	if err := d.writeIssuers(ctx); err != nil {
+	if err := d.writeIssuers(ctx, facts == allFacts); err != nil {
 		d.dropPending()
 		return nil, err
 	}
