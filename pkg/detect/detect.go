@@ -85,7 +85,7 @@ type Detector struct {
 	touched     string                    // id of the finding the record in Process opened or updated
 	clock       int64                     // the newest event time processed, Unix seconds: what memory may forget
 	owns        func(account string) bool // nil: one shard, every account (SetShard)
-	forget      int64                     // seconds: facts expired this long before clock are not written (SetForget; 0: all are)
+	forget      int64                     // seconds: what expired this long before clock is not written (SetForget; 0: all is)
 	exchange    *Exchange
 	shared      *issued // what this record's cross-account AssumeRole issued, for the role owner's shard
 	Stats       Stats

@@ -95,12 +95,15 @@ func (d *Detector) SetShard(owns func(account string) bool, x *Exchange) {
 }
 
 // SetForget tells a detector that decides in event-time order (a replay, its records
-// reordered within a window) that no later record asks about a fact that expired age before
-// the newest event time it decided: such a fact is not written at a flush, only marked
-// written. A store that forgets by the same rule (store.Bolt's Forget) would drop it
-// unwritten at its next commit anyway, after its encoding, its conditional write and its
-// copy: most of a dense replay's facts are its keys, dead hours after their last use, and
-// most of its flush. age must leave the store's own horizon at or past the detector's.
+// reordered within a window) that no later record asks about a fact or a key's issuer
+// that expired age before the newest event time it decided: such an item is not written
+// at a flush, only marked written. A store that forgets by the same rule (store.Bolt's
+// Forget) would drop it unwritten at its next commit anyway, after its encoding, its
+// conditional write and its copy: most of a dense replay's items are its keys, dead hours
+// after their last use. A detector that is the only one over its store (no SetShard) also
+// holds its issuers in memory until a flush, and what expires soon after that horizon
+// until a later one (heldBack); its last flush (Flush) writes everything still live. age
+// must leave the store's own horizon at or past the detector's.
 func (d *Detector) SetForget(age time.Duration) { d.forget = int64(age / time.Second) }
 
 // foreignCopy: the record is another shard's, handed to this one as its role's owner.
