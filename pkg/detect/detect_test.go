@@ -519,3 +519,47 @@ func TestDrill(t *testing.T) {
 		t.Errorf("a role named like the canary in another account: %+v", chs)
 	}
 }
+
+// TestObserveAccountOutOfOrder: an account's first observation moves earlier when an
+// earlier record comes late, never later, through the accounts' map's shortcut.
+func TestObserveAccountOutOfOrder(t *testing.T) {
+	d := newDetector(t, newCountingStore(), nil)
+	ctx := context.Background()
+	first := func() int64 {
+		a := d.accts[mustNumber(t, acct)]
+		if a.e == nil || a.first != a.e.v.First {
+			t.Fatalf("the accounts' map holds %+v", a)
+		}
+		return a.first
+	}
+	for _, c := range []struct {
+		at   time.Time
+		want time.Time
+	}{{day(5, 0), day(5, 0)}, {day(6, 0), day(5, 0)}, {day(3, 7), day(3, 7)}, {day(4, 0), day(3, 7)}, {day(3, 7), day(3, 7)}} {
+		if err := d.observeAccount(ctx, acct, c.at); err != nil {
+			t.Fatal(err)
+		}
+		if got := first(); got != c.want.Unix() {
+			t.Errorf("after %v: first %v, want %v", c.at, time.Unix(got, 0).UTC(), c.want)
+		}
+	}
+	if _, ok := accountNumber("12345678901x"); ok {
+		t.Error("a non-numeric id taken as a number")
+	}
+	// An id that is not twelve digits (no real record's) is still observed, by its string.
+	if err := d.observeAccount(ctx, "1234", day(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.ours(ctx, "1234", day(2, 0)); err != nil || !ok {
+		t.Errorf("an odd id's trail not observed: %v %v", ok, err)
+	}
+}
+
+func mustNumber(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, ok := accountNumber(s)
+	if !ok {
+		t.Fatalf("%s: not an account number", s)
+	}
+	return n
+}

@@ -639,7 +639,9 @@ func (d *Detector) evict() {
 			if !e.dirty && !e.late && (all || e.v.newest() < old) {
 				delete(d.facts, k)
 				if e.key.prefix == keyAccount {
-					delete(d.accts, e.key.a)
+					if n, ok := accountNumber(e.key.a); ok && d.accts[n].e == e {
+						delete(d.accts, n)
+					}
 				}
 			}
 		}
