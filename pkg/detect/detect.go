@@ -332,13 +332,18 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 	if role == "" {
 		return nil
 	}
-	lambdaRole, err := d.isLambdaRole(ctx, account, role, t)
+	// The role's and the function's entries, once looked up, are handed on: a function's
+	// call from inside is most of a dense history, and each lookup builds and hashes a
+	// key of tens of bytes in a map of tens of thousands, and misses the cache.
+	lambdaRole, roleE, err := d.lambdaRole(ctx, account, role, t)
 	if err != nil {
 		return err
 	}
+	var fnE *factEntry // the function's, taught below
+	taught := ""
 	if strings.Contains(r.UserAgent, lambdaExecEnv) && sess != "" {
 		fn := functionOfSession(sess)
-		teach := d.knownFunctionInMemory(account, role, fn, t)
+		teach, e := d.functionInMemory(account, role, fn, t)
 		if !teach {
 			// A session whose key another identity obtained is a chained token, not the
 			// function's own: it teaches nothing.
@@ -357,8 +362,8 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 					region = ""
 				}
 			}
-			d.learnFunction(account, role, fn, region, t)
-			lambdaRole = true
+			roleE, fnE = d.learnFunctionIn(roleE, e, account, role, fn, region, t)
+			taught, lambdaRole = fn, true
 		}
 	}
 	if !lambdaRole {
@@ -399,7 +404,10 @@ func (d *Detector) inside(ctx context.Context, r *cloudtrail.Record, c *caller, 
 		}
 	}
 	if e.fn != "" {
-		d.learnFunction(account, role, e.fn, e.region, t)
+		if e.fn != taught {
+			fnE = nil
+		}
+		d.learnFunctionIn(roleE, fnE, account, role, e.fn, e.region, t)
 	}
 	if where == AWS && d.cfg.CrossRegion && lambdaRole {
 		return d.crossRegion(ctx, r, c)

@@ -331,12 +331,23 @@ func (d *Detector) learnRole(account, role string, t time.Time) {
 }
 
 func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) {
+	d.learnFunctionIn(nil, nil, account, role, fn, region, t)
+}
+
+// learnFunctionIn is learnFunction given the role's and the function's entries where
+// they were looked up already (nil: looked up here); it returns them.
+func (d *Detector) learnFunctionIn(roleE, fnE *factEntry, account, role, fn, region string, t time.Time) (*factEntry, *factEntry) {
 	if account == "" || role == "" || fn == "" {
-		return
+		return roleE, fnE
 	}
-	d.learnRole(account, role, t)
 	ts := t.Unix()
-	d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, func(v *factValue) change {
+	days := func(v *factValue) change { return v.Days.add(ts) }
+	if roleE == nil {
+		roleE, _ = d.sight(fact{prefix: keyRole, a: account, b: role}, days)
+	} else {
+		d.update(roleE, days)
+	}
+	regions := func(v *factValue) change {
 		s, ok := v.Regions.get(region)
 		c := s.add(ts)
 		// A later sighting of a day held changes the days in place (add); anything else
@@ -345,30 +356,48 @@ func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) 
 			v.Regions.set(region, s)
 		}
 		return c
-	})
+	}
+	if fnE == nil {
+		fnE, _ = d.sight(fact{prefix: keyFunction, a: account, b: role, c: fn}, regions)
+	} else {
+		d.update(fnE, regions)
+	}
+	return roleE, fnE
 }
 
 // isLambdaRole reports whether a role was a Lambda execution role within the training
 // period before t (or is one in the inventory).
 func (d *Detector) isLambdaRole(ctx context.Context, account, role string, t time.Time) (bool, error) {
+	ok, _, err := d.lambdaRole(ctx, account, role, t)
+	return ok, err
+}
+
+// lambdaRole is isLambdaRole with the role's entry when it was looked up (nil when the
+// inventory answered).
+func (d *Detector) lambdaRole(ctx context.Context, account, role string, t time.Time) (bool, *factEntry, error) {
 	if role == "" {
-		return false, nil
+		return false, nil, nil
 	}
 	if d.inv.hasRole(account, role) {
-		return true, nil
+		return true, nil, nil
 	}
-	ok, _, err := d.seen(ctx, fact{prefix: keyRole, a: account, b: role}, t)
-	return ok, err
+	return d.seen(ctx, fact{prefix: keyRole, a: account, b: role}, t)
 }
 
 // knownFunctionInMemory reports whether this detector holds fn as a function of the role
 // seen within the training period before t (memory only).
 func (d *Detector) knownFunctionInMemory(account, role, fn string, t time.Time) bool {
+	known, _ := d.functionInMemory(account, role, fn, t)
+	return known
+}
+
+// functionInMemory is knownFunctionInMemory with the function's entry, if held.
+func (d *Detector) functionInMemory(account, role, fn string, t time.Time) (bool, *factEntry) {
 	e := d.lookup(fact{prefix: keyFunction, a: account, b: role, c: fn})
 	if e == nil {
-		return false
+		return false, nil
 	}
-	return e.v.anyRegion(t.Unix(), int64(d.cfg.Training/time.Second))
+	return e.v.anyRegion(t.Unix(), int64(d.cfg.Training/time.Second)), e
 }
 
 // functionAt reports whether fn was a function of the role within the training period
