@@ -520,7 +520,7 @@ func (d *Detector) flushFacts(ctx context.Context, all bool) error {
 		if !e.dirty {
 			continue
 		}
-		if exp := e.expires(d.cfg.Training); d.forget > 0 && !exp.IsZero() && exp.Unix() < d.clock-d.forget {
+		if exp := e.expires(d.cfg.Training); d.forgotten(exp) {
 			// Asked about by no later decision (SetForget): as good as written.
 			e.dirty, e.late, e.written = false, false, e.v.newest()
 			continue
@@ -612,6 +612,12 @@ func (e *factEntry) expires(training time.Duration) time.Time {
 // back from its file the same way (store.Bolt's commit). A replay that dies loses them
 // with the rest of what it held; replaying its last files learns them again.
 const heldBack = 72 * 60 * 60
+
+// forgotten: an item that expires at exp is past the detector's horizon (SetForget): no
+// later decision asks about it, and it need not be written.
+func (d *Detector) forgotten(exp time.Time) bool {
+	return d.forget > 0 && !exp.IsZero() && exp.Unix() < d.clock-d.forget
+}
 
 // holdsBack: an item that expires at exp need not be written at this flush (heldBack).
 func (d *Detector) holdsBack(exp time.Time) bool {

@@ -241,11 +241,10 @@ type heldIssuer struct {
 // writeIssuers writes the issuers held, but those that expired before the detector's
 // horizon (SetForget) and, unless all, those it holds back (heldBack) until a later flush.
 func (d *Detector) writeIssuers(ctx context.Context, all bool) error {
-	horizon := d.clock - d.forget
 	kept := d.unwritten[:0]
 	for i, h := range d.unwritten {
 		switch {
-		case h.is.Expires.Unix() < horizon:
+		case d.forgotten(h.is.Expires):
 			continue
 		case !all && d.holdsBack(h.is.Expires):
 			kept = append(kept, h)
@@ -322,12 +321,15 @@ func (d *Detector) issuedAt(ctx context.Context, key string, t time.Time) (*issu
 	return is, nil
 }
 
-func (d *Detector) learnRole(account, role string, t time.Time) {
+// learnRole records a sighting of a Lambda execution role and returns its entry (nil when
+// none is held).
+func (d *Detector) learnRole(account, role string, t time.Time) *factEntry {
 	if account == "" || role == "" {
-		return
+		return nil
 	}
 	ts := t.Unix()
-	d.sight(fact{prefix: keyRole, a: account, b: role}, func(v *factValue) change { return v.Days.add(ts) })
+	e, _ := d.sight(fact{prefix: keyRole, a: account, b: role}, func(v *factValue) change { return v.Days.add(ts) })
+	return e
 }
 
 func (d *Detector) learnFunction(account, role, fn, region string, t time.Time) {
@@ -341,11 +343,10 @@ func (d *Detector) learnFunctionIn(roleE, fnE *factEntry, account, role, fn, reg
 		return roleE, fnE
 	}
 	ts := t.Unix()
-	days := func(v *factValue) change { return v.Days.add(ts) }
 	if roleE == nil {
-		roleE, _ = d.sight(fact{prefix: keyRole, a: account, b: role}, days)
+		roleE = d.learnRole(account, role, t)
 	} else {
-		d.update(roleE, days)
+		d.update(roleE, func(v *factValue) change { return v.Days.add(ts) })
 	}
 	regions := func(v *factValue) change {
 		s, ok := v.Regions.get(region)
