@@ -775,7 +775,21 @@ type ReadOptions struct {
 	// merged by event time): its read buffer, record blocks and string chunks are small,
 	// since each holds memory until the records it carries are decided.
 	Small bool
+	// Arena, when set, is where records and their strings come from instead of the
+	// reader's own: inputs read in turn by one goroutine (coroutines of one merge) share
+	// one. Never share one between goroutines that run side by side.
+	Arena *Arena
 }
+
+// Arena is where records and their strings are cut from, shared by the readers of inputs
+// read in turn by one goroutine. Hundreds of per-account files read side by side, each
+// with an arena of its own, each learnt the same few hundred common values (user agents,
+// services, APIs) into a small table of its own, cold in the cache by the time its stream
+// came round again, and cut its strings from chunks of its own.
+type Arena struct{ a arena }
+
+// NewArena returns an arena for ReadOptions.Arena.
+func NewArena() *Arena { return &Arena{} }
 
 // ReadWith is ReadN with options.
 func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error)) error {
@@ -789,6 +803,9 @@ func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error))
 	rs := pool.Get().(*readerSet)
 	defer pool.Put(rs)
 	o := &out{emit: emit, bad: bad, latest: Now().Add(futureSlack), arena: &rs.arena}
+	if opt.Arena != nil {
+		o.arena = &opt.Arena.a
+	}
 	var pp *parallelParse
 	if workers > 1 {
 		pp = newParallelParse(workers, o)

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -452,5 +453,57 @@ func TestRecycle(t *testing.T) {
 	}
 	if again := a.record(); again == r {
 		t.Error("a record given back once was handed out twice")
+	}
+}
+
+// TestSharedArena: inputs read in turn by coroutines of one goroutine, sharing one arena
+// (a replay of a file per account), give the records each gives read alone with its own,
+// and none changes as the others are read after it.
+func TestSharedArena(t *testing.T) {
+	files, _ := filepath.Glob("testdata/datasets/*.ndjson.gz")
+	if len(files) < 3 {
+		t.Fatal("no datasets")
+	}
+	read := func(f string, opt ReadOptions, emit func(*Record)) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ReadWith(bytes.NewReader(b), opt, emit, func(error) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arena := NewArena()
+	pulls := make([]func() (*Record, bool), len(files))
+	for i, f := range files {
+		next, stop := iter.Pull(func(yield func(*Record) bool) {
+			read(f, ReadOptions{Small: true, Arena: arena}, func(r *Record) { yield(r) })
+		})
+		defer stop()
+		pulls[i] = next
+	}
+	// A record at a time from each input in turn: each input's parse is cut off by every
+	// other's, as hundreds of streams merged by time are.
+	got := make([][]*Record, len(files))
+	for open := len(files); open > 0; {
+		open = 0
+		for i, next := range pulls {
+			if r, ok := next(); ok {
+				got[i] = append(got[i], r)
+				open++
+			}
+		}
+	}
+	total := 0
+	for i, f := range files {
+		var want []*Record
+		read(f, ReadOptions{Small: true}, func(r *Record) { want = append(want, r) })
+		total += len(want)
+		if diff := cmp.Diff(want, got[i], cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Fatalf("%s read beside the others in one arena (-alone +shared):\n%s", f, diff)
+		}
+	}
+	if total < 3000 {
+		t.Fatalf("only %d records", total)
 	}
 }

@@ -39,9 +39,10 @@ const wholeFile = 4 << 20
 // reader reads inputs; it keeps its buffer from one file to the next.
 type reader struct {
 	buf     []byte
-	workers int  // goroutines that parse the lines of a large input (0, 1: this one)
-	chunk   int  // records a chunk (0: chunkRecords)
-	stream  bool // one of many inputs read side by side: never read whole, handed on a read at a time
+	workers int               // goroutines that parse the lines of a large input (0, 1: this one)
+	chunk   int               // records a chunk (0: chunkRecords)
+	stream  bool              // one of many inputs read side by side: never read whole, handed on a read at a time
+	arena   *cloudtrail.Arena // shared by the inputs this goroutine reads in turn (nil: the reader's own)
 }
 
 // produceOne reads one input into chunks; false when the caller stopped listening.
@@ -89,7 +90,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 			}
 		}}
 	}
-	err := cloudtrail.ReadWith(r, cloudtrail.ReadOptions{Workers: workers, Small: rd.stream}, func(rec *cloudtrail.Record) {
+	err := cloudtrail.ReadWith(r, cloudtrail.ReadOptions{Workers: workers, Small: rd.stream, Arena: rd.arena}, func(rec *cloudtrail.Record) {
 		if stopped {
 			return
 		}
@@ -259,6 +260,10 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	if len(plain) > manyStreams {
 		per, depth = chunkRecords, 0
 	}
+	var arena *cloudtrail.Arena // the coroutines' (--parallel 1): one goroutine reads them all, in turn
+	if n == 1 && len(plain) > manyStreams {
+		arena = cloudtrail.NewArena()
+	}
 	for _, in := range plain {
 		workers := 1
 		if len(plain) == 1 {
@@ -266,7 +271,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		}
 		// Files of hundreds of accounts merged side by side: each holds a read buffer, not
 		// its whole file.
-		rd := reader{workers: workers, chunk: per, stream: len(plain) > manyStreams}
+		rd := reader{workers: workers, chunk: per, stream: len(plain) > manyStreams, arena: arena}
 		if n == 1 && len(plain) > manyStreams {
 			// Read in turn (--parallel 1): each stream is a coroutine the merge resumes
 			// when it wants its next records, a switch far cheaper than a channel's
