@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -23,11 +24,16 @@ import (
 // chunk is a part of one input, as a reading goroutine hands it on.
 type chunk struct {
 	file       string // the input's name, on its first chunk
+	src        int    // the input's source (reorder.push): ties in time keep the inputs' order
 	start      bool
 	recs       []*cloudtrail.Record
 	bad        map[string]int // skipped values by reason: counted, not listed (a file of 20M bad lines is a few counters)
 	readErr    error          // the input's read error, on its last chunk
 	unreadable error          // the input could not be opened
+	// A group's chunk (readGroups) carries the chunks its inputs gave, in the order it
+	// read them, and high: every input of the group still open has read up to it.
+	group []chunk
+	high  int64
 }
 
 const chunkRecords = 512
@@ -42,6 +48,7 @@ type reader struct {
 	workers int               // goroutines that parse the lines of a large input (0, 1: this one)
 	chunk   int               // records a chunk (0: chunkRecords)
 	stream  bool              // one of many inputs read side by side: never read whole, handed on a read at a time
+	src     int               // the source its chunks are from (chunk.src)
 	arena   *cloudtrail.Arena // shared by the inputs this goroutine reads in turn (nil: the reader's own)
 }
 
@@ -53,7 +60,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 		if in.regular && !rd.stream {
 			data, rest, err := rd.readHead(in.path)
 			if err != nil {
-				return send(chunk{file: in.path, start: true, unreadable: err})
+				return send(chunk{file: in.path, src: rd.src, start: true, unreadable: err})
 			}
 			if rest == nil {
 				r, workers = bytes.NewReader(data), 1
@@ -64,7 +71,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 		} else {
 			f, err := os.Open(in.path)
 			if err != nil {
-				return send(chunk{file: in.path, start: true, unreadable: err})
+				return send(chunk{file: in.path, src: rd.src, start: true, unreadable: err})
 			}
 			defer f.Close()
 			r = f
@@ -74,7 +81,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	if size <= 0 {
 		size = chunkRecords
 	}
-	c := chunk{file: in.path, start: true}
+	c := chunk{file: in.path, src: rd.src, start: true}
 	stopped := false
 	if rd.stream {
 		// One of hundreds read side by side: its records are handed on as each read of
@@ -86,7 +93,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 		r = beforeRead{r, func() {
 			if !stopped && len(c.recs) > 0 {
 				stopped = !send(c)
-				c = chunk{file: in.path}
+				c = chunk{file: in.path, src: rd.src}
 			}
 		}}
 	}
@@ -97,7 +104,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 		c.recs = append(c.recs, rec)
 		if len(c.recs) >= size {
 			stopped = !send(c)
-			c = chunk{file: in.path}
+			c = chunk{file: in.path, src: rd.src}
 		}
 	}, func(err error) {
 		if c.bad == nil {
@@ -161,6 +168,9 @@ func (rd *reader) readHead(path string) ([]byte, io.ReadCloser, error) {
 // consume takes a chunk of a stream: its records go into the reorder window (decided by
 // merge once every stream has read past them), its skipped values are counted.
 func (r *runner) consume(c chunk) {
+	for _, g := range c.group {
+		r.consume(g)
+	}
 	if c.start {
 		if c.unreadable != nil {
 			r.skipped(c.file, map[string]int{"unreadable-file": 1})
@@ -173,7 +183,7 @@ func (r *runner) consume(c chunk) {
 	r.skipped(c.file, c.bad)
 	for _, rec := range c.recs {
 		r.read++
-		r.ro.push(rec)
+		r.ro.push(rec, c.src)
 	}
 	if c.readErr != nil {
 		r.skipped(c.file, map[string]int{"unreadable-file": 1})
@@ -240,7 +250,9 @@ const jobFiles = 32
 // stream that is furthest behind, and decides a record once every stream still open has
 // read past its time by the reorder window: memory holds the window and one chunk a
 // stream, whatever the inputs' lengths. n goroutines read and parse the trail's files side
-// by side; each other input has a goroutine of its own.
+// by side; each other input has a goroutine of its own, or, past manyStreams of them, is a
+// coroutine of the merge (n = 1) or of one of n goroutines that read groups of them
+// (readGroups).
 func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -252,36 +264,30 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	if len(named) > 0 {
 		streams = append(streams, fromChan(ordered(ctx, &wg, named, stdin, n, &r.dayDigests)))
 	}
-	// Many streams read side by side: smaller chunks keep their sum bounded. Past
-	// manyStreams, a stream hands on what one read of its small buffer held and reads no
-	// further until the merge takes it (see reader.stream).
-	per, depth := max(8, chunkRecords*4/max(1, len(plain))), 1
-	per = min(per, chunkRecords)
-	if len(plain) > manyStreams {
-		per, depth = chunkRecords, 0
+	// Past manyStreams inputs, each hands on what one read of its small buffer held and
+	// reads no further until the merge takes it (see reader.stream).
+	switch {
+	case len(plain) > manyStreams && n == 1:
+		// Read in turn (--parallel 1): each stream is a coroutine the merge resumes when
+		// it wants its next records, a switch far cheaper than a channel's hand-over
+		// through the scheduler.
+		cs, stop := coStreams(plain, 1, stdin)
+		defer stop()
+		streams = append(streams, cs...)
+		plain = nil
+	case len(plain) > manyStreams:
+		streams = append(streams, r.readGroups(ctx, &wg, plain, stdin, n)...)
+		plain = nil
 	}
-	var arena *cloudtrail.Arena // the coroutines' (--parallel 1): one goroutine reads them all, in turn
-	if n == 1 && len(plain) > manyStreams {
-		arena = cloudtrail.NewArena()
-	}
-	for _, in := range plain {
+	// A few streams read side by side: smaller chunks keep their sum bounded.
+	per := min(max(8, chunkRecords*4/max(1, len(plain))), chunkRecords)
+	for i, in := range plain {
 		workers := 1
 		if len(plain) == 1 {
 			workers = n // one large input: its lines parsed by every core
 		}
-		// Files of hundreds of accounts merged side by side: each holds a read buffer, not
-		// its whole file.
-		rd := reader{workers: workers, chunk: per, stream: len(plain) > manyStreams, arena: arena}
-		if n == 1 && len(plain) > manyStreams {
-			// Read in turn (--parallel 1): each stream is a coroutine the merge resumes
-			// when it wants its next records, a switch far cheaper than a channel's
-			// hand-over through the scheduler.
-			next, stop := iter.Pull(func(yield func(chunk) bool) { rd.produceOne(in, stdin, yield) })
-			defer stop()
-			streams = append(streams, &stream{next: next})
-			continue
-		}
-		ch := make(chan chunk, depth)
+		rd := reader{workers: workers, chunk: per, src: 1 + i}
+		ch := make(chan chunk, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -337,10 +343,107 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	return nil // drain decides the rest
 }
 
-// take notes a chunk's newest time.
+// take notes a chunk's newest time (a group's: its watermark).
 func (s *stream) take(c chunk) {
+	if c.group != nil {
+		s.high = c.high
+		return
+	}
 	for _, rec := range c.recs {
 		s.high = max(s.high, rec.Time.UnixNano())
+	}
+}
+
+// coStreams makes each input a stream read by a coroutine of the goroutine that pulls them,
+// all sharing one arena; the first's source is src, the next's src+1, and so on. Files of
+// hundreds of accounts merged side by side: each holds a read buffer, not its whole file.
+func coStreams(ins []input, src int, stdin io.Reader) ([]*stream, func()) {
+	arena := cloudtrail.NewArena()
+	streams := make([]*stream, 0, len(ins))
+	var stops []func()
+	for i, in := range ins {
+		rd := reader{workers: 1, chunk: chunkRecords, stream: true, arena: arena, src: src + i}
+		next, stop := iter.Pull(func(yield func(chunk) bool) { rd.produceOne(in, stdin, yield) })
+		streams = append(streams, &stream{next: next})
+		stops = append(stops, stop)
+	}
+	return streams, func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}
+
+// readGroups reads hundreds of inputs (--parallel n above 1) in n groups, each a goroutine
+// that merges its inputs as the merge does (coroutines, the one furthest behind read next)
+// and hands on what they gave a few hundred records at a time, with its watermark: a
+// stream to the merge. A goroutine an input cost each record a hand-over through the
+// scheduler, and each input an arena of its own.
+func (r *runner) readGroups(ctx context.Context, wg *sync.WaitGroup, ins []input, stdin io.Reader, n int) []*stream {
+	var streams []*stream
+	for g := range n {
+		from, to := g*len(ins)/n, (g+1)*len(ins)/n
+		ch := make(chan chunk, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(ch)
+			readGroup(ins[from:to], 1+from, stdin, func(c chunk) bool {
+				select {
+				case ch <- c:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			})
+		}()
+		streams = append(streams, fromChan(ch))
+	}
+	return streams
+}
+
+// readGroup merges its inputs' chunks (their sources from src on) in the order the merge
+// would read them, and sends them on in groups of about chunkRecords records.
+func readGroup(ins []input, src int, stdin io.Reader, send func(chunk) bool) {
+	streams, stop := coStreams(ins, src, stdin)
+	defer stop()
+	open := streamHeap(streams)
+	var out chunk
+	held := 0
+	add := func(s *stream) bool {
+		c, ok := s.next()
+		if ok {
+			s.take(c)
+			out.group = append(out.group, c)
+			held += len(c.recs)
+		}
+		return ok
+	}
+	live := open[:0]
+	for _, s := range open {
+		if add(s) {
+			live = append(live, s)
+		}
+	}
+	open = live
+	heap.Init(&open)
+	for len(open) > 0 {
+		if held >= chunkRecords {
+			out.high = open[0].high
+			if !send(out) {
+				return
+			}
+			out, held = chunk{}, 0
+		}
+		if !add(open[0]) {
+			heap.Pop(&open)
+			continue
+		}
+		heap.Fix(&open, 0)
+	}
+	if out.group != nil {
+		out.high = math.MaxInt64 // every input ended
+		send(out)
 	}
 }
 

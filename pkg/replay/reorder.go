@@ -12,7 +12,9 @@ import (
 // records precede its name's time), and the detector learns from order: an AssumeRole
 // must come before the calls made with its key. A record older than what was already
 // released (input going back in time by more than the window) is released at once: the
-// detector decides it as of its own time all the same. Ties keep their input order.
+// detector decides it as of its own time all the same. Ties keep their input order: the
+// order of the inputs (their sources), then their order within one: the same however the
+// inputs' reading interleaved, on one core or many.
 //
 // Records that come in order (most of them: a file is in order, and so is NDJSON) wait in
 // a queue; the others in a heap. What comes out is the oldest of the two heads, so the
@@ -22,15 +24,22 @@ type reorder struct {
 	h         recordHeap
 	q         []entry // in (time, seq) order; q[head:] are held
 	head      int
-	seq       uint64
-	watermark int64 // newest eventTime read
+	seqs      []uint64 // records pushed from each source
+	watermark int64    // newest eventTime read
 }
+
+// srcShift places a record's source above its rank within the source in entry.seq: 2^24
+// sources, 2^40 records each.
+const (
+	srcShift = 40
+	maxSrc   = 1<<(64-srcShift) - 1
+)
 
 func newReorder(window time.Duration) *reorder { return &reorder{window: int64(window)} }
 
 type entry struct {
-	t   int64 // eventTime, Unix nanoseconds
-	seq uint64
+	t   int64  // eventTime, Unix nanoseconds
+	seq uint64 // the source, then the rank within it (srcShift)
 	r   *cloudtrail.Record
 }
 
@@ -79,12 +88,17 @@ func (h *recordHeap) pop() entry {
 	return top
 }
 
-// push adds r; ready then reports the records to release.
-func (o *reorder) push(r *cloudtrail.Record) {
+// push adds r, read from the source src (an input's place among them); ready then reports
+// the records to release.
+func (o *reorder) push(r *cloudtrail.Record, src int) {
 	t := r.Time.UnixNano()
-	o.seq++
-	e := entry{t, o.seq, r}
-	if o.head == len(o.q) || t >= o.q[len(o.q)-1].t {
+	src = min(src, maxSrc)
+	for len(o.seqs) <= src {
+		o.seqs = append(o.seqs, 0)
+	}
+	o.seqs[src]++
+	e := entry{t, uint64(src)<<srcShift | o.seqs[src], r}
+	if o.head == len(o.q) || !e.less(o.q[len(o.q)-1]) {
 		o.q = append(o.q, e)
 	} else {
 		o.h.push(e)

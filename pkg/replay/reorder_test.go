@@ -30,7 +30,7 @@ func TestReorder(t *testing.T) {
 		var got []*cloudtrail.Record
 		most := 0
 		for _, r := range in {
-			o.push(r)
+			o.push(r, 0)
 			most = max(most, o.held())
 			for {
 				out, ok := o.ready()
@@ -82,8 +82,9 @@ func TestReorderSameAsOneHeap(t *testing.T) {
 				at = at.Add(time.Duration(rng.IntN(3)) * time.Second)
 			}
 			r := &cloudtrail.Record{Time: at}
-			o.push(r)
-			ref.push(r)
+			src := rng.IntN(3)
+			o.push(r, src)
+			ref.push(r, src)
 			for {
 				got, ok1 := o.ready()
 				want, ok2 := ref.ready()
@@ -108,6 +109,54 @@ func TestReorderSameAsOneHeap(t *testing.T) {
 	}
 }
 
+// TestReorderTiesBySource: records of the same time from several inputs come out in the
+// inputs' order, then each input's, however their reading interleaved (one core reading
+// them in turn, or readers side by side handing on what they read).
+func TestReorderTiesBySource(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	srcs := make([][]*cloudtrail.Record, 5)
+	for s := range srcs {
+		for i := 0; i < 200; i++ {
+			at := base.Add(time.Duration(i/4+rng.IntN(2)) * time.Second) // many ties, within and across
+			srcs[s] = append(srcs[s], &cloudtrail.Record{Time: at})
+		}
+	}
+	var first []*cloudtrail.Record
+	for round := 0; round < 20; round++ {
+		o := newReorder(time.Minute)
+		next := make([]int, len(srcs))
+		for left := 5 * 200; left > 0; left-- {
+			s := rng.IntN(len(srcs))
+			for next[s] == len(srcs[s]) {
+				s = (s + 1) % len(srcs)
+			}
+			o.push(srcs[s][next[s]], s)
+			next[s]++
+		}
+		var got []*cloudtrail.Record
+		for {
+			r, ok := o.pop()
+			if !ok {
+				break
+			}
+			got = append(got, r)
+		}
+		if round == 0 {
+			first = got
+			for i := 1; i < len(got); i++ {
+				if got[i].Time.Before(got[i-1].Time) {
+					t.Fatalf("out of order at %d", i)
+				}
+			}
+			continue
+		}
+		if !slices.Equal(got, first) {
+			t.Fatalf("interleaving %d gave another order than the first", round)
+		}
+	}
+}
+
 // recordHeap as a heap.Interface, for container/heap in the reference.
 func (h recordHeap) Len() int           { return len(h) }
 func (h recordHeap) Less(i, j int) bool { return h[i].less(h[j]) }
@@ -125,14 +174,17 @@ func (h *recordHeap) Pop() any {
 type oneHeap struct {
 	window    int64
 	h         recordHeap
-	seq       uint64
+	seqs      map[int]uint64
 	watermark int64
 }
 
-func (o *oneHeap) push(r *cloudtrail.Record) {
+func (o *oneHeap) push(r *cloudtrail.Record, src int) {
 	t := r.Time.UnixNano()
-	o.seq++
-	heap.Push(&o.h, entry{t, o.seq, r})
+	if o.seqs == nil {
+		o.seqs = map[int]uint64{}
+	}
+	o.seqs[src]++
+	heap.Push(&o.h, entry{t, uint64(src)<<srcShift | o.seqs[src], r})
 	o.watermark = max(o.watermark, t)
 }
 
