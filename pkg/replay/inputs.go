@@ -2,6 +2,7 @@ package replay
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,8 +15,17 @@ import (
 type input struct {
 	path    string
 	t       time.Time
-	regular bool // a regular file (not a FIFO, a device or stdin): read whole when small
-	day     bool // a trail's day folder (…/YYYY/MM/DD), listed when its day comes (t: the day)
+	regular bool     // a regular file (not a FIFO, a device or stdin): read whole when small
+	day     bool     // a trail's day folder (…/YYYY/MM/DD), listed when its day comes (t: the day)
+	dir     *heldDir // the listed folder it is opened from (nil: by its path)
+}
+
+// open opens a regular input: from its listed folder when it has one.
+func (in input) open() (io.ReadCloser, error) {
+	if in.dir != nil {
+		return in.dir.open(filepath.Base(in.path), in.path)
+	}
+	return openRaw(in.path)
 }
 
 // dayFolder is a trail's …/YYYY/MM/DD folder: its date, ok false for another folder.
@@ -196,27 +206,35 @@ func sortNamed(named []input) {
 // listDays lists day folders (of one day): their files, CloudTrail's named ones in time
 // order, then the others, in walk order, with the time of the day (read in the day's
 // place). It returns the digest files it skipped.
-func listDays(days []input) ([]input, int) {
+func listDays(days []input, held *heldDirs) ([]input, int) {
 	var named, other []input
 	digests := 0
-	add := func(day input) func(path string, regular bool) {
+	add := func(day input, dir *heldDir) func(path string, regular bool) {
 		return func(path string, regular bool) {
-			if in, ok := namedInput(path, regular); ok {
+			in, ok := namedInput(path, regular)
+			if !ok {
+				in = input{path: path, t: day.t, regular: regular}
+			}
+			if dir != nil && regular {
+				dir.add()
+				in.dir = dir
+			}
+			if ok {
 				named = append(named, in)
 			} else {
-				other = append(other, input{path: path, t: day.t, regular: regular})
+				other = append(other, in)
 			}
 		}
 	}
 	for _, day := range days {
-		addDay := add(day)
 		// The day folder is listed, not walked: walking would first stat it again (the
 		// walk of the tree met it already), one system call of tens of thousands.
-		entries, err := os.ReadDir(day.path)
+		dir, entries, err := listDir(day.path, held)
 		if err != nil {
 			other = append(other, input{path: day.path, t: day.t}) // reported when it fails
 			continue
 		}
+		addDay := add(day, dir)
 		for _, e := range entries {
 			path := filepath.Join(day.path, e.Name())
 			if !e.IsDir() {
@@ -227,6 +245,7 @@ func listDays(days []input) ([]input, int) {
 				continue
 			}
 			// A folder inside a day's (not CloudTrail's layout): walked, in name order.
+			addDay := add(day, nil) // by their paths
 			filepath.WalkDir(path, func(path string, d fs.DirEntry, err error) error {
 				if err != nil {
 					other = append(other, input{path: path, t: day.t}) // reported when it fails
@@ -244,6 +263,9 @@ func listDays(days []input) ([]input, int) {
 				digests += walkFile(path, d, addDay)
 				return nil
 			})
+		}
+		if dir != nil {
+			dir.done() // the listing's own count: closed once its files are opened
 		}
 	}
 	sortNamed(named)

@@ -58,7 +58,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	workers := rd.workers // a small file is parsed in this goroutine: files are read side by side
 	if in.path != "-" {
 		if in.regular && !rd.stream {
-			data, rest, err := rd.readHead(in.path)
+			data, rest, err := rd.readHead(in)
 			if err != nil {
 				return send(chunk{file: in.path, src: rd.src, start: true, unreadable: err})
 			}
@@ -69,6 +69,9 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 				r = io.MultiReader(bytes.NewReader(data), rest)
 			}
 		} else {
+			if in.dir != nil {
+				in.dir.done() // only a regular file is opened from its folder
+			}
 			f, err := os.Open(in.path)
 			if err != nil {
 				return send(chunk{file: in.path, src: rd.src, start: true, unreadable: err})
@@ -134,8 +137,8 @@ func (b beforeRead) Read(p []byte) (int, error) {
 // wholeFile bytes; a larger one comes back as its first bytes and the open file for the
 // rest. A whole read is three system calls (open, read, close), where a streamed one
 // takes twice as many: a trail folder is tens of thousands of small files.
-func (rd *reader) readHead(path string) ([]byte, io.ReadCloser, error) {
-	f, err := openRaw(path)
+func (rd *reader) readHead(in input) ([]byte, io.ReadCloser, error) {
+	f, err := in.open()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -257,12 +260,14 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	named, plain := splitInputs(inputs)
+	held := &heldDirs{}   // day folders listed and kept open for their files
+	defer held.closeAll() // runs last: the files of a run that stopped early are never opened
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // runs first: every goroutine stops sending
 	var streams []*stream
 	if len(named) > 0 {
-		streams = append(streams, fromChan(ordered(ctx, &wg, named, stdin, n, &r.dayDigests)))
+		streams = append(streams, fromChan(ordered(ctx, &wg, named, stdin, n, &r.dayDigests, held)))
 	}
 	// Past manyStreams inputs, each hands on what one read of its small buffer held and
 	// reads no further until the merge takes it (see reader.stream).
@@ -465,7 +470,7 @@ func (h *streamHeap) Pop() any {
 // order. Day folders are listed as their day comes, all those of a day together: their
 // files take their place, in time order; the digest files they hold are counted in
 // digests.
-func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.Reader, n int, digests *atomic.Int64) <-chan chunk {
+func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.Reader, n int, digests *atomic.Int64, held *heldDirs) <-chan chunk {
 	jobs := make(chan job)
 	order := make(chan chan chunk, 4*n)
 	out := make(chan chunk, 1)
@@ -507,7 +512,7 @@ func ordered(ctx context.Context, wg *sync.WaitGroup, inputs []input, stdin io.R
 					k++
 				}
 				var d int
-				next, d = listDays(inputs[:k])
+				next, d = listDays(inputs[:k], held)
 				digests.Add(int64(d))
 			} else {
 				for k < len(inputs) && !inputs[k].day {
