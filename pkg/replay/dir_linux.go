@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -120,7 +121,7 @@ func (e *dirent) Info() (fs.FileInfo, error) { return os.Lstat(filepath.Join(e.d
 // opened (or the run ended).
 type heldDir struct {
 	fd   int
-	left int
+	left atomic.Int32
 	set  *heldDirs
 }
 
@@ -139,14 +140,16 @@ func (h *heldDir) open(name, path string) (io.ReadCloser, error) {
 	}
 }
 
-// done counts one of the folder's files done: the last closes the folder.
+// add counts one more file to be opened from the folder (while it is listed: the
+// listing's own count keeps it open).
+func (h *heldDir) add() { h.left.Add(1) }
+
+// done counts one of the folder's files done: the last closes the folder. Counted
+// without the set's lock, which only the closing takes: the readers opening files and the
+// listing holding the next day's folders waited on each other at every file.
 func (h *heldDir) done() {
-	s := h.set
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h.left--; h.left == 0 {
-		syscall.Close(h.fd)
-		delete(s.open, h)
+	if h.left.Add(-1) == 0 {
+		h.set.close(h)
 	}
 }
 
@@ -172,16 +175,21 @@ func (s *heldDirs) hold(fd int) *heldDir {
 	if s.open == nil {
 		s.open = map[*heldDir]struct{}{}
 	}
-	h := &heldDir{fd: fd, left: 1, set: s} // the listing's own count, given back by release
+	h := &heldDir{fd: fd, set: s}
+	h.left.Store(1) // the listing's own count, given back by done once it listed
 	s.open[h] = struct{}{}
 	return h
 }
 
-// add counts one more file to be opened from the folder.
-func (h *heldDir) add() {
-	h.set.mu.Lock()
-	h.left++
-	h.set.mu.Unlock()
+// close closes a folder whose files were all opened.
+func (s *heldDirs) close(h *heldDir) {
+	s.mu.Lock()
+	_, ok := s.open[h]
+	delete(s.open, h)
+	s.mu.Unlock()
+	if ok {
+		syscall.Close(h.fd)
+	}
 }
 
 // closeAll closes the folders still open (a run that stopped before opening their files).
