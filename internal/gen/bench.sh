@@ -10,8 +10,9 @@
 #          sorted, and a trail folder.
 #
 # Then the replay on every core (its defaults: every core reads; from four cores half of
-# them decide, a shard of the accounts each; below, one detector). Prints the medians, the ratios and peak RSS, and checks that
-# every form and core count concludes the same findings.
+# them decide, a shard of the accounts each; below, one detector). Prints the medians, the ratios and peak RSS, the
+# fastest runs, and the median of each round's paired ratios, and checks that every form and
+# core count concludes the same findings.
 #
 #   bash internal/gen/bench.sh                           # 300,000 light, 420,000 dense records
 #   RECORDS=1000000 DENSE_RECORDS=1000000 bash internal/gen/bench.sh
@@ -71,7 +72,7 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[in
 best() { tr ' ' '\n' | grep . | sort -n | head -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
-declare -A inputs rep flo rss two rss2
+declare -A inputs rep flo rss two rss2 pr ps
 forms=()
 if [[ " $mix " == *" light "* ]]; then
 	echo "--- generating the light mix: $records records"
@@ -100,17 +101,19 @@ fi
 for run in $(seq "$runs"); do
 	for form in "${forms[@]}"; do
 		# shellcheck disable=SC2086 # the per-account form is many paths
-		read -r s m < <(timed taskset -c "$core" "$work/outsider" replay --fresh --state "$work/state" --progress 0 --parallel 1 --format json ${inputs[$form]})
-		rep[$form]+="$s "
+		read -r r1 m < <(timed taskset -c "$core" "$work/outsider" replay --fresh --state "$work/state" --progress 0 --parallel 1 --format json ${inputs[$form]})
+		rep[$form]+="$r1 "
 		rss[$form]+="$m "
 		python3 "$work/final.py" "$work/out" >"$work/final.one-core.${form/\//.}"
 		# shellcheck disable=SC2086
-		read -r s _ < <(timed taskset -c "$core" python3 "$work/floor.py" ${inputs[$form]#--reorder-window 13h })
-		flo[$form]+="$s "
+		read -r f1 _ < <(timed taskset -c "$core" python3 "$work/floor.py" ${inputs[$form]#--reorder-window 13h })
+		flo[$form]+="$f1 "
 		# shellcheck disable=SC2086
 		read -r s m < <(timed "$work/outsider" replay --fresh --state "$work/state" --progress 0 --format json ${inputs[$form]})
 		two[$form]+="$s "
 		rss2[$form]+="$m "
+		pr[$form]+="$(ratio "$f1" "$r1") "
+		ps[$form]+="$(ratio "$r1" "$s") "
 		python3 "$work/final.py" "$work/out" >"$work/final.every-core.${form/\//.}"
 	done
 done
@@ -132,6 +135,13 @@ for form in "${forms[@]}"; do
 	f=$(echo "${flo[$form]}" | best)
 	t=$(echo "${two[$form]}" | best)
 	printf '%-16s %9s %9s %6sx %12s %7sx\n' "$form" "$r" "$f" "$(ratio "$f" "$r")" "$t" "$(ratio "$r" "$t")"
+done
+# The same, paired: each round runs the replay, the floor and both cores back to back, so
+# its ratios compare runs minutes apart at most; the median of the rounds' ratios is the
+# least moved by a machine whose speed drifts over the bench.
+printf '\nthe median of the rounds'"'"' ratios:\n%-16s %7s %8s\n' input ratio speedup
+for form in "${forms[@]}"; do
+	printf '%-16s %6sx %7sx\n' "$form" "$(echo "${pr[$form]}" | median)" "$(echo "${ps[$form]}" | median)"
 done
 echo
 echo "ratio: the floor's time over the replay's, both on one core (above 1: the replay is faster)"
