@@ -281,7 +281,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		streams = append(streams, cs...)
 		plain = nil
 	case len(plain) > manyStreams:
-		streams = append(streams, r.readGroups(ctx, &wg, plain, stdin, n)...)
+		streams = append(streams, readGroups(ctx, &wg, plain, stdin, n)...)
 		plain = nil
 	}
 	// A few streams read side by side: smaller chunks keep their sum bounded.
@@ -384,7 +384,7 @@ func coStreams(ins []input, src int, stdin io.Reader) ([]*stream, func()) {
 // and hands on what they gave a few hundred records at a time, with its watermark: a
 // stream to the merge. A goroutine an input cost each record a hand-over through the
 // scheduler, and each input an arena of its own.
-func (r *runner) readGroups(ctx context.Context, wg *sync.WaitGroup, ins []input, stdin io.Reader, n int) []*stream {
+func readGroups(ctx context.Context, wg *sync.WaitGroup, ins []input, stdin io.Reader, n int) []*stream {
 	var streams []*stream
 	for g := range n {
 		from, to := g*len(ins)/n, (g+1)*len(ins)/n
