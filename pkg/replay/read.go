@@ -292,21 +292,7 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 			workers = n // one large input: its lines parsed by every core
 		}
 		rd := reader{workers: workers, chunk: per, src: 1 + i}
-		ch := make(chan chunk, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(ch)
-			rd.produceOne(in, stdin, func(c chunk) bool {
-				select {
-				case ch <- c:
-					return true
-				case <-ctx.Done():
-					return false
-				}
-			})
-		}()
-		streams = append(streams, fromChan(ch))
+		streams = append(streams, goStream(ctx, &wg, func(send func(chunk) bool) { rd.produceOne(in, stdin, send) }))
 	}
 	// Every stream gives its first chunk (or ends), in turn; then the merge reads from the
 	// stream furthest behind, which a heap of the open streams by their newest time keeps
@@ -388,23 +374,29 @@ func readGroups(ctx context.Context, wg *sync.WaitGroup, ins []input, stdin io.R
 	var streams []*stream
 	for g := range n {
 		from, to := g*len(ins)/n, (g+1)*len(ins)/n
-		ch := make(chan chunk, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(ch)
-			readGroup(ins[from:to], 1+from, stdin, func(c chunk) bool {
-				select {
-				case ch <- c:
-					return true
-				case <-ctx.Done():
-					return false
-				}
-			})
-		}()
-		streams = append(streams, fromChan(ch))
+		streams = append(streams, goStream(ctx, wg, func(send func(chunk) bool) { readGroup(ins[from:to], 1+from, stdin, send) }))
 	}
 	return streams
+}
+
+// goStream runs produce in a goroutine of its own: what it sends is a stream the merge
+// reads, until ctx ends.
+func goStream(ctx context.Context, wg *sync.WaitGroup, produce func(send func(chunk) bool)) *stream {
+	ch := make(chan chunk, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ch)
+		produce(func(c chunk) bool {
+			select {
+			case ch <- c:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}()
+	return fromChan(ch)
 }
 
 // readGroup merges its inputs' chunks (their sources from src on) in the order the merge
