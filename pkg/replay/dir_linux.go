@@ -153,14 +153,26 @@ func (h *heldDir) done() {
 	}
 }
 
-// heldDirs are the folders a run holds open, at most maxHeldDirs at once: past that, a
-// folder's files are opened by their path (the open-file limit is the system's).
+// heldDirs are the folders a run holds open, at most heldRoom() at once: past that, a
+// folder's files are opened by their path.
 type heldDirs struct {
 	mu   sync.Mutex
 	open map[*heldDir]struct{}
+	room int // how many may be open at once (heldRoom, read once)
 }
 
 var maxHeldDirs = 4096 // a variable for the tests
+
+// heldRoom is how many folders may be held open: maxHeldDirs, and never more than a
+// quarter of the process's open-file limit (Go raises it to the hard limit at start; a
+// container may cap that at 1,024), so that the files themselves can always be opened.
+func heldRoom() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return int(min(uint64(maxHeldDirs), lim.Cur/4))
+}
 
 // hold keeps fd open for files to be counted in (add); nil when there is no room.
 func (s *heldDirs) hold(fd int) *heldDir {
@@ -169,11 +181,12 @@ func (s *heldDirs) hold(fd int) *heldDir {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.open) >= maxHeldDirs {
-		return nil
-	}
 	if s.open == nil {
 		s.open = map[*heldDir]struct{}{}
+		s.room = heldRoom()
+	}
+	if len(s.open) >= s.room {
+		return nil
 	}
 	h := &heldDir{fd: fd, set: s}
 	h.left.Store(1) // the listing's own count, given back by done once it listed

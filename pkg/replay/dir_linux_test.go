@@ -143,3 +143,33 @@ func TestHeldDirs(t *testing.T) {
 		t.Errorf("%d descriptors open after closeAll, %d before", n, before)
 	}
 }
+
+// TestHeldDirsOpenFileLimit: under a low open-file limit (a container's 1,024, here 64),
+// the folders held stay within a quarter of it and every file is still opened: a replay
+// holding a day's hundreds of folders would otherwise fail to open the files themselves.
+func TestHeldDirsOpenFileLimit(t *testing.T) {
+	var recs [][]byte
+	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 600 { // 300 accounts' folders on one day, two files each
+		at := base.Add(time.Duration(i) * 2 * time.Minute).Format(time.RFC3339)
+		acct := fmt.Sprintf("123456789%03d", i%300)
+		recs = append(recs, []byte(fmt.Sprintf(`{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalID":"AROAX:s","arn":"arn:aws:sts::%s:assumed-role/r/s","accountId":"%s","accessKeyId":"ASIAX%03d"},"eventTime":%q,"eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"eu-west-1","sourceIPAddress":"27.192.8.%d","userAgent":"ua","eventID":"e%d","recipientAccountId":"%s"}`,
+			acct, acct, i, at, i%250, i, acct)))
+	}
+	trail := writeLogFiles(t, recs, t.TempDir())
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	low := lim
+	low.Cur = 64
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	var out, errs bytes.Buffer
+	code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "2", trail}, nil, &out, &errs)
+	if code != ExitOK || !strings.Contains(errs.String(), "600 records read") || strings.Contains(errs.String(), "cannot read") {
+		t.Fatalf("exit %d under a limit of 64 open files:\n%s", code, errs.String())
+	}
+}
