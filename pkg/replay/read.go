@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -86,20 +87,23 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	}
 	c := chunk{file: in.path, src: rd.src, start: true}
 	stopped := false
-	if rd.stream {
-		// One of hundreds read side by side: its records are handed on as each read of
-		// its buffer is parsed, before the next read. Parsed at once, a line is read from
-		// the cache; handed on one at a time, each was parsed long after its buffer was
-		// filled (hundreds of buffers in between), from memory, and every record cost a
-		// switch to the merge and back. A file per account, one core: 3.34-3.74 s
-		// against 3.57-3.82 s (fastest four of five interleaved runs each), same findings.
-		r = beforeRead{r, func() {
-			if !stopped && len(c.recs) > 0 {
-				stopped = !send(c)
-				c = chunk{file: in.path, src: rd.src}
-			}
-		}}
-	}
+	r = beforeRead{r, func() bool {
+		if rd.stream && !stopped && len(c.recs) > 0 {
+			// One of hundreds read side by side: its records are handed on as each read
+			// of its buffer is parsed, before the next read. Parsed at once, a line is
+			// read from the cache; handed on one at a time, each was parsed long after its
+			// buffer was filled (hundreds of buffers in between), from memory, and every
+			// record cost a switch to the merge and back. A file per account, one core:
+			// 3.34-3.74 s against 3.57-3.82 s (fastest four of five interleaved runs
+			// each), same findings.
+			stopped = !send(c)
+			c = chunk{file: in.path, src: rd.src}
+		}
+		// Once the caller stopped listening (a run that failed, or was interrupted), the
+		// rest of the input is not read: stopping hundreds of streams, or one large file,
+		// would otherwise wait for every byte to be parsed for nothing.
+		return !stopped
+	}}
 	err := cloudtrail.ReadWith(r, cloudtrail.ReadOptions{Workers: workers, Small: rd.stream, Arena: rd.arena}, func(rec *cloudtrail.Record) {
 		if stopped {
 			return
@@ -122,14 +126,19 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	return send(c)
 }
 
-// beforeRead calls hook before each read of r.
+// beforeRead calls hook before each read of r; false ends the reading (errStopped).
 type beforeRead struct {
 	r    io.Reader
-	hook func()
+	hook func() bool
 }
 
+// errStopped ends the reading of an input whose records nobody takes any more.
+var errStopped = errors.New("the replay stopped")
+
 func (b beforeRead) Read(p []byte) (int, error) {
-	b.hook()
+	if !b.hook() {
+		return 0, errStopped
+	}
 	return b.r.Read(p)
 }
 
