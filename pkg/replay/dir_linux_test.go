@@ -173,3 +173,40 @@ func TestHeldDirsOpenFileLimit(t *testing.T) {
 		t.Fatalf("exit %d under a limit of 64 open files:\n%s", code, errs.String())
 	}
 }
+
+// TestTooManyInputsForTheLimit: more files read side by side than the open-file limit
+// allows is a usage error that says what to do, not a replay that runs with some of its
+// inputs missing.
+func TestTooManyInputsForTheLimit(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for i := range 100 {
+		f := filepath.Join(dir, fmt.Sprintf("%03d.ndjson", i))
+		line := fmt.Sprintf(`{"eventVersion":"1.08","eventTime":"2026-05-01T00:%02d:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"eu-west-1","sourceIPAddress":"s3.amazonaws.com","eventID":"e%d","recipientAccountId":"123456789%03d"}`+"\n", i%60, i, i)
+		if err := os.WriteFile(f, []byte(line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	run := func() (int, string) {
+		var out, errs bytes.Buffer
+		code := Main(append([]string{"--fresh", "--state", t.TempDir(), "--progress", "0"}, files...), nil, &out, &errs)
+		return code, errs.String()
+	}
+	if code, errs := run(); code != ExitOK || !strings.Contains(errs, "100 records read") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	low := lim
+	low.Cur = 128
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	if code, errs := run(); code != ExitUsage || !strings.Contains(errs, "100 inputs are read side by side") || !strings.Contains(errs, "ulimit -n") {
+		t.Fatalf("100 files under a limit of 128 open files: exit %d: %s", code, errs)
+	}
+}

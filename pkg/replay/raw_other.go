@@ -8,3 +8,5 @@ import (
 )
 
 func openRaw(path string) (io.ReadCloser, error) { return os.Open(path) }
+
+func openFilesFor(int) error { return nil }

@@ -3,6 +3,7 @@
 package replay
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"syscall"
@@ -41,3 +42,22 @@ func (f rawFile) Read(p []byte) (int, error) {
 }
 
 func (f rawFile) Close() error { return syscall.Close(int(f)) }
+
+// openFilesFor checks that n inputs read side by side (each an open file for the whole
+// run, since the merge reads them all up to the same time) fit the process's open-file
+// limit, with a quarter of it left for the trail's folders and files, the state and the
+// readers: past it, inputs would fail to open one by one, their records missing from a
+// replay that otherwise ran.
+func openFilesFor(n int) error {
+	if n <= manyStreams {
+		return nil
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 { // unknown, or as good as unlimited
+		return nil
+	}
+	if room := int(lim.Cur/4*3) - 64; n > room {
+		return usageError{fmt.Errorf("%d inputs are read side by side, each an open file, and the open-file limit of %d leaves room for %d: raise it (ulimit -n %d) or give fewer, larger files", n, lim.Cur, max(room, 0), n*4/3+128)}
+	}
+	return nil
+}

@@ -316,6 +316,10 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	inputs, digests, err := collect(o.Paths)
 	run.digests, run.activation = digests, o.Config.Activation
+	if err == nil {
+		_, plain := splitInputs(inputs)
+		err = openFilesFor(len(plain))
+	}
 	if err != nil {
 		return exitFor(err), err
 	}
