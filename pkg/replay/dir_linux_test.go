@@ -157,16 +157,7 @@ func TestHeldDirsOpenFileLimit(t *testing.T) {
 			acct, acct, i, at, i%250, i, acct)))
 	}
 	trail := writeLogFiles(t, recs, t.TempDir())
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skip(err)
-	}
-	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	low := lim
-	low.Cur = 64
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skip(err)
-	}
+	lowerFileLimit(t, 64)
 	var out, errs bytes.Buffer
 	code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "2", trail}, nil, &out, &errs)
 	if code != ExitOK || !strings.Contains(errs.String(), "600 records read") || strings.Contains(errs.String(), "cannot read") {
@@ -196,17 +187,22 @@ func TestTooManyInputsForTheLimit(t *testing.T) {
 	if code, errs := run(); code != ExitOK || !strings.Contains(errs, "100 records read") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	lowerFileLimit(t, 128)
+	if code, errs := run(); code != ExitUsage || !strings.Contains(errs, "100 inputs are read side by side") || !strings.Contains(errs, "ulimit -n") {
+		t.Fatalf("100 files under a limit of 128 open files: exit %d: %s", code, errs)
+	}
+}
+
+// lowerFileLimit sets the process's open-file limit to n for the rest of the test.
+func lowerFileLimit(t *testing.T, n uint64) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Skip(err)
 	}
-	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	low := lim
-	low.Cur = 128
+	low.Cur = n
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skip(err)
 	}
-	if code, errs := run(); code != ExitUsage || !strings.Contains(errs, "100 inputs are read side by side") || !strings.Contains(errs, "ulimit -n") {
-		t.Fatalf("100 files under a limit of 128 open files: exit %d: %s", code, errs)
-	}
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
 }
