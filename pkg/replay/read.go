@@ -303,10 +303,27 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		rd := reader{workers: workers, chunk: per, src: 1 + i}
 		streams = append(streams, goStream(ctx, &wg, func(send func(chunk) bool) { rd.produceOne(in, stdin, send) }))
 	}
-	// Every stream gives its first chunk (or ends), in turn; then the merge reads from the
-	// stream furthest behind, which a heap of the open streams by their newest time keeps
-	// on top: hundreds of per-account streams handing on a record at a time made a scan
-	// of them all per record most of the merge's time.
+	// What is left in the reorder window when every stream ended, drain decides.
+	return mergeStreams(streams, r.consume, func(low int64) error {
+		// Every open stream has read up to low: what is older by the window is final.
+		for {
+			rec, ok := r.ro.readyBelow(low)
+			if !ok {
+				return nil
+			}
+			if err := r.process(ctx, rec); err != nil {
+				return err
+			}
+		}
+	})
+}
+
+// mergeStreams reads every stream's chunks into take: each stream gives its first chunk
+// (or ends), in turn; then the stream furthest behind is read next, which a heap of the
+// open streams by their newest time keeps on top (hundreds of per-account streams handing
+// on a record at a time made a scan of them all per record most of the merge's time).
+// Before each read, every open stream has read up to low (at): an error from at stops it.
+func mergeStreams(streams []*stream, take func(chunk), at func(low int64) error) error {
 	open := make(streamHeap, 0, len(streams))
 	for _, s := range streams {
 		c, ok := s.next()
@@ -314,21 +331,13 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 			continue // ended before its first chunk
 		}
 		s.take(c)
-		r.consume(c)
+		take(c)
 		open = append(open, s)
 	}
 	heap.Init(&open)
 	for len(open) > 0 {
-		// Every open stream has read up to the top's time: what is older by the window
-		// is final.
-		for {
-			rec, ok := r.ro.readyBelow(open[0].high)
-			if !ok {
-				break
-			}
-			if err := r.process(ctx, rec); err != nil {
-				return err
-			}
+		if err := at(open[0].high); err != nil {
+			return err
 		}
 		s := open[0]
 		c, ok := s.next()
@@ -337,10 +346,10 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 			continue
 		}
 		s.take(c)
-		r.consume(c)
+		take(c)
 		heap.Fix(&open, 0)
 	}
-	return nil // drain decides the rest
+	return nil
 }
 
 // take notes a chunk's newest time (a group's: its watermark).
@@ -413,39 +422,24 @@ func goStream(ctx context.Context, wg *sync.WaitGroup, produce func(send func(ch
 func readGroup(ins []input, src int, stdin io.Reader, send func(chunk) bool) {
 	streams, stop := coStreams(ins, src, stdin)
 	defer stop()
-	open := streamHeap(streams)
 	var out chunk
 	held := 0
-	add := func(s *stream) bool {
-		c, ok := s.next()
-		if ok {
-			s.take(c)
-			out.group = append(out.group, c)
-			held += len(c.recs)
+	err := mergeStreams(streams, func(c chunk) {
+		out.group = append(out.group, c)
+		held += len(c.recs)
+	}, func(low int64) error {
+		if held < chunkRecords {
+			return nil
 		}
-		return ok
-	}
-	live := open[:0]
-	for _, s := range open {
-		if add(s) {
-			live = append(live, s)
+		out.high = low
+		if !send(out) {
+			return errStopped
 		}
-	}
-	open = live
-	heap.Init(&open)
-	for len(open) > 0 {
-		if held >= chunkRecords {
-			out.high = open[0].high
-			if !send(out) {
-				return
-			}
-			out, held = chunk{}, 0
-		}
-		if !add(open[0]) {
-			heap.Pop(&open)
-			continue
-		}
-		heap.Fix(&open, 0)
+		out, held = chunk{}, 0
+		return nil
+	})
+	if err != nil {
+		return
 	}
 	if out.group != nil {
 		out.high = math.MaxInt64 // every input ended
