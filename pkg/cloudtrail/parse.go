@@ -779,6 +779,12 @@ type ReadOptions struct {
 	// reader's own: inputs read in turn by one goroutine (coroutines of one merge) share
 	// one. Never share one between goroutines that run side by side.
 	Arena *Arena
+	// Shared, when set, is the read buffer, shared as Arena is (one worker only), and
+	// BeforeRead is called before each read of the input: the only point where the
+	// caller may switch to another input sharing it. false stops the reading
+	// (ErrStopped).
+	Shared     *SharedBuffer
+	BeforeRead func() bool
 }
 
 // Arena is where records and their strings are cut from, shared by the readers of inputs
@@ -813,8 +819,17 @@ func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error))
 		// What Read reports itself comes after the lines before it.
 		bad = func(err error) { pp.flush(); o.bad(err) }
 	}
-	rs.raw.Reset(r)
-	br := rs.raw
+	var br bufferedReader = rs.raw
+	if opt.Shared != nil && workers <= 1 {
+		rs.shared.reset(opt.Shared, r, opt.BeforeRead)
+		defer rs.shared.release()
+		br = &rs.shared
+	} else {
+		if opt.BeforeRead != nil {
+			r = hooked{r, opt.BeforeRead}
+		}
+		rs.raw.Reset(r)
+	}
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		if err := rs.zr.Reset(br); err != nil {
 			return fmt.Errorf("cloudtrail: gzip: %w", err)
@@ -960,6 +975,7 @@ func readDocument(lr *lineReader, first, second []byte, o *out) error {
 // readerSet is what reading one file needs, kept across files.
 type readerSet struct {
 	raw, unzipped *bufio.Reader
+	shared        sharedReader
 	capped        capped
 	zr            gzip.Reader
 	lines         lineReader
@@ -982,13 +998,35 @@ var smallReaders = sync.Pool{New: func() any {
 	return &readerSet{raw: bufio.NewReaderSize(nil, 16<<10), arena: arena{maxBlock: 1, chunk: 2 << 10, commonSlots: 128}}
 }}
 
+// bufferedReader is what ReadWith uses of a bufio.Reader (or a sharedReader).
+type bufferedReader interface {
+	io.Reader
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	ReadSlice(delim byte) ([]byte, error)
+}
+
+// hooked calls before ahead of each read of r: ReadOptions.BeforeRead without a shared
+// buffer.
+type hooked struct {
+	r      io.Reader
+	before func() bool
+}
+
+func (h hooked) Read(p []byte) (int, error) {
+	if !h.before() {
+		return 0, ErrStopped
+	}
+	return h.r.Read(p)
+}
+
 // errLineTooLong: a line longer than the reader's bound, skipped.
 var errLineTooLong = errors.New("line too long")
 
 // lineReader reads lines of any length in bounded memory: a line longer than max is
 // skipped as it is read, never held.
 type lineReader struct {
-	br    *bufio.Reader
+	br    bufferedReader
 	buf   []byte
 	max   int
 	lines int // non-empty lines read

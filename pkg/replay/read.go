@@ -51,6 +51,7 @@ type reader struct {
 	stream  bool              // one of many inputs read side by side: never read whole, handed on a read at a time
 	src     int               // the source its chunks are from (chunk.src)
 	arena   *cloudtrail.Arena // shared by the inputs this goroutine reads in turn (nil: the reader's own)
+	shared  *cloudtrail.SharedBuffer // the read buffer, shared as arena is (nil: the reader's own)
 }
 
 // produceOne reads one input into chunks; false when the caller stopped listening.
@@ -87,7 +88,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	}
 	c := chunk{file: in.path, src: rd.src, start: true}
 	stopped := false
-	r = beforeRead{r, func() bool {
+	hook := func() bool {
 		if rd.stream && !stopped && len(c.recs) > 0 {
 			// One of hundreds read side by side: its records are handed on as each read
 			// of its buffer is parsed, before the next read. Parsed at once, a line is
@@ -103,13 +104,17 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 		// rest of the input is not read: stopping hundreds of streams, or one large file,
 		// would otherwise wait for every byte to be parsed for nothing.
 		return !stopped
-	}}
-	err := cloudtrail.ReadWith(r, cloudtrail.ReadOptions{Workers: workers, Small: rd.stream, Arena: rd.arena}, func(rec *cloudtrail.Record) {
+	}
+	opt := cloudtrail.ReadOptions{Workers: workers, Small: rd.stream, Arena: rd.arena, Shared: rd.shared, BeforeRead: hook}
+	err := cloudtrail.ReadWith(r, opt, func(rec *cloudtrail.Record) {
 		if stopped {
 			return
 		}
 		c.recs = append(c.recs, rec)
-		if len(c.recs) >= size {
+		// With a shared buffer, records are handed on only before a read (the hook): a
+		// switch to another input in the middle of a buffer would let it overwrite the
+		// lines still to parse.
+		if len(c.recs) >= size && rd.shared == nil {
 			stopped = !send(c)
 			c = chunk{file: in.path, src: rd.src}
 		}
@@ -126,21 +131,8 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	return send(c)
 }
 
-// beforeRead calls hook before each read of r; false ends the reading (errStopped).
-type beforeRead struct {
-	r    io.Reader
-	hook func() bool
-}
-
 // errStopped ends the reading of an input whose records nobody takes any more.
 var errStopped = errors.New("the replay stopped")
-
-func (b beforeRead) Read(p []byte) (int, error) {
-	if !b.hook() {
-		return 0, errStopped
-	}
-	return b.r.Read(p)
-}
 
 // readHead reads a regular file whole into the reader's buffer when it is at most
 // wholeFile bytes; a larger one comes back as its first bytes and the open file for the
@@ -242,6 +234,9 @@ func fromChan(ch <-chan chunk) *stream {
 // manyStreams: more inputs than this, read side by side, are read with small buffers,
 // handed on a read at a time (see reader.stream).
 const manyStreams = 8
+
+// sharedBufferSize is the read buffer of the streams one goroutine reads in turn.
+var sharedBufferSize = 16 << 10
 
 // splitInputs separates CloudTrail-named files and day folders (one stream, in the order
 // of their times) from the other inputs (a stream each).
@@ -370,11 +365,11 @@ func (s *stream) take(c chunk) {
 // all sharing one arena; the first's source is src, the next's src+1, and so on. Files of
 // hundreds of accounts merged side by side: each holds a read buffer, not its whole file.
 func coStreams(ins []input, src int, stdin io.Reader) ([]*stream, func()) {
-	arena := cloudtrail.NewArena()
+	arena, shared := cloudtrail.NewArena(), cloudtrail.NewSharedBuffer(sharedBufferSize)
 	streams := make([]*stream, 0, len(ins))
 	var stops []func()
 	for i, in := range ins {
-		rd := reader{workers: 1, chunk: chunkRecords, stream: true, arena: arena, src: src + i}
+		rd := reader{workers: 1, chunk: chunkRecords, stream: true, arena: arena, shared: shared, src: src + i}
 		next, stop := iter.Pull(func(yield func(chunk) bool) { rd.produceOne(in, stdin, yield) })
 		streams = append(streams, &stream{next: next})
 		stops = append(stops, stop)
