@@ -46,11 +46,11 @@ const wholeFile = 4 << 20
 // reader reads inputs; it keeps its buffer from one file to the next.
 type reader struct {
 	buf     []byte
-	workers int               // goroutines that parse the lines of a large input (0, 1: this one)
-	chunk   int               // records a chunk (0: chunkRecords)
-	stream  bool              // one of many inputs read side by side: never read whole, handed on a read at a time
-	src     int               // the source its chunks are from (chunk.src)
-	arena   *cloudtrail.Arena // shared by the inputs this goroutine reads in turn (nil: the reader's own)
+	workers int                      // goroutines that parse the lines of a large input (0, 1: this one)
+	chunk   int                      // records a chunk (0: chunkRecords)
+	stream  bool                     // one of many inputs read side by side: never read whole, handed on a read at a time
+	src     int                      // the source its chunks are from (chunk.src)
+	arena   *cloudtrail.Arena        // shared by the inputs this goroutine reads in turn (nil: the reader's own)
 	shared  *cloudtrail.SharedBuffer // the read buffer, shared as arena is (nil: the reader's own)
 }
 
