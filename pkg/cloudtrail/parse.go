@@ -819,7 +819,7 @@ func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error))
 		// What Read reports itself comes after the lines before it.
 		bad = func(err error) { pp.flush(); o.bad(err) }
 	}
-	var br bufferedReader = rs.raw
+	var br bufferedReader
 	if opt.Shared != nil && workers <= 1 {
 		rs.shared.reset(opt.Shared, r, opt.BeforeRead)
 		defer rs.shared.release()
@@ -828,7 +828,11 @@ func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error))
 		if opt.BeforeRead != nil {
 			r = hooked{r, opt.BeforeRead}
 		}
+		if rs.raw == nil {
+			rs.raw = bufio.NewReaderSize(r, rs.rawSize)
+		}
 		rs.raw.Reset(r)
+		br = rs.raw
 	}
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		if err := rs.zr.Reset(br); err != nil {
@@ -974,7 +978,8 @@ func readDocument(lr *lineReader, first, second []byte, o *out) error {
 
 // readerSet is what reading one file needs, kept across files.
 type readerSet struct {
-	raw, unzipped *bufio.Reader
+	raw, unzipped *bufio.Reader // made for the first input that needs them
+	rawSize       int
 	shared        sharedReader
 	capped        capped
 	zr            gzip.Reader
@@ -983,9 +988,11 @@ type readerSet struct {
 }
 
 var readers = sync.Pool{New: func() any {
-	// unzipped is made for the first gzipped input: a replay of hundreds of plain files
-	// read side by side holds one buffer each, not two.
-	return &readerSet{raw: bufio.NewReaderSize(nil, 64<<10)}
+	// The buffers are made for the first input that needs them: unzipped for the first
+	// gzipped one, raw for the first not read through a SharedBuffer. Hundreds of plain
+	// files read side by side through one hold no buffer of their own: made anyway, their
+	// 6.4 MB went unused, and only had the collector run more often.
+	return &readerSet{rawSize: 64 << 10}
 }}
 
 // smallReaders are ReadOptions.Small's: a record an allocation (a block of them would
@@ -994,8 +1001,9 @@ var readers = sync.Pool{New: func() any {
 // dense history's 475 MB; with 32 KiB, 0.65 s. A replay hands a stream's records on as
 // each read is parsed, so what a read brings in is held as records until decided:
 // 16 KiB holds half as many as 32 KiB, which made the collector run twice as often.
+// (Such streams now read through a SharedBuffer, of 16 KiB for the same reason.)
 var smallReaders = sync.Pool{New: func() any {
-	return &readerSet{raw: bufio.NewReaderSize(nil, 16<<10), arena: arena{maxBlock: 1, chunk: 2 << 10, commonSlots: 128}}
+	return &readerSet{rawSize: 16 << 10, arena: arena{maxBlock: 1, chunk: 2 << 10, commonSlots: 128}}
 }}
 
 // bufferedReader is what ReadWith uses of a bufio.Reader (or a sharedReader).
