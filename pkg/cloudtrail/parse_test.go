@@ -434,6 +434,9 @@ func TestNoStaleFields(t *testing.T) {
 
 // TestRecycle: records given back are handed out again, zeroed.
 func TestRecycle(t *testing.T) {
+	if raceDetector {
+		t.Skip("under the race detector, sync.Pool drops a quarter of what is put in it")
+	}
 	// One P: what this goroutine puts in the pool is what it gets back.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var a arena
