@@ -833,12 +833,12 @@ func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error))
 		rs.rest = drainThen{rs.small, r}
 		src := io.Reader(&rs.rest)
 		if isGzip(rs.small) {
-			if err := rs.zr.Reset(rs.small); err != nil {
-				return fmt.Errorf("cloudtrail: gzip: %w", err)
+			z, err := rs.gunzip(rs.small)
+			if err != nil {
+				return err
 			}
 			defer rs.zr.Close()
-			rs.capped = capped{r: &rs.zr, left: maxUnzipped}
-			src = &rs.capped
+			src = z
 		}
 		rs.shared.reset(opt.Shared, src, opt.BeforeRead)
 		defer rs.shared.release()
@@ -852,18 +852,18 @@ func ReadWith(r io.Reader, opt ReadOptions, emit func(*Record), bad func(error))
 		}
 		rs.raw.Reset(r)
 		br = rs.raw
-	}
-	if br == rs.raw && isGzip(rs.raw) {
-		if err := rs.zr.Reset(br); err != nil {
-			return fmt.Errorf("cloudtrail: gzip: %w", err)
+		if isGzip(rs.raw) {
+			z, err := rs.gunzip(rs.raw)
+			if err != nil {
+				return err
+			}
+			defer rs.zr.Close()
+			if rs.unzipped == nil {
+				rs.unzipped = bufio.NewReaderSize(nil, 64<<10)
+			}
+			rs.unzipped.Reset(z)
+			br = rs.unzipped
 		}
-		defer rs.zr.Close()
-		rs.capped = capped{r: &rs.zr, left: maxUnzipped}
-		if rs.unzipped == nil {
-			rs.unzipped = bufio.NewReaderSize(nil, 64<<10)
-		}
-		rs.unzipped.Reset(&rs.capped)
-		br = rs.unzipped
 	}
 	// A UTF-8 byte order mark, as some editors and exporters write, is not an error.
 	if b, _ := br.Peek(3); bytes.Equal(b, []byte{0xef, 0xbb, 0xbf}) {
@@ -1010,9 +1010,7 @@ type readerSet struct {
 
 var readers = sync.Pool{New: func() any {
 	// The buffers are made for the first input that needs them: unzipped for the first
-	// gzipped one, raw for the first not read through a SharedBuffer. Hundreds of plain
-	// files read side by side through one hold no buffer of their own: made anyway, their
-	// 6.4 MB went unused, and only had the collector run more often.
+	// gzipped one, raw for the first not read through a SharedBuffer.
 	return &readerSet{rawSize: 64 << 10}
 }}
 
@@ -1022,10 +1020,22 @@ var readers = sync.Pool{New: func() any {
 // dense history's 475 MB; with 32 KiB, 0.65 s. A replay hands a stream's records on as
 // each read is parsed, so what a read brings in is held as records until decided:
 // 16 KiB holds half as many as 32 KiB, which made the collector run twice as often.
-// (Such streams now read through a SharedBuffer, of 16 KiB for the same reason.)
+// Such streams now read through a SharedBuffer (of 16 KiB for the same reason), and hold
+// no read buffer of their own: made anyway, 400 of them went unused, 6.4 MB that only had
+// the collector run more often.
 var smallReaders = sync.Pool{New: func() any {
 	return &readerSet{rawSize: 16 << 10, arena: arena{maxBlock: 1, chunk: 2 << 10, commonSlots: 128}}
 }}
+
+// gunzip resets the set's inflater to src and returns what it inflates, bounded by
+// maxUnzipped; the caller closes rs.zr.
+func (rs *readerSet) gunzip(src io.Reader) (io.Reader, error) {
+	if err := rs.zr.Reset(src); err != nil {
+		return nil, fmt.Errorf("cloudtrail: gzip: %w", err)
+	}
+	rs.capped = capped{r: &rs.zr, left: maxUnzipped}
+	return &rs.capped, nil
+}
 
 // isGzip reports whether what br holds next starts with gzip's magic bytes.
 func isGzip(br *bufio.Reader) bool {
@@ -1049,7 +1059,6 @@ func (d *drainThen) Read(p []byte) (int, error) {
 
 // bufferedReader is what ReadWith uses of a bufio.Reader (or a sharedReader).
 type bufferedReader interface {
-	io.Reader
 	Peek(n int) ([]byte, error)
 	Discard(n int) (int, error)
 	ReadSlice(delim byte) ([]byte, error)

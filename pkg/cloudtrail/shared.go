@@ -134,28 +134,3 @@ func (s *sharedReader) Discard(n int) (int, error) {
 	s.r += n
 	return n, nil
 }
-
-// Read and ReadByte are for gzip's reader.
-func (s *sharedReader) Read(p []byte) (int, error) {
-	if s.r == s.w {
-		s.fill()
-		if s.r == s.w {
-			return 0, s.err
-		}
-	}
-	n := copy(p, s.data())
-	s.r += n
-	return n, nil
-}
-
-func (s *sharedReader) ReadByte() (byte, error) {
-	if s.r == s.w {
-		s.fill()
-		if s.r == s.w {
-			return 0, s.err
-		}
-	}
-	c := s.data()[0]
-	s.r++
-	return c, nil
-}

@@ -131,9 +131,6 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	return send(c)
 }
 
-// errStopped ends the reading of an input whose records nobody takes any more.
-var errStopped = errors.New("the replay stopped")
-
 // readHead reads a regular file whole into the reader's buffer when it is at most
 // wholeFile bytes; a larger one comes back as its first bytes and the open file for the
 // rest. A whole read is three system calls (open, read, close), where a streamed one
@@ -236,7 +233,7 @@ func fromChan(ch <-chan chunk) *stream {
 const manyStreams = 8
 
 // sharedBufferSize is the read buffer of the streams one goroutine reads in turn.
-var sharedBufferSize = 16 << 10
+const sharedBufferSize = 16 << 10
 
 // splitInputs separates CloudTrail-named files and day folders (one stream, in the order
 // of their times) from the other inputs (a stream each).
@@ -414,6 +411,9 @@ func goStream(ctx context.Context, wg *sync.WaitGroup, produce func(send func(ch
 	}()
 	return fromChan(ch)
 }
+
+// errStopped ends a group's merge (readGroup) once nobody takes what it sends.
+var errStopped = errors.New("the replay stopped")
 
 // readGroup merges its inputs' chunks (their sources from src on) in the order the merge
 // would read them, and sends them on in groups of about chunkRecords records.
