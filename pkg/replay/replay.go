@@ -303,9 +303,21 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	out := newPrinter(o, stdout, st)
 	// The state is written and findings printed every 64,000 records (a dense history of quiet
-	// accounts is small batches: each ends at an hour of event time), and at the end.
+	// accounts is small batches: each ends at an hour of event time), and at the end; with
+	// a detector beside the reading, the embedded store's commits and the printing are
+	// done beside the decisions (behind.go).
+	var (
+		flushStore detect.Store = st
+		sink       flow.Sink    = out
+		behind     *writeBehind
+	)
+	if _, ok := st.(*store.Bolt); ok && o.Parallel > 1 {
+		behind = newWriteBehind()
+		defer behind.close() // a run that failed: its queued writes are done, not lost
+		flushStore, sink = behindStore{st, behind}, behindSink{out, behind}
+	}
 	mk := func(d *detect.Detector) *flow.Flow {
-		return &flow.Flow{Detector: d, Store: st, Sink: out, EveryRecords: writeEvery}
+		return &flow.Flow{Detector: d, Store: flushStore, Sink: sink, EveryRecords: writeEvery}
 	}
 	run := &runner{flow: mk(det), crossRegion: o.Config.CrossRegion, ro: newReorder(o.Window), stderr: stderr, every: o.Progress, start: time.Now(), last: time.Now(),
 		batch: &flow.Input{ID: "replay"}}
@@ -351,6 +363,11 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	}
 	if err := run.drain(ctx); err != nil {
 		return ExitError, err
+	}
+	if behind != nil {
+		if err := behind.close(); err != nil {
+			return ExitError, err
+		}
 	}
 	if err := out.close(); err != nil {
 		return ExitError, err

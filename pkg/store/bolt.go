@@ -33,6 +33,11 @@ type Bolt struct {
 	horizon  time.Time // items that expire before it are not written (Forget)
 	gathered int       // writes since the last commit
 	ondisk   *keyFilter
+	// flushing is held by Flush for its whole commit: one at a time. While it writes,
+	// without mu, what it writes is inflight: read as if still gathered, so that reads
+	// and writes go on beside the commit (a replay decides while the state is written).
+	flushing sync.Mutex
+	inflight map[string]item
 }
 
 // batchSize bounds the writes gathered between commits. A replay flushes every few dozen
@@ -135,6 +140,9 @@ func (b *Bolt) lookup(key string) (item, bool, error) {
 	if it, ok := b.pending[key]; ok {
 		return it, true, nil
 	}
+	if it, ok := b.inflight[key]; ok {
+		return it, true, nil
+	}
 	if !b.ondisk.mayHave(key) {
 		return item{}, false, nil
 	}
@@ -207,6 +215,11 @@ func (b *Bolt) Swap(_ context.Context, key string, old, value []byte, expires ti
 func (b *Bolt) put(key string, it item) error {
 	b.pending[key] = it
 	b.gathered++
+	if b.inflight != nil {
+		// A Flush is writing: a commit now could land before its older values of the
+		// same keys. The next write after it commits.
+		return nil
+	}
 	switch {
 	case len(b.pending) >= 4*batchSize:
 		return b.commit(true) // short-lived items too: memory is bounded
@@ -220,32 +233,51 @@ func (b *Bolt) put(key string, it item) error {
 // rather than written: once the horizon passes it, it is dropped unwritten.
 const shortLived = 72 * time.Hour
 
-// commit writes the gathered items. Once Forget set a horizon, items that expired before
-// it are dropped, and (unless all) items that expire soon after it are held for a later
-// commit, which will likely find them expired: a replay's keys live hours, and writing
-// each to the B-tree was most of its time on dense histories.
+// commit writes the gathered items, holding mu. Once Forget set a horizon, items that
+// expired before it are dropped, and (unless all) items that expire soon after it are held
+// for a later commit, which will likely find them expired: a replay's keys live hours, and
+// writing each to the B-tree was most of its time on dense histories.
 func (b *Bolt) commit(all bool) error {
 	b.gathered = 0
 	if len(b.pending) == 0 {
 		return nil
 	}
+	batch := b.take(all)
+	err := b.write(batch)
+	return b.settle(batch, err)
+}
+
+// take moves the gathered items to write out of pending, and drops the expired ones.
+func (b *Bolt) take(all bool) map[string]item {
 	hold := time.Time{}
 	if !all && !b.horizon.IsZero() {
 		hold = b.horizon.Add(shortLived)
 	}
-	var written []string
+	batch := map[string]item{}
+	for k, it := range b.pending {
+		if !it.expires.IsZero() {
+			if it.expires.Before(b.horizon) {
+				delete(b.pending, k)
+				continue
+			}
+			if it.expires.Before(hold) {
+				continue
+			}
+		}
+		batch[k] = it
+		delete(b.pending, k)
+	}
+	return batch
+}
+
+// write commits batch in one transaction.
+func (b *Bolt) write(batch map[string]item) error {
+	if len(batch) == 0 {
+		return nil
+	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucket)
-		for k, it := range b.pending {
-			if !it.expires.IsZero() {
-				if it.expires.Before(b.horizon) {
-					delete(b.pending, k)
-					continue
-				}
-				if it.expires.Before(hold) {
-					continue
-				}
-			}
+		for k, it := range batch {
 			v := make([]byte, 8+len(it.value))
 			if !it.expires.IsZero() {
 				binary.BigEndian.PutUint64(v, uint64(it.expires.UnixNano()))
@@ -254,17 +286,29 @@ func (b *Bolt) commit(all bool) error {
 			if err := bk.Put([]byte(k), v); err != nil {
 				return err
 			}
-			written = append(written, k)
 		}
 		return nil
 	})
 	if err != nil {
-		// Nothing was written: every item stays gathered for the next commit.
 		return fmt.Errorf("store: commit: %w", err)
 	}
-	for _, k := range written {
+	return nil
+}
+
+// settle records, holding mu, what write did with batch: written, its keys are on disk;
+// failed, nothing was written, and every item goes back to be gathered for the next
+// commit, unless a newer value of its key was gathered meanwhile.
+func (b *Bolt) settle(batch map[string]item, err error) error {
+	if err != nil {
+		for k, it := range batch {
+			if _, newer := b.pending[k]; !newer {
+				b.pending[k] = it
+			}
+		}
+		return err
+	}
+	for k := range batch {
 		b.ondisk.add(k)
-		delete(b.pending, k)
 	}
 	if b.ondisk.full() {
 		return b.buildFilter() // twice the keys it was built for: a larger one
@@ -273,15 +317,33 @@ func (b *Bolt) commit(all bool) error {
 }
 
 // Flush implements detect.Store: it commits the gathered writes (but the short-lived ones
-// a replay's horizon holds back: see commit).
+// a replay's horizon holds back: see commit). Reads and writes go on while it writes: what
+// it writes is read from memory until it is on disk.
 func (b *Bolt) Flush(context.Context) error {
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
+	b.mu.Lock()
+	b.gathered = 0
+	batch := b.take(false)
+	b.inflight = batch
+	b.mu.Unlock()
+	if flushHook != nil {
+		flushHook(b)
+	}
+	err := b.write(batch)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.commit(false)
+	b.inflight = nil
+	return b.settle(batch, err)
 }
+
+// flushHook, set by tests, runs while a Flush writes, without mu.
+var flushHook func(*Bolt)
 
 // Close commits, syncs and closes the file.
 func (b *Bolt) Close() error {
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.commit(true)

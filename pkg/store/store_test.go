@@ -190,3 +190,84 @@ func TestBoltKeyFilter(t *testing.T) {
 	defer b.Close()
 	check("reopened")
 }
+
+// TestBoltFlushBesideWrites: while a Flush writes, without the lock, reads see what it
+// writes and writes go on; a key written again meanwhile keeps its newer value, on disk
+// after the next commit. A write that fails gives its items back, but never over a newer
+// value.
+func TestBoltFlushBesideWrites(t *testing.T) {
+	defer func() { flushHook = nil }()
+	dir := t.TempDir()
+	b, err := OpenBolt(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(key string) string {
+		v, ok, err := b.Get(ctx, key, time.Time{})
+		if err != nil || !ok {
+			return fmt.Sprintf("absent (%v)", err)
+		}
+		return string(v)
+	}
+	b.Put(ctx, "k1", []byte("v1"), time.Time{})
+	b.Put(ctx, "k2", []byte("v2"), time.Time{})
+	ran := false
+	flushHook = func(b *Bolt) {
+		ran = true
+		if got := get("k1"); got != "v1" {
+			t.Errorf("during the commit, k1 = %s, want v1", got)
+		}
+		if ok, _ := b.Claim(ctx, "k2", []byte("x"), time.Time{}, time.Time{}); ok {
+			t.Error("during the commit, k2 was claimed: the value being written is not seen")
+		}
+		b.Put(ctx, "k1", []byte("v1b"), time.Time{})
+		b.Put(ctx, "k3", []byte("v3"), time.Time{})
+		if b.gathered != 2 || len(b.pending) != 2 {
+			t.Errorf("during the commit, %d writes gathered, %d pending; want 2 and 2", b.gathered, len(b.pending))
+		}
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !ran {
+		t.Fatal("the hook did not run")
+	}
+	flushHook = nil
+	for k, want := range map[string]string{"k1": "v1b", "k2": "v2", "k3": "v3"} {
+		if got := get(k); got != want {
+			t.Errorf("after the commit, %s = %s, want %s", k, got, want)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = OpenBolt(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"k1": "v1b", "k2": "v2", "k3": "v3"} {
+		if got := get(k); got != want {
+			t.Errorf("reopened, %s = %s, want %s", k, got, want)
+		}
+	}
+
+	// A failed write: the database closed under it.
+	b.Put(ctx, "k1", []byte("v1c"), time.Time{})
+	b.Put(ctx, "k4", []byte("v4"), time.Time{})
+	flushHook = func(b *Bolt) {
+		b.Put(ctx, "k1", []byte("v1d"), time.Time{})
+		b.db.Close()
+	}
+	if err := b.Flush(ctx); err == nil {
+		t.Fatal("a Flush whose write failed returned no error")
+	}
+	got := map[string]string{}
+	for k, it := range b.pending {
+		got[k] = string(it.value)
+	}
+	if diff := cmp.Diff(map[string]string{"k1": "v1d", "k4": "v4"}, got); diff != "" {
+		t.Errorf("after a failed write, gathered (-want +got):\n%s", diff)
+	}
+	if b.inflight != nil {
+		t.Error("after a failed write, items are still in flight")
+	}
+}
