@@ -146,13 +146,20 @@ func (s *shards) send(recs []*cloudtrail.Record, last bool) {
 	if n := len(s.spare); n > 0 {
 		flying, s.spare = s.spare[n-1], s.spare[:n-1]
 	}
-	s.flying = append(s.flying, append(flying, recs...))
-	for _, r := range recs {
-		i := s.of(r.RecipientAccount)
-		parts[i] = append(parts[i], r)
-		if a, ok := detect.ForeignRole(r); ok {
-			if j := s.of(a); j != i {
-				parts[j] = append(parts[j], r)
+	flying = append(flying, recs...) // recs is the caller's to reuse
+	s.flying = append(s.flying, flying)
+	if len(s.list) == 1 {
+		// One detector beside the reading decides every record: hashing each one's
+		// account, read from the cache of the core that parsed it, was 3% of a run.
+		parts[0] = flying
+	} else {
+		for _, r := range recs {
+			i := s.of(r.RecipientAccount)
+			parts[i] = append(parts[i], r)
+			if a, ok := detect.ForeignRole(r); ok {
+				if j := s.of(a); j != i {
+					parts[j] = append(parts[j], r)
+				}
 			}
 		}
 	}
