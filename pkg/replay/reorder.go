@@ -145,7 +145,6 @@ func (o *reorder) ready() (*cloudtrail.Record, bool) {
 	return o.take(inQueue), true
 }
 
-// pop returns the oldest record held, whatever the window.
 // readyBelow returns the oldest record held when it is older than limit by the window:
 // limit is the time every stream still open has read up to (the merge's watermark).
 func (o *reorder) readyBelow(limit int64) (*cloudtrail.Record, bool) {
@@ -156,6 +155,7 @@ func (o *reorder) readyBelow(limit int64) (*cloudtrail.Record, bool) {
 	return o.take(inQueue), true
 }
 
+// pop returns the oldest record held, whatever the window.
 func (o *reorder) pop() (*cloudtrail.Record, bool) {
 	_, inQueue, ok := o.oldest()
 	if !ok {
