@@ -40,8 +40,8 @@ type chunk struct {
 const chunkRecords = 512
 
 // spareRecs holds chunks' emptied record lists (consume) for the next chunks: hundreds of
-// streams handed on a read of ~15 records at a time, and each list grown from nothing cost
-// five allocations, a sixth of a file per account's garbage.
+// streams hand on a read of ~15 records at a time, and each list grown from nothing cost
+// five allocations (2% of a file per account's allocations, 1.6% of its bytes).
 var spareRecs = make(chan []*cloudtrail.Record, 1024)
 
 // newRecs returns an empty record list, a spare one when there is one.
