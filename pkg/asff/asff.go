@@ -525,7 +525,7 @@ type encoder struct{ buf []byte }
 
 // value appends v and reports nothing appended when it is empty.
 func (e *encoder) value(v reflect.Value) error {
-	if v.Type().Implements(marshalerType) || reflect.PointerTo(v.Type()).Implements(marshalerType) {
+	if rendersItself(v.Type()) {
 		return e.slow(v) // a type that renders itself: what it renders, pruned
 	}
 	switch v.Kind() {
@@ -557,6 +557,10 @@ func (e *encoder) value(v reflect.Value) error {
 		}
 		e.close(start, '}')
 	case reflect.Map:
+		if m, ok := v.Interface().(map[string]string); ok {
+			e.strings(m) // ProductFields, UserDefinedFields: no value copied out by reflection
+			return nil
+		}
 		if v.Type().Key().Kind() != reflect.String {
 			return e.slow(v)
 		}
@@ -598,8 +602,43 @@ func (e *encoder) value(v reflect.Value) error {
 	return nil
 }
 
+// strings appends a map of strings as value appends any map: keys sorted, empty values
+// left out, an empty object taken back.
+func (e *encoder) strings(m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	start := len(e.buf)
+	e.buf = append(e.buf, '{')
+	for _, k := range keys {
+		if v := m[k]; v != "" {
+			if e.buf[len(e.buf)-1] != '{' {
+				e.buf = append(e.buf, ',')
+			}
+			e.str(k)
+			e.buf = append(e.buf, ':')
+			e.str(v)
+		}
+	}
+	e.close(start, '}')
+}
+
 // member appends "name":value, or nothing when the value is empty.
 func (e *encoder) member(name string, v reflect.Value) error {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice:
+		// Nearly every field of a finding: nil renders nothing (a type that renders
+		// itself renders nil as null, pruned).
+		if v.IsNil() {
+			return nil
+		}
+	case reflect.String:
+		if v.Len() == 0 && !rendersItself(v.Type()) {
+			return nil
+		}
+	}
 	at := len(e.buf)
 	if e.buf[len(e.buf)-1] != '{' {
 		e.buf = append(e.buf, ',')
@@ -670,6 +709,19 @@ func (e *encoder) slow(v reflect.Value) error {
 }
 
 var marshalerType = reflect.TypeFor[gojson.Marshaler]()
+
+var selfRendering sync.Map // reflect.Type → bool
+
+// rendersItself reports whether t or *t has a MarshalJSON method; asked of every field
+// of a finding (hundreds), and a method set's search each time was most of rendering one.
+func rendersItself(t reflect.Type) bool {
+	if b, ok := selfRendering.Load(t); ok {
+		return b.(bool)
+	}
+	b := t.Implements(marshalerType) || reflect.PointerTo(t).Implements(marshalerType)
+	selfRendering.Store(t, b)
+	return b
+}
 
 // field is an exported field of a struct, as JSON names it.
 type field struct {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/securityhub/types"
+
+	"github.com/outsider-sec/outsider/pkg/detect"
 )
 
 // TestJSONMatchesReference: the walking renderer writes what rendering, decoding, pruning
@@ -88,6 +90,19 @@ func fill(rng *rand.Rand, v reflect.Value, depth int) {
 				m.SetMapIndex(k, e)
 			}
 			v.Set(m)
+		}
+	}
+}
+
+// BenchmarkJSON renders a finding as the replay prints each one.
+//
+//	go test -run '^$' -bench JSON ./pkg/asff
+func BenchmarkJSON(b *testing.B) {
+	f := Build(findings()[detect.TitleInside.Code()], product)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := JSON(f); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
