@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -225,21 +226,13 @@ func unwrapPath(err error) error {
 // Run replays o.Paths. It returns ExitUsage for input that cannot be opened, ExitError
 // when the run failed part way.
 func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	ranges := ipranges.Embedded()
-	if o.IPRanges != "" {
-		b, err := os.ReadFile(o.IPRanges)
+	var ranges rangeLookup
+	if o.IPRanges == "" {
+		ranges = soonEmbedded()
+	} else {
+		r, err := rangesFrom(o.IPRanges)
 		if err != nil {
-			return ExitUsage, fmt.Errorf("--ip-ranges: %w", err)
-		}
-		r, err := ipranges.Parse(b)
-		if err == nil {
-			err = r.Plausible(time.Now())
-		}
-		if err != nil {
-			return ExitUsage, fmt.Errorf("--ip-ranges %s: %w", o.IPRanges, err)
-		}
-		if err := ipranges.NewCurrent(ranges).Update(r); err != nil {
-			return ExitUsage, fmt.Errorf("--ip-ranges %s: %w (the embedded snapshot is from %s)", o.IPRanges, err, ranges.CreateDate)
+			return ExitUsage, err
 		}
 		ranges = r
 	}
@@ -728,3 +721,58 @@ func (p *printer) close() error {
 	}
 	return p.tw.Flush()
 }
+
+// rangeLookup is what the detector asks of AWS's ranges.
+type rangeLookup interface {
+	detect.RangeLookup
+	detect.RegionLookup
+}
+
+// rangesFrom reads an ip-ranges.json given to replace the embedded snapshot: it must be
+// plausible and not older.
+func rangesFrom(path string) (*ipranges.Ranges, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ip-ranges: %w", err)
+	}
+	r, err := ipranges.Parse(b)
+	if err == nil {
+		err = r.Plausible(time.Now())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--ip-ranges %s: %w", path, err)
+	}
+	emb := ipranges.Embedded()
+	if err := ipranges.NewCurrent(emb).Update(r); err != nil {
+		return nil, fmt.Errorf("--ip-ranges %s: %w (the embedded snapshot is from %s)", path, err, emb.CreateDate)
+	}
+	return r, nil
+}
+
+// laterRanges is the embedded snapshot, parsed beside the start of the reading: tens of
+// milliseconds of every run, which a second core spends while the first reads and
+// parses the first records; the first decision waits for it.
+type laterRanges struct {
+	r    atomic.Pointer[ipranges.Ranges]
+	done chan struct{}
+}
+
+func soonEmbedded() *laterRanges {
+	l := &laterRanges{done: make(chan struct{})}
+	go func() {
+		l.r.Store(ipranges.Embedded())
+		close(l.done)
+	}()
+	return l
+}
+
+func (l *laterRanges) get() *ipranges.Ranges {
+	if r := l.r.Load(); r != nil {
+		return r
+	}
+	<-l.done
+	return l.r.Load()
+}
+
+func (l *laterRanges) Contains(a netip.Addr) bool { return l.get().Contains(a) }
+func (l *laterRanges) Region(a netip.Addr) string { return l.get().Region(a) }
