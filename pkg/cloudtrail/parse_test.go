@@ -142,6 +142,61 @@ func TestParseFields(t *testing.T) {
 	}
 }
 
+// TestOddResponseShapes: responseElements objects that are something else where a record
+// has one (Lambda's CreateFunction puts the role's ARN where IAM's CreateRole puts an
+// object; forwarders write nulls, numbers, arrays) fail the fast decode and are read by
+// the tolerant one: the record keeps every other field, alone or among others in a log
+// file, and the secrets stay out.
+func TestOddResponseShapes(t *testing.T) {
+	base := strings.Replace(lambdaAssumeRole, `"responseElements":{"credentials":{`, `"responseElements":{"role":ROLE,"credentials":{`, 1)
+	for _, c := range []struct {
+		name, role, creds string
+		wantKey, wantRole string
+	}{
+		{"role an ARN", `"arn:aws:iam::218007301253:role/x"`, "", "ASIATFQR7NSCXAMPLE01", ""},
+		{"role an object", `{"arn":"arn:aws:iam::218007301253:role/x"}`, "", "ASIATFQR7NSCXAMPLE01", "arn:aws:iam::218007301253:role/x"},
+		{"role null", `null`, "", "ASIATFQR7NSCXAMPLE01", ""},
+		{"role a number", `5`, "", "ASIATFQR7NSCXAMPLE01", ""},
+		{"credentials a string", `null`, `"SECRETSECRET"`, "", ""},
+		{"credentials an array", `[1]`, `["SECRETSECRET"]`, "", ""},
+		{"credentials null", `null`, `null`, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			line := strings.Replace(base, "ROLE", c.role, 1)
+			if c.creds != "" {
+				i := strings.Index(line, `"credentials":{`)
+				j := strings.Index(line[i:], "}") + i + 1
+				line = line[:i] + `"credentials":` + c.creds + line[j:]
+			}
+			other := strings.Replace(lambdaAssumeRole, `"eventID":"e1"`, `"eventID":"e2"`, 1)
+			for _, input := range []string{line, `{"Records":[` + other + "," + line + "," + other + `]}`} {
+				recs, bad := readAll(t, []byte(input))
+				if len(bad) != 0 {
+					t.Fatalf("skipped %v", bad)
+				}
+				var r *Record
+				for _, x := range recs {
+					if x.EventID == "e1" {
+						r = x
+					}
+				}
+				if r == nil || len(recs) != strings.Count(input, `"eventID"`) {
+					t.Fatalf("got %d records, e1 among them: %v", len(recs), r != nil)
+				}
+				if r.IssuedKeyID != c.wantKey || r.ResponseRoleARN != c.wantRole {
+					t.Errorf("issued key %q, response role %q; want %q, %q", r.IssuedKeyID, r.ResponseRoleARN, c.wantKey, c.wantRole)
+				}
+				if r.Request.RoleARN != "arn:aws:iam::218007301253:role/stratus-lambda" || r.RecipientAccount != "218007301253" || r.Name != "AssumeRole" {
+					t.Errorf("other fields lost: %+v", *r)
+				}
+				if s := fmt.Sprintf("%#v", *r); strings.Contains(s, "SECRET") {
+					t.Errorf("record keeps a secret: %s", s)
+				}
+			}
+		})
+	}
+}
+
 // TestSecretsNeverKept: the sessionToken and secret key of an AssumeRole response reach
 // no field of the record, whatever way it is printed.
 func TestSecretsNeverKept(t *testing.T) {
