@@ -558,7 +558,7 @@ func (e *encoder) value(v reflect.Value) error {
 		e.close(start, '}')
 	case reflect.Map:
 		if m, ok := v.Interface().(map[string]string); ok {
-			e.strings(m) // ProductFields, UserDefinedFields: no value copied out by reflection
+			e.stringMap(m) // ProductFields, UserDefinedFields: no value copied out by reflection
 			return nil
 		}
 		if v.Type().Key().Kind() != reflect.String {
@@ -602,9 +602,9 @@ func (e *encoder) value(v reflect.Value) error {
 	return nil
 }
 
-// strings appends a map of strings as value appends any map: keys sorted, empty values
+// stringMap appends a map of strings as value appends any map: keys sorted, empty values
 // left out, an empty object taken back.
-func (e *encoder) strings(m map[string]string) {
+func (e *encoder) stringMap(m map[string]string) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
