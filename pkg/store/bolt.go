@@ -70,7 +70,7 @@ func OpenBolt(dir string, fresh bool) (*Bolt, error) {
 	// Opening takes the file's lock: a fresh start empties the state only once no other
 	// replay holds it. A symlink planted as state.db is not followed.
 	// Growing the file is not synced either (NoGrowSync): bbolt truncated and fsynced it at
-	// each of its growths, a dozen a dense replay, each writing out everything the
+	// each of its growths, six a dense replay, each writing out everything the
 	// unsynced commits had left (48 ms of a 1.3 s run, in its execution trace). Close
 	// syncs the file and its size.
 	opts := &bolt.Options{Timeout: time.Second, NoFreelistSync: true, NoSync: true, NoGrowSync: true, OpenFile: openNoFollow}
