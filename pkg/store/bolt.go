@@ -353,16 +353,19 @@ func (b *Bolt) Close() error {
 	defer b.mu.Unlock()
 	err := b.commit(true)
 	if err == nil {
-		err = b.db.Sync()
-	}
-	if err == nil {
-		// bbolt's Sync is fdatasync, which ext3 and ext4 were seen not to wait on for the
-		// file's new size; its growths were not synced (NoGrowSync): fsync has it too.
-		// https://github.com/boltdb/bolt/issues/284
-		if f, ferr := openNoFollow(b.path, os.O_RDONLY, 0); ferr == nil {
-			err = f.Sync()
-			f.Close()
-		}
+		err = b.sync()
 	}
 	return errors.Join(err, b.db.Close())
+}
+
+// sync writes the file and its size to the disk. bbolt's Sync is fdatasync, which ext3 and
+// ext4 were seen not to wait on for a file's new size, and its growths were not synced
+// (NoGrowSync): fsync has both. https://github.com/boltdb/bolt/issues/284
+func (b *Bolt) sync() error {
+	f, err := openNoFollow(b.path, os.O_RDONLY, 0)
+	if err != nil {
+		return b.db.Sync() // the data at least
+	}
+	defer f.Close()
+	return f.Sync()
 }
