@@ -565,3 +565,28 @@ func TestSharedArena(t *testing.T) {
 		t.Fatalf("only %d records", total)
 	}
 }
+
+// TestEventTime: the hint reads the first eventTime key written as CloudTrail writes it,
+// and nothing else.
+func TestEventTime(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 30, 5, 0, time.UTC)
+	for _, c := range []struct {
+		line string
+		want time.Time
+	}{
+		{`{"eventVersion":"1.08","eventTime":"2026-03-01T12:30:05Z","eventName":"X"}`, at},
+		{`{"version":"0","time":"2026-03-02T00:00:00Z","detail":{"eventTime":"2026-03-01T12:30:05Z"}}`, at},
+		{`{"eventTime": "2026-03-01T12:30:05Z"}`, time.Time{}},                                // a space: not CloudTrail's writing
+		{`{"eventTime":"2026-03-01T12:30:05.123Z"}`, time.Time{}},                             // fractional seconds
+		{`{"eventTime":"2026-02-30T12:30:05Z"}`, time.Time{}},                                 // no such day
+		{`{"eventTime":"2026-03-01T12:30:05Z`, time.Time{}},                                   // cut off
+		{`{"@timestamp":"2026-03-01T12:30:05Z"}`, time.Time{}},                                // no eventTime
+		{`{"eventTime":"2026-03-01 12:30:05"}`, time.Time{}},                                  // another layout
+		{`{"a":{"eventTime":"2026-03-01T12:30:05Z"},"eventTime":"2020-01-01T00:00:00Z"}`, at}, // the first: a hint
+	} {
+		got, ok := EventTime([]byte(c.line))
+		if ok != !c.want.IsZero() || !got.Equal(c.want) {
+			t.Errorf("%s: %v %v, want %v", c.line, got, ok, c.want)
+		}
+	}
+}

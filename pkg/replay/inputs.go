@@ -18,14 +18,37 @@ type input struct {
 	regular bool     // a regular file (not a FIFO, a device or stdin): read whole when small
 	day     bool     // a trail's day folder (…/YYYY/MM/DD), listed when its day comes (t: the day)
 	dir     *heldDir // the listed folder it is opened from (nil: by its path)
+	// A segment of a file whose event time goes back (segmented): its bytes from off to
+	// end (0: the end of the file); part is its place in the file, 0 the first.
+	off, end int64
+	part     int
 }
 
 // open opens a regular input: from its listed folder when it has one.
 func (in input) open() (io.ReadCloser, error) {
+	if in.off > 0 || in.end > 0 {
+		return in.openSegment()
+	}
 	if in.dir != nil {
 		return in.dir.open(filepath.Base(in.path), in.path)
 	}
 	return openRaw(in.path)
+}
+
+// openSegment opens a segment of a file.
+func (in input) openSegment() (io.ReadCloser, error) {
+	f, err := os.Open(in.path)
+	if err != nil {
+		return nil, err
+	}
+	n := in.end - in.off
+	if in.end == 0 {
+		n = 1<<63 - 1 - in.off
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, in.off, n), f}, nil
 }
 
 // dayFolder is a trail's …/YYYY/MM/DD folder: its date, ok false for another folder.

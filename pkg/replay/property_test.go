@@ -276,6 +276,22 @@ func TestShardedSameFindings(t *testing.T) {
 			want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
 			// Read in turn, the files of the accounts are coroutines of the merge.
 			sameOutcome(t, "one shard, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
+			// The accounts' histories one after another in one file (cat *.ndjson): read as
+			// segments from where its time goes back, merged as the files are.
+			var cat bytes.Buffer
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cat.Write(b)
+			}
+			concat := filepath.Join(dir, "concatenated.ndjson")
+			if err := os.WriteFile(concat, cat.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sameOutcome(t, "one shard, the histories one after another in one file", want, replayWith(t, []string{"--parallel", "1"}, []string{concat}))
+			sameOutcome(t, "every core, the histories one after another in one file", want, replayWith(t, []string{"--parallel", "2"}, []string{concat}))
 			// The state written once at the end, and every 700 records: what a shard
 			// learned reaches another through the store only at a write.
 			defer func(every int) { writeEvery = every }(writeEvery)

@@ -43,6 +43,16 @@ func (f rawFile) Read(p []byte) (int, error) {
 
 func (f rawFile) Close() error { return syscall.Close(int(f)) }
 
+// openFilesRoom is how many inputs may be read side by side within the open-file limit
+// (openFilesFor).
+func openFilesRoom() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 30
+	}
+	return int(lim.Cur/4*3) - 64
+}
+
 // openFilesFor checks that n inputs read side by side (each an open file for the whole
 // run, since the merge reads them all up to the same time) fit the process's open-file
 // limit, with a quarter of it left for the trail's folders and files, the state and the
@@ -56,7 +66,7 @@ func openFilesFor(n int) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 { // unknown, or as good as unlimited
 		return nil
 	}
-	if room := int(lim.Cur/4*3) - 64; n > room {
+	if room := openFilesRoom(); n > room {
 		return usageError{fmt.Errorf("%d inputs are read side by side, each an open file, and the open-file limit of %d leaves room for %d: raise it (ulimit -n %d) or give fewer, larger files", n, lim.Cur, max(room, 0), n*4/3+128)}
 	}
 	return nil

@@ -27,6 +27,7 @@ type chunk struct {
 	file       string // the input's name, on its first chunk
 	src        int    // the input's source (reorder.push): ties in time keep the inputs' order
 	start      bool
+	more       bool // the start of a later segment of a file (input.part): not another file
 	recs       []*cloudtrail.Record
 	bad        map[string]int // skipped values by reason: counted, not listed (a file of 20M bad lines is a few counters)
 	readErr    error          // the input's read error, on its last chunk
@@ -89,7 +90,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 		if in.regular && !rd.stream {
 			data, rest, err := rd.readHead(in)
 			if err != nil {
-				return send(chunk{file: in.path, src: rd.src, start: true, unreadable: err})
+				return send(chunk{file: in.path, src: rd.src, start: true, more: in.part > 0, unreadable: err})
 			}
 			if rest == nil {
 				r, workers = bytes.NewReader(data), 1
@@ -101,9 +102,15 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 			if in.dir != nil {
 				in.dir.done() // only a regular file is opened from its folder
 			}
-			f, err := os.Open(in.path)
+			var f io.ReadCloser
+			var err error
+			if in.off > 0 || in.end > 0 {
+				f, err = in.openSegment()
+			} else {
+				f, err = os.Open(in.path)
+			}
 			if err != nil {
-				return send(chunk{file: in.path, src: rd.src, start: true, unreadable: err})
+				return send(chunk{file: in.path, src: rd.src, start: true, more: in.part > 0, unreadable: err})
 			}
 			defer f.Close()
 			r = f
@@ -113,7 +120,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 	if size <= 0 {
 		size = chunkRecords
 	}
-	c := chunk{file: in.path, src: rd.src, start: true, recs: newRecs()}
+	c := chunk{file: in.path, src: rd.src, start: true, more: in.part > 0, recs: newRecs()}
 	stopped := false
 	hook := func() bool {
 		if rd.stream && !stopped && len(c.recs) > 0 {
@@ -208,7 +215,9 @@ func (r *runner) consume(c chunk) {
 			fmt.Fprintf(r.stderr, "outsider replay: cannot read %s: %v\n", c.file, unwrapPath(c.unreadable))
 			return
 		}
-		r.files++
+		if !c.more {
+			r.files++
+		}
 		r.current = c.file
 	}
 	r.skipped(c.file, c.bad)

@@ -26,6 +26,8 @@ type reorder struct {
 	head      int
 	seqs      []uint64 // records pushed from each source
 	watermark int64    // newest eventTime read
+	released  int64    // the eventTime of the last record released
+	late      int      // records pushed behind what was already released: decided out of order
 }
 
 // srcShift places a record's source above its rank within the source in entry.seq: 2^24
@@ -97,6 +99,9 @@ func (o *reorder) push(r *cloudtrail.Record, src int) {
 		o.seqs = append(o.seqs, 0)
 	}
 	o.seqs[src]++
+	if t < o.released {
+		o.late++
+	}
 	e := entry{t, uint64(src)<<srcShift | o.seqs[src], r}
 	if o.head == len(o.q) || !e.less(o.q[len(o.q)-1]) {
 		o.q = append(o.q, e)
@@ -121,9 +126,12 @@ func (a entry) less(b entry) bool { return a.t < b.t || a.t == b.t && a.seq < b.
 
 func (o *reorder) take(inQueue bool) *cloudtrail.Record {
 	if !inQueue {
-		return o.h.pop().r
+		e := o.h.pop()
+		o.released = max(o.released, e.t)
+		return e.r
 	}
 	r := o.q[o.head].r
+	o.released = max(o.released, o.q[o.head].t)
 	o.q[o.head] = entry{}
 	o.head++
 	if o.head == len(o.q) {
@@ -166,3 +174,5 @@ func (o *reorder) pop() (*cloudtrail.Record, bool) {
 
 // held is the number of records held.
 func (o *reorder) held() int { return len(o.h) + len(o.q) - o.head }
+
+func (o *reorder) windowString() string { return time.Duration(o.window).String() }

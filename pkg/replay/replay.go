@@ -322,6 +322,9 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	inputs, digests, err := collect(o.Paths)
 	run.digests, run.activation = digests, o.Config.Activation
 	if err == nil {
+		inputs = segmented(inputs, o.Window, openFilesRoom(), func(format string, a ...any) {
+			fmt.Fprintf(stderr, "outsider replay: "+format+"\n", a...)
+		})
 		_, plain := splitInputs(inputs)
 		err = openFilesFor(len(plain))
 	}
@@ -589,6 +592,14 @@ func (r *runner) report(final bool) {
 			bad = append(bad, b)
 		}
 		say("%d malformed values skipped: %s", total, strings.Join(bad, "; "))
+	}
+	if r.ro.late > 0 {
+		// Out of order beyond the window: each was decided as of its own time, on what
+		// the records read before it taught; what came after it in the input, though
+		// older, taught it nothing (a function's role, its account's activation).
+		say("%d records came more than the reorder window (%s) behind records already decided, and were decided as they came: "+
+			"findings on them may be missing. Sort the input, give each account's history as a file of its own, or widen --reorder-window",
+			r.ro.late, r.ro.windowString())
 	}
 	if d := r.digests + int(r.dayDigests.Load()); d > 0 {
 		say("%d CloudTrail digest files skipped (integrity hashes, no records)", d)

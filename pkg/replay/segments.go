@@ -1,0 +1,227 @@
+package replay
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
+)
+
+// A file of NDJSON may hold several histories one after another: the exports of many
+// accounts concatenated (cat */*.ndjson), each starting over in time. Read as one stream,
+// each history after the first would come weeks behind what was already decided, and be
+// decided as it came: a theft in a hub account decided before the trail of the function's
+// own account was read, so never a finding (400 accounts' histories in one file: 837
+// findings where the same records, sorted, give 973). So a plain file whose event time goes
+// back by more than the reorder window is read as segments, each from where it went back,
+// and the segments are merged by event time as files of their own are (DESIGN §5a).
+//
+// Finding where: a few lines at evenly spaced offsets first (a file in order costs a few
+// reads), and only when they go back, every line's eventTime, read without parsing it
+// (cloudtrail.EventTime).
+
+// maxSegments bounds the segments of one file: each is a stream read side by side (an open
+// file and a read's worth of records held). Past it, the file is read as one stream.
+const maxSegments = 512
+
+// segmentStride is the spacing of the lines sampled (goesBack): one per 64 KiB, at most
+// maxSamples of them, and the file's last line. A history shorter than the stride may fall
+// between two samples; the others still show that the file goes back, and every line is
+// then read. A file whose only history out of order is that short is read as one stream,
+// and the summary says how many records came late (reorder.late).
+const (
+	segmentStride = 64 << 10
+	maxSamples    = 8192
+)
+
+// segmentsOf returns where a file's event time goes back by more than window: the start
+// of each segment after the first (nil: one stream). Gzipped files are not segmented (a
+// segment cannot be read without inflating what precedes it). too is true when the file
+// has more than limit segments: it is then read as one stream.
+func segmentsOf(path string, window time.Duration, limit int) (starts []int64, too bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		return nil, false, err
+	}
+	size := st.Size()
+	head := make([]byte, 16<<10)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && err != io.EOF {
+		return nil, false, err
+	}
+	if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+		return nil, false, nil
+	}
+	if !goesBack(f, size, head, int64(window)) {
+		return nil, false, nil
+	}
+	starts, err = scanSegments(f, int64(window), limit)
+	if errors.Is(err, errTooMany) {
+		return nil, true, nil
+	}
+	return starts, false, err
+}
+
+// goesBack reads a line at evenly spaced offsets, and the last: true when one's eventTime
+// is more than window behind the newest of those before it.
+func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
+	k := min(max(size/segmentStride, 4), maxSamples)
+	buf = buf[:min(len(buf), 4<<10)]
+	var high int64
+	seen := false
+	for i := range k + 1 {
+		off := i * size / k
+		last := i == k
+		if last {
+			off = max(size-int64(len(buf)), 0)
+		}
+		n, err := f.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			return false
+		}
+		b := bytes.TrimRight(buf[:n], "\n")
+		switch {
+		case last:
+			b = b[bytes.LastIndexByte(b, '\n')+1:] // the last line (whole, if it fits)
+		case off > 0:
+			// The first whole line after the offset.
+			j := bytes.IndexByte(b, '\n')
+			if j < 0 {
+				continue
+			}
+			b = b[j+1:]
+		}
+		if j := bytes.IndexByte(b, '\n'); j >= 0 {
+			b = b[:j]
+		}
+		t, ok := cloudtrail.EventTime(b)
+		if !ok {
+			continue
+		}
+		ns := t.UnixNano()
+		if seen && ns < high-window {
+			return true
+		}
+		high, seen = max(high, ns), true
+	}
+	return false
+}
+
+var errTooMany = errors.New("too many segments")
+
+// scanSegments reads every line of f: a segment starts at each line whose eventTime is more
+// than window behind the newest of its segment so far. Lines without one (as
+// cloudtrail.EventTime reads it) stay where they are.
+func scanSegments(f *os.File, window int64, limit int) ([]int64, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var starts []int64
+	buf := make([]byte, 1<<20)
+	var (
+		pos   int64 // the file offset of buf[0]
+		held  int   // bytes of buf holding a line not yet ended
+		high  int64
+		begun bool
+		tail  bool // the first line in buf is the end of one longer than buf: not read
+	)
+	for {
+		n, err := f.Read(buf[held:])
+		end := held + n
+		b := buf[:end]
+		at := 0
+		for {
+			j := bytes.IndexByte(b[at:], '\n')
+			if j < 0 {
+				break
+			}
+			line := b[at : at+j]
+			if tail {
+				tail = false
+			} else if t, ok := cloudtrail.EventTime(line); ok {
+				ns := t.UnixNano()
+				switch {
+				case !begun:
+					high, begun = ns, true
+				case ns < high-window:
+					if len(starts)+1 >= limit {
+						return nil, errTooMany
+					}
+					starts = append(starts, pos+int64(at))
+					high = ns
+				default:
+					high = max(high, ns)
+				}
+			}
+			at += j + 1
+		}
+		if err == io.EOF || n == 0 && err == nil {
+			break // a last line without its newline starts no segment worth one
+		}
+		if err != nil {
+			return nil, err
+		}
+		// The unended line moves to the front; a line longer than the buffer is skipped
+		// (the reader refuses it too).
+		rest := end - at
+		if rest == len(buf) {
+			pos += int64(end)
+			held, tail = 0, true
+			continue
+		}
+		copy(buf, buf[at:end])
+		pos += int64(at)
+		held = rest
+	}
+	return starts, nil
+}
+
+// segmented replaces each plain, regular, uncompressed input whose event time goes back by
+// more than window with its segments (segmentsOf), each a stream of its own; room is how
+// many streams the open-file limit allows in all. say tells of a file left whole.
+func segmented(inputs []input, window time.Duration, room int, say func(format string, a ...any)) []input {
+	streams := 0
+	for _, in := range inputs {
+		if in.t.IsZero() {
+			streams++
+		}
+	}
+	var out []input
+	for i, in := range inputs {
+		if !in.t.IsZero() || !in.regular || in.path == "-" || in.dir != nil {
+			out = append(out, in)
+			continue
+		}
+		limit := min(maxSegments, room-streams+1)
+		starts, too, err := segmentsOf(in.path, window, max(limit, 1))
+		switch {
+		case err != nil:
+			// Read as one stream: the reading says what is wrong with it.
+		case too:
+			say("%s goes back in event time more than %d times: read as one stream, its records more than the reorder window behind decided as they come (give each history as a file of its own, or sort it)", in.path, limit-1)
+		case len(starts) > 0:
+			if out == nil {
+				out = append(out, inputs[:i]...)
+			}
+			from := int64(0)
+			for k, at := range append(starts, 0) {
+				seg := in
+				seg.off, seg.end, seg.part = from, at, k
+				out = append(out, seg)
+				from = at
+			}
+			streams += len(starts)
+			continue
+		}
+		out = append(out, in)
+	}
+	return out
+}
