@@ -195,7 +195,7 @@ func segmented(inputs []input, window time.Duration, room int, say func(format s
 		}
 	}
 	var out []input
-	for i, in := range inputs {
+	for _, in := range inputs {
 		if !in.t.IsZero() || !in.regular || in.path == "-" || in.dir != nil {
 			out = append(out, in)
 			continue
@@ -208,9 +208,6 @@ func segmented(inputs []input, window time.Duration, room int, say func(format s
 		case too:
 			say("%s goes back in event time more than %d times: read as one stream, its records more than the reorder window behind decided as they come (give each history as a file of its own, or sort it)", in.path, limit-1)
 		case len(starts) > 0:
-			if out == nil {
-				out = append(out, inputs[:i]...)
-			}
 			from := int64(0)
 			for k, at := range append(starts, 0) {
 				seg := in
