@@ -6,8 +6,8 @@
 #          EventBridge envelopes, and a CloudTrail S3 folder of small gzipped log files;
 #   dense: 400 accounts whose trails are mostly Lambda (Lambda's AssumeRoles, the
 #          functions' own calls), ~15% from outside, functions chaining into hub accounts,
-#          as one NDJSON file per account given one after another, the same records
-#          sorted, and a trail folder.
+#          as one NDJSON file per account given one after another, the same histories
+#          one after another in one file, the same records sorted, and a trail folder.
 #
 # Then the replay on every core (its defaults: every core reads; from four cores half of
 # them decide, a shard of the accounts each; below, one detector). Prints the medians, the ratios and peak RSS, the
@@ -90,12 +90,16 @@ if [[ " $mix " == *" dense "* ]]; then
 	"$work/gentrail" -mix dense -records "$dense" -form accounts -out "$work/dense.accounts" 2>/dev/null
 	"$work/gentrail" -mix dense -records "$dense" -form trail -out "$work/dense.trail" 2>&1 | tail -1
 	inputs[dense/accounts]="$(ls -d "$work"/dense.accounts/*.ndjson | tr '\n' ' ')"
+	# The same histories one after another in one file (cat */*.ndjson): read as segments
+	# from where its time goes back.
+	cat "$work"/dense.accounts/*.ndjson >"$work/dense.concatenated.ndjson"
+	inputs[dense/concat]="$work/dense.concatenated.ndjson"
 	inputs[dense/sorted]="$work/dense.sorted.ndjson"
 	# Its files hold twelve hours each (CloudTrail's hold five minutes of a busy account):
 	# records come up to twelve hours behind other accounts' and regions', so the reorder
 	# window is thirteen hours.
 	inputs[dense/trail]="--reorder-window 13h $work/dense.trail"
-	forms+=(dense/accounts dense/sorted dense/trail)
+	forms+=(dense/accounts dense/concat dense/sorted dense/trail)
 fi
 
 for run in $(seq "$runs"); do

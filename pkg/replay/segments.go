@@ -186,8 +186,12 @@ func scanSegments(f *os.File, window int64, limit int) ([]int64, error) {
 
 // segmented replaces each plain, regular, uncompressed input whose event time goes back by
 // more than window with its segments (segmentsOf), each a stream of its own; room is how
-// many streams the open-file limit allows in all. say tells of a file left whole.
+// many streams the open-file limit allows in all. say tells of a file left whole. A window
+// of zero asks for the input's order: nothing is segmented.
 func segmented(inputs []input, window time.Duration, room int, say func(format string, a ...any)) []input {
+	if window == 0 {
+		return inputs // --reorder-window 0s: decided as read, whatever the order
+	}
 	streams := 0
 	for _, in := range inputs {
 		if in.t.IsZero() {
