@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -60,6 +61,17 @@ func segmentsOf(path string, window time.Duration, limit int) (starts []int64, t
 	if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
 		return nil, false, nil
 	}
+	// Only NDJSON is cut: a JSON document (a log file, an array), pretty-printed over
+	// many lines, is one value, read whole.
+	first := bytes.TrimLeft(head[:n], " \t\r\n\ufeff")
+	if j := bytes.IndexByte(first, '\n'); j >= 0 {
+		first = first[:j]
+	} else if int64(n) < size {
+		return nil, false, nil // a first line longer than the head: not looked into
+	}
+	if !json.Valid(bytes.TrimSpace(first)) {
+		return nil, false, nil
+	}
 	if !goesBack(f, size, head, int64(window)) {
 		return nil, false, nil
 	}
@@ -102,6 +114,9 @@ func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
 		if j := bytes.IndexByte(b, '\n'); j >= 0 {
 			b = b[:j]
 		}
+		if !wholeObject(b) {
+			continue
+		}
 		t, ok := cloudtrail.EventTime(b)
 		if !ok {
 			continue
@@ -116,6 +131,13 @@ func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
 }
 
 var errTooMany = errors.New("too many segments")
+
+// wholeObject: a line that reads as one JSON object of its own, as a segment's first line
+// must (its content is the parser's to judge).
+func wholeObject(line []byte) bool {
+	line = bytes.TrimSpace(line)
+	return len(line) >= 2 && line[0] == '{' && line[len(line)-1] == '}'
+}
 
 // scanSegments reads every line of f: a segment starts at each line whose eventTime is more
 // than window behind the newest of its segment so far. Lines without one (as
@@ -146,7 +168,7 @@ func scanSegments(f *os.File, window int64, limit int) ([]int64, error) {
 			line := b[at : at+j]
 			if tail {
 				tail = false
-			} else if t, ok := cloudtrail.EventTime(line); ok {
+			} else if t, ok := cloudtrail.EventTime(line); ok && wholeObject(line) {
 				ns := t.UnixNano()
 				switch {
 				case !begun:

@@ -66,6 +66,15 @@ func TestSegmentsOf(t *testing.T) {
 	if err != nil || too || !slices.Equal(starts, []int64{int64(len(one) + len(`{"x":"`) + 1<<20 + len(`","eventTime":"2001-01-01T00:00:00Z"}`) + 1)}) {
 		t.Fatalf("a long line between two histories: %v %v %v, want one cut after it", starts, too, err)
 	}
+	// A JSON document is one value, never cut: an array of one record a line, and a log
+	// file, whose time goes back as much.
+	array := "[\n" + strings.ReplaceAll(strings.TrimSuffix(three, "\n"), "}\n{", "},\n{") + "\n]\n"
+	logFile := `{"Records": [` + "\n" + strings.ReplaceAll(strings.TrimSuffix(three, "\n"), "}\n{", "},\n{") + "\n]}\n"
+	for name, doc := range map[string]string{"an array": array, "a log file": logFile} {
+		if starts, too, err := segmentsOf(writeSeg(t, []byte(doc)), 30*time.Minute, maxSegments); err != nil || too || starts != nil {
+			t.Fatalf("%s: %v %v %v, want no segments", name, starts, too, err)
+		}
+	}
 	// Gzipped: never cut (a segment could not be read without what precedes it).
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
