@@ -122,7 +122,7 @@ func parseFlags(args []string, stdout io.Writer) (Options, error) {
 	fs.StringVar(&o.Account, "security-account", "", "account id that imports the findings (ASFF AwsAccountId); default: the affected account")
 	fs.StringVar(&o.Region, "region", "", "Security Hub region of the findings; default: the function's region")
 	fs.DurationVar(&o.Progress, "progress", 2*time.Second, "how often to report progress on stderr (0: never)")
-	fs.DurationVar(&o.Window, "reorder-window", 30*time.Minute, "event time over which records are put back in order (log files hold a few minutes each, and regions interleave)")
+	fs.DurationVar(&o.Window, "reorder-window", 30*time.Minute, "event time over which records are put back in order (log files hold a few minutes each, and regions interleave); an NDJSON file whose time goes back by more is read as segments merged by time; 0s: as read")
 	fs.IntVar(&o.Parallel, "parallel", runtime.NumCPU(), "1: read and decide in turn; 2 or more: read, decompress and parse beside the decisions (the same findings)")
 	fs.IntVar(&o.Shards, "shards", 0, "with --parallel 2 or more: detectors deciding beside the reading, each for the accounts that hash to it (the same findings); default: half of --parallel")
 	fs.BoolVar(&o.Config.PresignedFindings, "presigned-findings", false, "make presigned-URL uses of a function's token from outside findings of their own (the Lambda: OUTSIDER_PRESIGNED_FINDINGS, CDK context presignedFindings)")
