@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -265,6 +266,33 @@ type out struct {
 	only   shape     // the one shape accepted here; anything else is forged
 }
 
+// inOrder emits a document's records (a log file's, an array's) in eventTime order, ties
+// in the document's: a document is parsed whole, so putting it in order costs nothing,
+// where a document out of order by more than the replay's reorder window (an export
+// newest first) would have its records decided late.
+func (o *out) inOrder(recs []*Record) {
+	if !slices.IsSortedFunc(recs, byTime) {
+		slices.SortStableFunc(recs, byTime)
+	}
+	for _, r := range recs {
+		o.emit(r)
+	}
+}
+
+func byTime(a, b *Record) int { return a.Time.Compare(b.Time) }
+
+// collected runs parse with an out that holds what it emits, then emits it in order.
+func (o *out) collected(parse func(c *out)) {
+	var h []*Record
+	c := *o
+	c.emit = func(r *Record) { h = append(h, r) }
+	parse(&c)
+	o.inOrder(h)
+}
+
+// heldRecs holds the record lists of log files put in order (out.inOrder).
+var heldRecs = sync.Pool{New: func() any { return new([]*Record) }}
+
 // shape restricts what a value may be.
 type shape uint8
 
@@ -425,9 +453,11 @@ func parseValue(b []byte, depth int, o *out) {
 			o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
 			return
 		}
-		for _, it := range items {
-			parseValue(it, depth+1, o)
-		}
+		o.collected(func(c *out) {
+			for _, it := range items {
+				parseValue(it, depth+1, c)
+			}
+		})
 	case '{':
 		// Decoded strings point into b instead of being copied: a record copies the ones
 		// it keeps into one allocation of its own. The decoding space is reused.
@@ -520,18 +550,26 @@ func parseObject[S ~string, Q requestOf[S], P responseOf[S], R, D any](w *wire[S
 	case w.Records != nil:
 		switch recs := any(w.Records).(type) {
 		case []fastRecord:
+			hp := heldRecs.Get().(*[]*Record)
+			h := (*hp)[:0]
 			for i := range recs {
 				rec, err := recs[i].record(o.latest, o.arena)
 				if err != nil {
 					o.bad(err)
 					continue
 				}
-				o.emit(rec)
+				h = append(h, rec)
 			}
+			o.inOrder(h)
+			clear(h)
+			*hp = h[:0]
+			heldRecs.Put(hp)
 		case []json.RawMessage:
-			for _, it := range recs {
-				parseValue(it, depth+1, o)
-			}
+			o.collected(func(c *out) {
+				for _, it := range recs {
+					parseValue(it, depth+1, c)
+				}
+			})
 		}
 	case envelope:
 		if w.DetailType != detailTypeAPICall {

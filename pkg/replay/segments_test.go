@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outsider-sec/outsider/internal/gen"
 )
 
 // line is a record of the given time, as CloudTrail writes one.
@@ -132,4 +134,40 @@ func TestSegmentedReplay(t *testing.T) {
 	if len(ins) != 1 || ins[0].end != 0 || !strings.Contains(said, "read as one stream") {
 		t.Fatalf("no room: %+v, %q", ins, said)
 	}
+}
+
+// TestDocumentsInOrder: a document is parsed whole, and its records are decided in event-time
+// order whatever its own: a dense history written newest first as a JSON array (a record a
+// line) and as one log file concludes what the records in order do.
+func TestDocumentsInOrder(t *testing.T) {
+	cfg := gen.Dense(16000)
+	cfg.Seed, cfg.Accounts, cfg.Hubs, cfg.Days = 1, 24, 3, 40
+	var lines [][]byte
+	if _, err := gen.WriteDense(cfg, func(_ string, line []byte) error {
+		lines = append(lines, bytes.TrimSpace(bytes.Clone(line)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var nd bytes.Buffer
+	for _, l := range lines {
+		nd.Write(l)
+		nd.WriteByte('\n')
+	}
+	sorted := writeSeg(t, nd.Bytes())
+	newest := slices.Clone(lines)
+	slices.Reverse(newest)
+	array := writeSeg(t, append(append([]byte("[\n"), bytes.Join(newest, []byte(",\n"))...), "\n]\n"...))
+	logFile := writeSeg(t, append(append([]byte(`{"Records":[`), bytes.Join(newest, []byte(","))...), "]}\n"...))
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", sorted}, nil, &stdout, &stderr); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"outsider/ChainedRoleArn":"arn:aws:iam::`) {
+		t.Fatal("no finding on a chained key: the history does not test chains across accounts")
+	}
+	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
+	sameOutcome(t, "a JSON array, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{array}))
+	sameOutcome(t, "a log file, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{logFile}))
+	sameOutcome(t, "a log file, newest first, every core", want, replayWith(t, []string{"--parallel", "2"}, []string{logFile}))
 }
