@@ -267,17 +267,29 @@ type out struct {
 }
 
 // inOrder emits a document's records (a log file's, an array's) in eventTime order, ties
-// in the document's: a document is parsed whole, so putting it in order costs nothing,
-// where a document out of order by more than the replay's reorder window (an export
-// newest first) would have its records decided late.
+// in the document's, when one is more than documentDisorder behind a record before it: a
+// document is parsed whole, so putting it in order costs no memory, where a document out
+// of order by more than the replay's reorder window (an export newest first) would have
+// its records decided late. Less disorder (a CloudTrail log file's few minutes) is left to
+// the reorder window, and costs one pass over the times.
 func (o *out) inOrder(recs []*Record) {
-	if !slices.IsSortedFunc(recs, byTime) {
-		slices.SortStableFunc(recs, byTime)
+	var newest int64
+	for i, r := range recs {
+		t := r.Time.Unix()
+		if i > 0 && t < newest-documentDisorder {
+			slices.SortStableFunc(recs, byTime)
+			break
+		}
+		newest = max(newest, t)
 	}
 	for _, r := range recs {
 		o.emit(r)
 	}
 }
+
+// documentDisorder is how far, in seconds, a document's record may be behind one before it
+// without the document being sorted: half the replay's default reorder window.
+const documentDisorder = 15 * 60
 
 func byTime(a, b *Record) int { return a.Time.Compare(b.Time) }
 
