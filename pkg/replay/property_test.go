@@ -266,13 +266,7 @@ func TestShardedSameFindings(t *testing.T) {
 			lines := bytes.SplitAfter(all.Bytes(), []byte("\n"))
 			first, second := writeLines(t, lines[:len(lines)/2]), writeLines(t, lines[len(lines)/2:])
 
-			var stdout, stderr bytes.Buffer
-			if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", sorted}, nil, &stdout, &stderr); code != ExitOK {
-				t.Fatalf("exit %d: %s", code, stderr.String())
-			}
-			if !strings.Contains(stdout.String(), `"outsider/ChainedRoleArn":"arn:aws:iam::`) {
-				t.Fatal("no finding on a chained key: the history does not test chains across accounts")
-			}
+			requireChained(t, sorted)
 			want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
 			// Read in turn, the files of the accounts are coroutines of the merge.
 			sameOutcome(t, "one shard, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
@@ -310,6 +304,19 @@ func TestShardedSameFindings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// requireChained fails t unless a replay of path on one core raises a finding on a chained
+// key: a history that tests chains across accounts.
+func requireChained(t *testing.T, path string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", path}, nil, &stdout, &stderr); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"outsider/ChainedRoleArn":"arn:aws:iam::`) {
+		t.Fatal("no finding on a chained key: the history does not test chains across accounts")
 	}
 }
 

@@ -159,13 +159,7 @@ func TestDocumentsInOrder(t *testing.T) {
 	slices.Reverse(newest)
 	array := writeSeg(t, append(append([]byte("[\n"), bytes.Join(newest, []byte(",\n"))...), "\n]\n"...))
 	logFile := writeSeg(t, append(append([]byte(`{"Records":[`), bytes.Join(newest, []byte(","))...), "]}\n"...))
-	var stdout, stderr bytes.Buffer
-	if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", sorted}, nil, &stdout, &stderr); code != ExitOK {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	if !strings.Contains(stdout.String(), `"outsider/ChainedRoleArn":"arn:aws:iam::`) {
-		t.Fatal("no finding on a chained key: the history does not test chains across accounts")
-	}
+	requireChained(t, sorted)
 	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
 	sameOutcome(t, "a JSON array, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{array}))
 	sameOutcome(t, "a log file, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{logFile}))
