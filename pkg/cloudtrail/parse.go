@@ -471,6 +471,10 @@ func parseValue(b []byte, depth int, o *out) {
 			}
 		})
 	case '{':
+		if o.only == anyShape && isLookupEvents(b) {
+			parseLookupEvents(b, depth, o)
+			return
+		}
 		// Decoded strings point into b instead of being copied: a record copies the ones
 		// it keeps into one allocation of its own. The decoding space is reused.
 		space := wires.Get().(*wireSpace)
@@ -522,6 +526,45 @@ func parseValue(b []byte, depth int, o *out) {
 }
 
 var errNotFlat = errors.New("a log file whose items are not all records")
+
+// lookupEvents is what `aws cloudtrail lookup-events` prints: the last 90 days of a
+// region's management events, newest first, each event's record a JSON string.
+// https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html
+type lookupEvents struct {
+	Events []struct {
+		CloudTrailEvent *string `json:"CloudTrailEvent"`
+	} `json:"Events"`
+}
+
+// isLookupEvents: an object whose first key is Events, as lookup-events prints it.
+func isLookupEvents(b []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(b[1:], " \t\r\n"), []byte(`"Events"`))
+}
+
+// parseLookupEvents parses lookup-events output: each event's CloudTrailEvent is one record
+// (not an envelope, not a log file), and the records come out in event-time order.
+func parseLookupEvents(b []byte, depth int, o *out) {
+	var le lookupEvents
+	if err := json.Unmarshal(b, &le); err != nil {
+		if !json.Valid(b) {
+			o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
+		} else {
+			o.bad(malformed(ReasonBadShape, "lookup-events output: %s", shortErr(err)))
+		}
+		return
+	}
+	o.collected(func(c *out) {
+		inner := *c
+		inner.only = onlyRecord
+		for _, e := range le.Events {
+			if e.CloudTrailEvent == nil {
+				c.bad(malformed(ReasonNotRecord, "a lookup-events event without its CloudTrailEvent"))
+				continue
+			}
+			parseValue([]byte(*e.CloudTrailEvent), depth+1, &inner)
+		}
+	})
+}
 
 func (w *wire[S, Q, P, R, D]) hasDetail() bool {
 	switch d := any(w.Detail).(type) {

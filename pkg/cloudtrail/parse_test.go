@@ -590,3 +590,47 @@ func TestEventTime(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupEvents: what `aws cloudtrail lookup-events` prints (pretty, newest first, each
+// record a JSON string) gives its records, in event-time order; an event without its
+// record, or whose record is not one, is counted.
+func TestLookupEvents(t *testing.T) {
+	rec := func(id, at string) string {
+		return fmt.Sprintf(`{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","accessKeyId":"ASIAEXAMPLE","sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::111122223333:role/r"}}},"eventTime":"%s","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"eu-west-1","sourceIPAddress":"198.51.100.7","eventID":"%s","recipientAccountId":"111122223333","responseElements":{"credentials":{"accessKeyId":"ASIAISSUED","sessionToken":"SECRET-TOKEN","expiration":"Jan 1, 2027, 12:00:00 AM"}}}`, at, id)
+	}
+	type event struct {
+		EventID         string
+		CloudTrailEvent *string `json:",omitempty"`
+	}
+	str := func(s string) *string { return &s }
+	doc := map[string]any{"Events": []event{
+		{"c", str(rec("c", "2026-03-03T00:00:00Z"))},
+		{"b", str(rec("b", "2026-03-02T00:00:00Z"))},
+		{"x", nil},
+		{"y", str(`{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","account":"111122223333","detail":` + rec("y", "2026-03-01T12:00:00Z") + `}`)},
+		{"z", str(`not json`)},
+		{"a", str(rec("a", "2026-03-01T00:00:00Z"))},
+	}, "NextToken": "abc"}
+	b, err := json.MarshalIndent(doc, "", "    ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	reasons := map[string]int{}
+	if err := Read(bytes.NewReader(b), func(r *Record) {
+		ids = append(ids, r.EventID)
+		if strings.Contains(fmt.Sprintf("%+v", *r), "SECRET-TOKEN") {
+			t.Error("the session token was kept")
+		}
+	}, func(err error) { reasons[Reason(err)]++ }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(ids, ",") != "a,b,c" {
+		t.Errorf("records %v, want a,b,c in time order", ids)
+	}
+	if want := map[string]int{ReasonNotRecord: 1, ReasonForged: 1, ReasonNotJSON: 1}; !cmp.Equal(reasons, want) {
+		t.Errorf("skipped %v, want %v", reasons, want)
+	}
+	// The Lambda reads envelopes only: lookup-events output is no envelope.
+	ParseEnvelope(b, func(*Record) { t.Error("a record from lookup-events output in the Lambda") }, func(error) {})
+}

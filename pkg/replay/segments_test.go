@@ -3,6 +3,7 @@ package replay
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,8 +138,8 @@ func TestSegmentedReplay(t *testing.T) {
 }
 
 // TestDocumentsInOrder: a document is parsed whole, and its records are decided in event-time
-// order whatever its own: a dense history written newest first as a JSON array (a record a
-// line) and as one log file concludes what the records in order do.
+// order whatever its own: a dense history written newest first as lookup-events output, as a
+// JSON array (a record a line) and as one log file concludes what the records in order do.
 func TestDocumentsInOrder(t *testing.T) {
 	cfg := gen.Dense(16000)
 	cfg.Seed, cfg.Accounts, cfg.Hubs, cfg.Days = 1, 24, 3, 40
@@ -160,7 +161,19 @@ func TestDocumentsInOrder(t *testing.T) {
 	array := writeSeg(t, append(append([]byte("[\n"), bytes.Join(newest, []byte(",\n"))...), "\n]\n"...))
 	logFile := writeSeg(t, append(append([]byte(`{"Records":[`), bytes.Join(newest, []byte(","))...), "]}\n"...))
 	requireChained(t, sorted)
+	// What `aws cloudtrail lookup-events` prints: newest first, each record a JSON string.
+	type event struct{ CloudTrailEvent string }
+	events := make([]event, len(newest))
+	for i, l := range newest {
+		events[i] = event{string(l)}
+	}
+	doc, err := json.MarshalIndent(map[string]any{"Events": events}, "", "    ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := writeSeg(t, doc)
 	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
+	sameOutcome(t, "lookup-events output", want, replayWith(t, []string{"--parallel", "1"}, []string{lookup}))
 	sameOutcome(t, "a JSON array, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{array}))
 	sameOutcome(t, "a log file, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{logFile}))
 	sameOutcome(t, "a log file, newest first, every core", want, replayWith(t, []string{"--parallel", "2"}, []string{logFile}))
