@@ -528,8 +528,8 @@ func parseValue(b []byte, depth int, o *out) {
 var errNotFlat = errors.New("a log file whose items are not all records")
 
 // lookupEvents is what `aws cloudtrail lookup-events` prints: the last 90 days of a
-// region's management events, newest first, each event's record a JSON string.
-// https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html
+// region's management events, each event's record a JSON string (CloudTrailEvent).
+// https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_Event.html
 type lookupEvents struct {
 	Events []struct {
 		CloudTrailEvent *string `json:"CloudTrailEvent"`
