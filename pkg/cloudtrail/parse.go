@@ -506,11 +506,7 @@ func parseValue(b []byte, depth int, o *out) {
 		}
 		var tw tolerantWire
 		if err := json.Unmarshal(b, &tw); err != nil {
-			if !json.Valid(b) {
-				o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
-			} else {
-				o.bad(malformed(ReasonBadShape, "%s", shortErr(err)))
-			}
+			o.undecodable(b, err)
 			return
 		}
 		parseObject(&tw, depth, o)
@@ -522,6 +518,16 @@ func parseValue(b []byte, depth int, o *out) {
 		} else {
 			o.bad(malformed(ReasonNotJSON, "starts with %q", truncate(string(b), 16)))
 		}
+	}
+}
+
+// undecodable counts a value the decoder refused: not JSON at all, or JSON of the wrong
+// shape.
+func (o *out) undecodable(b []byte, err error) {
+	if !json.Valid(b) {
+		o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
+	} else {
+		o.bad(malformed(ReasonBadShape, "%s", shortErr(err)))
 	}
 }
 
@@ -546,11 +552,7 @@ func isLookupEvents(b []byte) bool {
 func parseLookupEvents(b []byte, depth int, o *out) {
 	var le lookupEvents
 	if err := json.Unmarshal(b, &le); err != nil {
-		if !json.Valid(b) {
-			o.bad(malformed(ReasonNotJSON, "%s", shortErr(err)))
-		} else {
-			o.bad(malformed(ReasonBadShape, "lookup-events output: %s", shortErr(err)))
-		}
+		o.undecodable(b, err)
 		return
 	}
 	o.collected(func(c *out) {

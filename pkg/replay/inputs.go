@@ -26,7 +26,7 @@ type input struct {
 
 // open opens a regular input: from its listed folder when it has one.
 func (in input) open() (io.ReadCloser, error) {
-	if in.off > 0 || in.end > 0 {
+	if in.segment() {
 		return in.openSegment()
 	}
 	if in.dir != nil {
@@ -34,6 +34,9 @@ func (in input) open() (io.ReadCloser, error) {
 	}
 	return openRaw(in.path)
 }
+
+// segment: the input is a part of a file (segmented).
+func (in input) segment() bool { return in.off > 0 || in.end > 0 }
 
 // openSegment opens a segment of a file.
 func (in input) openSegment() (io.ReadCloser, error) {

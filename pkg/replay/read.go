@@ -104,7 +104,7 @@ func (rd *reader) produceOne(in input, stdin io.Reader, send func(chunk) bool) b
 			}
 			var f io.ReadCloser
 			var err error
-			if in.off > 0 || in.end > 0 {
+			if in.segment() {
 				f, err = in.openSegment()
 			} else {
 				f, err = os.Open(in.path)

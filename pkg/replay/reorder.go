@@ -174,5 +174,3 @@ func (o *reorder) pop() (*cloudtrail.Record, bool) {
 
 // held is the number of records held.
 func (o *reorder) held() int { return len(o.h) + len(o.q) - o.head }
-
-func (o *reorder) windowString() string { return time.Duration(o.window).String() }

@@ -599,7 +599,7 @@ func (r *runner) report(final bool) {
 		// older, taught it nothing (a function's role, its account's activation).
 		say("%d records came more than the reorder window (%s) behind records already decided, and were decided as they came: "+
 			"findings on them may be missing. Sort the input, give each account's history as a file of its own, or widen --reorder-window",
-			r.ro.late, r.ro.windowString())
+			r.ro.late, time.Duration(r.ro.window))
 	}
 	if d := r.digests + int(r.dayDigests.Load()); d > 0 {
 		say("%d CloudTrail digest files skipped (integrity hashes, no records)", d)

@@ -73,7 +73,7 @@ func segmentsOf(path string, window time.Duration, limit int) (starts []int64, t
 	if !json.Valid(bytes.TrimSpace(first)) {
 		return nil, false, nil
 	}
-	if !goesBack(f, size, head, int64(window)) {
+	if !goesBack(f, size, head[:4<<10], int64(window)) {
 		return nil, false, nil
 	}
 	starts, err = scanSegments(f, int64(window), limit)
@@ -83,11 +83,10 @@ func segmentsOf(path string, window time.Duration, limit int) (starts []int64, t
 	return starts, false, err
 }
 
-// goesBack reads a line at evenly spaced offsets, and the last: true when one's eventTime
-// is more than window behind the newest of those before it.
+// goesBack reads a line at evenly spaced offsets, and the last, len(buf) bytes at each:
+// true when one's eventTime is more than window behind the newest of those before it.
 func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
 	k := min(max(size/segmentStride, 4), maxSamples)
-	buf = buf[:min(len(buf), 4<<10)]
 	var high int64
 	seen := false
 	for i := range k + 1 {
