@@ -307,6 +307,56 @@ func TestShardedSameFindings(t *testing.T) {
 	}
 }
 
+// TestManyAccountFiles: an organisation of 1,800 accounts given as a file each reads them
+// side by side with the smallest read buffer (sharedBufferFor) and concludes what the same
+// history sorted in one file does, on one core and on two.
+func TestManyAccountFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,800 files")
+	}
+	cfg := gen.Dense(60000)
+	cfg.Seed, cfg.Accounts, cfg.Hubs, cfg.Functions, cfg.Days = 7, 1800, 6, 1, 30
+	if room := openFilesRoom(); room < cfg.Accounts {
+		t.Skipf("the open-file limit leaves room for %d files read side by side", room)
+	}
+	dir := t.TempDir()
+	var all bytes.Buffer
+	perAccount := map[string]*bytes.Buffer{}
+	if _, err := gen.WriteDense(cfg, func(account string, line []byte) error {
+		all.Write(line)
+		if perAccount[account] == nil {
+			perAccount[account] = &bytes.Buffer{}
+		}
+		perAccount[account].Write(line)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(perAccount) < 1600 {
+		t.Fatalf("%d account files: the read buffer is not at its smallest", len(perAccount))
+	}
+	if got := sharedBufferFor(len(perAccount)); got != 4<<10 {
+		t.Fatalf("the read buffer of %d files is %d bytes, want 4 KiB", len(perAccount), got)
+	}
+	sorted := filepath.Join(dir, "sorted.ndjson")
+	if err := os.WriteFile(sorted, all.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for a, b := range perAccount {
+		f := filepath.Join(dir, a+".ndjson")
+		if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	slices.Sort(files)
+	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
+	t.Logf("%d findings", len(want))
+	sameOutcome(t, "one core, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
+	sameOutcome(t, "two cores, a file per account", want, replayWith(t, []string{"--parallel", "2"}, files))
+}
+
 // requireChained fails t unless a replay of path on one core raises a finding on a chained
 // key: a history that tests chains across accounts.
 func requireChained(t *testing.T, path string) {
