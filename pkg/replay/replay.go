@@ -289,11 +289,15 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 	// time, 25–45 MB on a dense history of 400 accounts): collecting rarely is much of a
 	// core's worth of speed, and a soft limit of 72 MiB on the runtime's memory keeps the
 	// process near 100 MB with the state file's pages. At 64 MiB the collector ran nearly
-	// without pause on dense histories (a trail folder: 12.2 s against 9.2 s here).
-	ownLimit := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
-	if ownLimit {
+	// without pause on dense histories (a trail folder: 12.2 s against 9.2 s here). A
+	// history that holds more (thousands of accounts) has it raised to keep the collector
+	// headroom (limiter).
+	var limit *limiter
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(0)))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // runs last: the caller's limit back
+		limit = startLimiter(memoryLimit(0))
+		defer limit.close()
 	}
 	out := newPrinter(o, stdout, st)
 	// The state is written and findings printed every 64,000 records (a dense history of quiet
@@ -328,8 +332,8 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		})
 		_, plain := splitInputs(inputs)
 		err = openFilesFor(len(plain))
-		if ownLimit {
-			debug.SetMemoryLimit(memoryLimit(len(plain))) // the deferred call restores the caller's
+		if limit != nil {
+			limit.setBase(memoryLimit(len(plain)))
 		}
 	}
 	if err != nil {
@@ -432,15 +436,6 @@ func openStore(ctx context.Context, o Options) (detect.Store, func() error, erro
 	var once sync.Once
 	var cerr error
 	return b, func() error { once.Do(func() { cerr = b.Close() }); return cerr }, nil
-}
-
-// memoryLimit is the replay's soft limit on the runtime's memory when streams inputs are
-// read side by side. 72 MiB keeps the process near 100 MB with the state file's pages on a
-// dense history of 400 accounts, whether as one file or a file per account; each input
-// read side by side past 400 adds 20 KiB (its coroutine's stack, the records of its last
-// read until decided, the part of a line it carries).
-func memoryLimit(streams int) int64 {
-	return 72<<20 + int64(max(streams-400, 0))*20<<10
 }
 
 func writeHeapProfile(path string) error {
