@@ -221,9 +221,13 @@ func (r *runner) consume(c chunk) {
 		r.current = c.file
 	}
 	r.skipped(c.file, c.bad)
+	late := r.ro.late
 	for _, rec := range c.recs {
 		r.read++
 		r.ro.push(rec, c.src)
+	}
+	if r.ro.late > late && len(r.lateFiles) < badFilesShown && !slices.Contains(r.lateFiles, c.file) {
+		r.lateFiles = append(r.lateFiles, c.file)
 	}
 	freeRecs(c.recs)
 	if c.readErr != nil {

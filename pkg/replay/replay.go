@@ -479,6 +479,7 @@ type runner struct {
 	digests     int                 // CloudTrail digest files skipped
 	dayDigests  atomic.Int64        // and those of the day folders, counted as they are listed
 	badFiles    map[string][]string // by reason, the first files that held such values
+	lateFiles   []string            // the first inputs whose records came behind the window
 	activation  time.Duration
 }
 
@@ -561,6 +562,32 @@ func (r *runner) drain(ctx context.Context) error {
 	return r.decide(ctx, true)
 }
 
+// lateWhere names the first inputs whose records came late.
+func lateWhere(files []string) string {
+	if len(files) == 0 {
+		return ""
+	}
+	names := slices.Clone(files)
+	for i, f := range names {
+		if f == "-" {
+			names[i] = "stdin"
+		}
+	}
+	return " (in " + strings.Join(names, ", ") + ")"
+}
+
+// lateAdvice says how to give such a history. A plain file is read from each point where
+// its time goes back (segments.go); a gzipped file or stdin cannot be read twice, so
+// histories one after another in one of them are one stream.
+func lateAdvice(files []string) string {
+	for _, f := range files {
+		if f == "-" || strings.HasSuffix(strings.ToLower(f), ".gz") {
+			return "A gzipped file or stdin is read as it comes: write it to a plain file (gunzip it) and replay that, which is read from each point where its time goes back; or give each account's history as a file of its own, or widen --reorder-window"
+		}
+	}
+	return "Sort the input, give each account's history as a file of its own, or widen --reorder-window"
+}
+
 func (r *runner) report(final bool) {
 	el := time.Since(r.start)
 	rate := float64(r.read) / max(el.Seconds(), 1e-9)
@@ -605,9 +632,9 @@ func (r *runner) report(final bool) {
 		// Out of order beyond the window: each was decided as of its own time, on what
 		// the records read before it taught; what came after it in the input, though
 		// older, taught it nothing (a function's role, its account's activation).
-		say("%d records came more than the reorder window (%s) behind records already decided, and were decided as they came: "+
-			"findings on them may be missing. Sort the input, give each account's history as a file of its own, or widen --reorder-window",
-			r.ro.late, time.Duration(r.ro.window))
+		say("%d records came more than the reorder window (%s) behind records already decided%s, and were decided as they came: "+
+			"findings on them may be missing. %s",
+			r.ro.late, time.Duration(r.ro.window), lateWhere(r.lateFiles), lateAdvice(r.lateFiles))
 	}
 	if d := r.digests + int(r.dayDigests.Load()); d > 0 {
 		say("%d CloudTrail digest files skipped (integrity hashes, no records)", d)

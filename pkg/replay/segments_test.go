@@ -126,8 +126,11 @@ func TestSegmentedReplay(t *testing.T) {
 	if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", pz}, nil, &stdout, &stderr); code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), " records came more than the reorder window (30m0s) behind records already decided") {
-		t.Fatalf("gzipped, no word of the late records: %s", stderr.String())
+	if !strings.Contains(stderr.String(), " records came more than the reorder window (30m0s) behind records already decided (in "+pz+")") {
+		t.Fatalf("gzipped, no word of the late records and where: %s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "write it to a plain file (gunzip it)") {
+		t.Fatalf("gzipped, no word of how to give it: %s", stderr.String())
 	}
 	// Too many segments for the room: one stream, and said.
 	said := ""
