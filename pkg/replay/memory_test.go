@@ -23,8 +23,8 @@ func TestLimiterKeepsHeadroom(t *testing.T) {
 	runtime.GC()
 	l.check()
 	raised := debug.SetMemoryLimit(-1)
-	if raised < 64<<20+headroom {
-		t.Errorf("64 MiB live under a base of 16 MiB: limit %d MiB, want at least %d MiB", raised>>20, (64<<20+headroom)>>20)
+	if raised < 64<<20+headroom(64<<20) {
+		t.Errorf("64 MiB live under a base of 16 MiB: limit %d MiB, want at least %d MiB", raised>>20, (64<<20+headroom(64<<20))>>20)
 	}
 	runtime.KeepAlive(held)
 	held = nil
