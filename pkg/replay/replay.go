@@ -578,12 +578,22 @@ func lateWhere(files []string) string {
 
 // lateAdvice says how to give such a history. A plain file is read from each point where
 // its time goes back (segments.go); a gzipped file or stdin cannot be read twice, so
-// histories one after another in one of them are one stream.
+// histories one after another in one of them are one stream. A trail's log files
+// (gzipped, CloudTrail-named) come in the order of their names' times: the window is
+// what to widen.
 func lateAdvice(files []string) string {
+	trail := len(files) > 0
 	for _, f := range files {
+		if _, named := namedInput(f, true); named {
+			continue
+		}
+		trail = false
 		if f == "-" || strings.HasSuffix(strings.ToLower(f), ".gz") {
 			return "A gzipped file or stdin is read as it comes: write it to a plain file (gunzip it) and replay that, which is read from each point where its time goes back; or give each account's history as a file of its own, or widen --reorder-window"
 		}
+	}
+	if trail {
+		return "A trail's log files are read in the order of the times in their names: widen --reorder-window to the time a log file spans"
 	}
 	return "Sort the input, give each account's history as a file of its own, or widen --reorder-window"
 }

@@ -181,3 +181,25 @@ func TestDocumentsInOrder(t *testing.T) {
 	sameOutcome(t, "a log file, newest first", want, replayWith(t, []string{"--parallel", "1"}, []string{logFile}))
 	sameOutcome(t, "a log file, newest first, every core", want, replayWith(t, []string{"--parallel", "2"}, []string{logFile}))
 }
+
+// TestLateAdvice: the late-records line says what fixes the input it names.
+func TestLateAdvice(t *testing.T) {
+	log := "AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/01/111122223333_CloudTrail_us-east-1_20260301T1200Z_0000000000000273.json.gz"
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{log}, "widen --reorder-window to the time a log file spans"},
+		{[]string{log, "all.ndjson.gz"}, "write it to a plain file (gunzip it)"},
+		{[]string{"-"}, "write it to a plain file (gunzip it)"},
+		{[]string{"all.ndjson"}, "Sort the input"},
+		{nil, "Sort the input"},
+	} {
+		if got := lateAdvice(c.files); !strings.Contains(got, c.want) {
+			t.Errorf("%v: %q, want %q in it", c.files, got, c.want)
+		}
+	}
+	if got := lateWhere([]string{"-", "a.ndjson"}); got != " (in stdin, a.ndjson)" {
+		t.Errorf("lateWhere: %q", got)
+	}
+}
