@@ -238,32 +238,8 @@ func TestShardedSameFindings(t *testing.T) {
 			cfg := gen.Dense(16000)
 			cfg.Seed, cfg.Accounts, cfg.Hubs, cfg.Days = seed, 24, 3, 40
 			dir := t.TempDir()
-			var all bytes.Buffer
-			perAccount := map[string]*bytes.Buffer{}
-			if _, err := gen.WriteDense(cfg, func(account string, line []byte) error {
-				all.Write(line)
-				if perAccount[account] == nil {
-					perAccount[account] = &bytes.Buffer{}
-				}
-				perAccount[account].Write(line)
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			sorted := filepath.Join(dir, "sorted.ndjson")
-			if err := os.WriteFile(sorted, all.Bytes(), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var files []string
-			for a, b := range perAccount {
-				f := filepath.Join(dir, a+".ndjson")
-				if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				files = append(files, f)
-			}
-			slices.Sort(files)
-			lines := bytes.SplitAfter(all.Bytes(), []byte("\n"))
+			all, sorted, files := writeDenseHistory(t, dir, cfg)
+			lines := bytes.SplitAfter(all, []byte("\n"))
 			first, second := writeLines(t, lines[:len(lines)/2]), writeLines(t, lines[len(lines)/2:])
 
 			requireChained(t, sorted)
@@ -319,11 +295,27 @@ func TestManyAccountFiles(t *testing.T) {
 	if room := openFilesRoom(); room < cfg.Accounts {
 		t.Skipf("the open-file limit leaves room for %d files read side by side", room)
 	}
-	dir := t.TempDir()
-	var all bytes.Buffer
+	_, sorted, files := writeDenseHistory(t, t.TempDir(), cfg)
+	if len(files) < 1600 {
+		t.Fatalf("%d account files: the read buffer is not at its smallest", len(files))
+	}
+	if got := sharedBufferFor(len(files)); got != 4<<10 {
+		t.Fatalf("the read buffer of %d files is %d bytes, want 4 KiB", len(files), got)
+	}
+	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
+	t.Logf("%d findings", len(want))
+	sameOutcome(t, "one core, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
+	sameOutcome(t, "two cores, a file per account", want, replayWith(t, []string{"--parallel", "2"}, files))
+}
+
+// writeDenseHistory writes a dense history into dir as one sorted NDJSON file and as a file
+// per account (sorted by name), and returns its lines together.
+func writeDenseHistory(t *testing.T, dir string, cfg gen.DenseConfig) (all []byte, sorted string, files []string) {
+	t.Helper()
+	var buf bytes.Buffer
 	perAccount := map[string]*bytes.Buffer{}
 	if _, err := gen.WriteDense(cfg, func(account string, line []byte) error {
-		all.Write(line)
+		buf.Write(line)
 		if perAccount[account] == nil {
 			perAccount[account] = &bytes.Buffer{}
 		}
@@ -332,17 +324,10 @@ func TestManyAccountFiles(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(perAccount) < 1600 {
-		t.Fatalf("%d account files: the read buffer is not at its smallest", len(perAccount))
-	}
-	if got := sharedBufferFor(len(perAccount)); got != 4<<10 {
-		t.Fatalf("the read buffer of %d files is %d bytes, want 4 KiB", len(perAccount), got)
-	}
-	sorted := filepath.Join(dir, "sorted.ndjson")
-	if err := os.WriteFile(sorted, all.Bytes(), 0o600); err != nil {
+	sorted = filepath.Join(dir, "sorted.ndjson")
+	if err := os.WriteFile(sorted, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var files []string
 	for a, b := range perAccount {
 		f := filepath.Join(dir, a+".ndjson")
 		if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
@@ -351,10 +336,7 @@ func TestManyAccountFiles(t *testing.T) {
 		files = append(files, f)
 	}
 	slices.Sort(files)
-	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
-	t.Logf("%d findings", len(want))
-	sameOutcome(t, "one core, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
-	sameOutcome(t, "two cores, a file per account", want, replayWith(t, []string{"--parallel", "2"}, files))
+	return buf.Bytes(), sorted, files
 }
 
 // requireChained fails t unless a replay of path on one core raises a finding on a chained
