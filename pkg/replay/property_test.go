@@ -296,11 +296,11 @@ func TestManyAccountFiles(t *testing.T) {
 		t.Skipf("the open-file limit leaves room for %d files read side by side", room)
 	}
 	_, sorted, files := writeDenseHistory(t, t.TempDir(), cfg)
-	if len(files) < 1600 {
+	if len(files) < 800 {
 		t.Fatalf("%d account files: the read buffer is not at its smallest", len(files))
 	}
-	if got := sharedBufferFor(len(files)); got != 4<<10 {
-		t.Fatalf("the read buffer of %d files is %d bytes, want 4 KiB", len(files), got)
+	if got := sharedBufferFor(len(files)); got != minSharedBuffer {
+		t.Fatalf("the read buffer of %d files is %d bytes, want its smallest, %d", len(files), got, minSharedBuffer)
 	}
 	want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
 	t.Logf("%d findings", len(want))
