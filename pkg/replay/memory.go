@@ -103,7 +103,9 @@ func (l *limiter) check() {
 	besides := max(v(1)-v(2)-v(3)-v(4), 0)
 	live := v(0)
 	want := max(l.base, live+besides+headroom(live))
-	if d := want - l.current; d > 1<<20 || d < -(4<<20) {
+	// Moved by a MiB or more up, four down (not at every check), and never left under
+	// the base.
+	if d := want - l.current; d > 1<<20 || d < -(4<<20) || l.current < l.base {
 		l.set(want)
 	}
 }
