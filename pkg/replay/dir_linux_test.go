@@ -173,7 +173,9 @@ func TestTooManyInputsForTheLimit(t *testing.T) {
 	var files []string
 	for i := range 100 {
 		f := filepath.Join(dir, fmt.Sprintf("%03d.ndjson", i))
-		line := fmt.Sprintf(`{"eventVersion":"1.08","eventTime":"2026-05-01T00:%02d:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"eu-west-1","sourceIPAddress":"s3.amazonaws.com","eventID":"e%d","recipientAccountId":"123456789%03d"}`+"\n", i%60, i, i)
+		// Within two minutes of each other: every file overlaps every other, so none
+		// follows another (chained) and all are read side by side.
+		line := fmt.Sprintf(`{"eventVersion":"1.08","eventTime":"2026-05-01T00:%02d:%02dZ","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"eu-west-1","sourceIPAddress":"s3.amazonaws.com","eventID":"e%d","recipientAccountId":"123456789%03d"}`+"\n", i/60, i%60, i, i)
 		if err := os.WriteFile(f, []byte(line), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -190,6 +192,46 @@ func TestTooManyInputsForTheLimit(t *testing.T) {
 	lowerFileLimit(t, 128)
 	if code, errs := run(); code != ExitUsage || !strings.Contains(errs, "100 inputs are read side by side") || !strings.Contains(errs, "ulimit -n") {
 		t.Fatalf("100 files under a limit of 128 open files: exit %d: %s", code, errs)
+	}
+}
+
+// TestChainedUnderTheLimit: files that follow one another in time are read one after
+// another, as one stream: a year of daily files of three accounts is three open files at a
+// time, and runs under a limit far below the number of files.
+func TestChainedUnderTheLimit(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) // a year in the past
+	var files []string
+	for day := range 365 {
+		for a := range 3 {
+			f := filepath.Join(dir, fmt.Sprintf("123456789%03d", a), base.AddDate(0, 0, day).Format("2006-01-02")+".ndjson")
+			if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			for h := 2; h < 22; h += 4 {
+				at := base.AddDate(0, 0, day).Add(time.Duration(h) * time.Hour).Format(time.RFC3339)
+				fmt.Fprintf(&b, `{"eventVersion":"1.08","eventTime":%q,"eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"eu-west-1","sourceIPAddress":"s3.amazonaws.com","eventID":"e%d-%d-%d","recipientAccountId":"123456789%03d"}`+"\n", at, day, a, h, a)
+			}
+			if err := os.WriteFile(f, b.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+	}
+	var ins []input
+	for _, f := range files {
+		ins = append(ins, input{path: f, regular: true})
+	}
+	ins = segmented(ins, 30*time.Minute, 1<<30, func(string, ...any) { t.Fatal("said something") })
+	if n := len(chained(numbered(ins, 1))); n != 3 {
+		t.Fatalf("%d files of three accounts, a day each: %d streams, want 3", len(files), n)
+	}
+	lowerFileLimit(t, 128)
+	var out, errs bytes.Buffer
+	if code := Main([]string{"--fresh", "--state", t.TempDir(), "--format", "json", "--progress", "0", "--parallel", "1", dir}, nil, &out, &errs); code != ExitOK ||
+		!strings.Contains(errs.String(), fmt.Sprintf("%d files, %d records read", len(files), len(files)*5)) || strings.Contains(errs.String(), "came more than") {
+		t.Fatalf("exit %d under a limit of 128 open files: %s", code, errs.String())
 	}
 }
 

@@ -22,6 +22,8 @@ type input struct {
 	// end (0: the end of the file); part is its place in the file, 0 the first.
 	off, end int64
 	part     int
+	span     span // when its records are, if known (segmentsOf): files that follow one another are chained
+	src      int  // its place among the inputs read side by side (reorder.push; set by merge)
 }
 
 // open opens a regular input: from its listed folder when it has one.

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/outsider-sec/outsider/internal/gen"
+	"github.com/outsider-sec/outsider/pkg/cloudtrail"
 )
 
 // The properties of order and delivery, on seeded generated histories, through the same
@@ -246,6 +247,11 @@ func TestShardedSameFindings(t *testing.T) {
 			want := replayWith(t, []string{"--parallel", "1"}, []string{sorted})
 			// Read in turn, the files of the accounts are coroutines of the merge.
 			sameOutcome(t, "one shard, a file per account", want, replayWith(t, []string{"--parallel", "1"}, files))
+			// A file per account and day (a folder of daily exports): the files of each
+			// account follow one another, and are read one after another (chained).
+			daily := splitByDay(t, filepath.Join(dir, "daily"), files)
+			sameOutcome(t, "one shard, a file per account and day", want, replayWith(t, []string{"--parallel", "1"}, daily))
+			sameOutcome(t, "every core, a file per account and day", want, replayWith(t, []string{"--parallel", "2"}, daily))
 			// The accounts' histories one after another in one file (cat *.ndjson): read as
 			// segments from where its time goes back, merged as the files are.
 			var cat bytes.Buffer
@@ -337,6 +343,41 @@ func writeDenseHistory(t *testing.T, dir string, cfg gen.DenseConfig) (all []byt
 	}
 	slices.Sort(files)
 	return buf.Bytes(), sorted, files
+}
+
+// splitByDay writes each file's lines into a file per day of their eventTime under dir, and
+// returns the new files.
+func splitByDay(t *testing.T, dir string, files []string) []string {
+	t.Helper()
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		days := map[string][]byte{}
+		for line := range bytes.Lines(b) {
+			at, ok := cloudtrail.EventTime(line)
+			if !ok {
+				t.Fatalf("%s: a line without an eventTime", f)
+			}
+			day := at.Format("2006-01-02")
+			days[day] = append(days[day], line...)
+		}
+		sub := filepath.Join(dir, strings.TrimSuffix(filepath.Base(f), ".ndjson"))
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for day, lines := range days {
+			p := filepath.Join(sub, day+".ndjson")
+			if err := os.WriteFile(p, lines, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // requireChained fails t unless a replay of path on one core raises a finding on a chained

@@ -340,12 +340,13 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 		// Read in turn (--parallel 1): each stream is a coroutine the merge resumes when
 		// it wants its next records, a switch far cheaper than a channel's hand-over
 		// through the scheduler.
-		cs, stop := coStreams(plain, 1, stdin, sharedBufferFor(len(plain)))
+		chains := chained(numbered(plain, 1))
+		cs, stop := coStreams(chains, stdin, sharedBufferFor(len(chains)))
 		defer stop()
 		streams = append(streams, cs...)
 		plain = nil
 	case len(plain) > manyStreams:
-		streams = append(streams, readGroups(ctx, &wg, plain, stdin, n)...)
+		streams = append(streams, readGroups(ctx, &wg, chained(numbered(plain, 1)), stdin, n)...)
 		plain = nil
 	}
 	// A few streams read side by side: smaller chunks keep their sum bounded.
@@ -418,16 +419,24 @@ func (s *stream) take(c chunk) {
 	}
 }
 
-// coStreams makes each input a stream read by a coroutine of the goroutine that pulls them,
-// all sharing one arena; the first's source is src, the next's src+1, and so on. Files of
-// hundreds of accounts merged side by side: each holds a read buffer, not its whole file.
-func coStreams(ins []input, src int, stdin io.Reader, bufSize int) ([]*stream, func()) {
+// coStreams makes each chain of inputs (chained) a stream read by a coroutine of the
+// goroutine that pulls them, its files one after another, all sharing one arena; each
+// input's records are of its own src. Files of hundreds of accounts merged side by side:
+// each holds a read buffer, not its whole file.
+func coStreams(chains [][]input, stdin io.Reader, bufSize int) ([]*stream, func()) {
 	arena, shared := cloudtrail.NewArena(), cloudtrail.NewSharedBuffer(bufSize)
-	streams := make([]*stream, 0, len(ins))
+	streams := make([]*stream, 0, len(chains))
 	var stops []func()
-	for i, in := range ins {
-		rd := reader{workers: 1, chunk: chunkRecords, stream: true, arena: arena, shared: shared, src: src + i}
-		next, stop := iter.Pull(func(yield func(chunk) bool) { rd.produceOne(in, stdin, yield) })
+	for _, chain := range chains {
+		rd := reader{workers: 1, chunk: chunkRecords, stream: true, arena: arena, shared: shared}
+		next, stop := iter.Pull(func(yield func(chunk) bool) {
+			for _, in := range chain {
+				rd.src = in.src
+				if !rd.produceOne(in, stdin, yield) {
+					return
+				}
+			}
+		})
 		streams = append(streams, &stream{next: next})
 		stops = append(stops, stop)
 	}
@@ -443,11 +452,13 @@ func coStreams(ins []input, src int, stdin io.Reader, bufSize int) ([]*stream, f
 // and hands on what they gave a few hundred records at a time, with its watermark: a
 // stream to the merge. A goroutine an input cost each record a hand-over through the
 // scheduler, and each input an arena of its own.
-func readGroups(ctx context.Context, wg *sync.WaitGroup, ins []input, stdin io.Reader, n int) []*stream {
+func readGroups(ctx context.Context, wg *sync.WaitGroup, chains [][]input, stdin io.Reader, n int) []*stream {
 	var streams []*stream
 	for g := range n {
-		from, to := g*len(ins)/n, (g+1)*len(ins)/n
-		streams = append(streams, goStream(ctx, wg, func(send func(chunk) bool) { readGroup(ins[from:to], 1+from, stdin, sharedBufferFor(len(ins)), send) }))
+		from, to := g*len(chains)/n, (g+1)*len(chains)/n
+		streams = append(streams, goStream(ctx, wg, func(send func(chunk) bool) {
+			readGroup(chains[from:to], stdin, sharedBufferFor(len(chains)), send)
+		}))
 	}
 	return streams
 }
@@ -475,10 +486,10 @@ func goStream(ctx context.Context, wg *sync.WaitGroup, produce func(send func(ch
 // errStopped ends a group's merge (readGroup) once nobody takes what it sends.
 var errStopped = errors.New("the replay stopped")
 
-// readGroup merges its inputs' chunks (their sources from src on) in the order the merge
-// would read them, and sends them on in groups of about chunkRecords records.
-func readGroup(ins []input, src int, stdin io.Reader, bufSize int, send func(chunk) bool) {
-	streams, stop := coStreams(ins, src, stdin, bufSize)
+// readGroup merges its chains' chunks in the order the merge would read them, and sends
+// them on in groups of about chunkRecords records.
+func readGroup(chains [][]input, stdin io.Reader, bufSize int, send func(chunk) bool) {
+	streams, stop := coStreams(chains, stdin, bufSize)
 	defer stop()
 	var out chunk
 	held := 0

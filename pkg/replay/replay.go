@@ -331,9 +331,10 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 			fmt.Fprintf(stderr, "outsider replay: "+format+"\n", a...)
 		})
 		_, plain := splitInputs(inputs)
-		err = openFilesFor(len(plain))
+		streams := streamsOf(plain)
+		err = openFilesFor(streams)
 		if limit != nil {
-			limit.setBase(memoryLimit(len(plain)))
+			limit.setBase(memoryLimit(streams))
 		}
 	}
 	if err != nil {

@@ -43,24 +43,26 @@ const (
 // of each segment after the first (nil: one stream). Gzipped files are not segmented (a
 // segment cannot be read without inflating what precedes it). too is true when the file
 // has more than limit segments: it is then read as one stream.
-func segmentsOf(path string, window time.Duration, limit int) (starts []int64, too bool, err error) {
+// A file that is not cut has its span: from its first line's eventTime to a time none of its
+// records is after (chained).
+func segmentsOf(path string, window time.Duration, limit int) (starts []int64, too bool, sp span, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, false, err
+		return nil, false, span{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
-		return nil, false, err
+		return nil, false, span{}, err
 	}
 	size := st.Size()
 	head := make([]byte, 16<<10)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && err != io.EOF {
-		return nil, false, err
+		return nil, false, span{}, err
 	}
 	if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-		return nil, false, nil
+		return nil, false, span{}, nil
 	}
 	// Only NDJSON is cut: a JSON document (a log file, an array), pretty-printed over
 	// many lines, is one value, read whole.
@@ -68,26 +70,35 @@ func segmentsOf(path string, window time.Duration, limit int) (starts []int64, t
 	if j := bytes.IndexByte(first, '\n'); j >= 0 {
 		first = first[:j]
 	} else if int64(n) < size {
-		return nil, false, nil // a first line longer than the head: not looked into
+		return nil, false, span{}, nil // a first line longer than the head: not looked into
 	}
 	if !json.Valid(bytes.TrimSpace(first)) {
-		return nil, false, nil
+		return nil, false, span{}, nil
 	}
-	if !goesBack(f, size, head[:4<<10], int64(window)) {
-		return nil, false, nil
+	back, sp := goesBack(f, size, head[:4<<10], int64(window))
+	if !back {
+		return nil, false, sp, nil
 	}
 	starts, err = scanSegments(f, int64(window), limit)
 	if errors.Is(err, errTooMany) {
-		return nil, true, nil
+		return nil, true, span{}, nil
 	}
-	return starts, false, err
+	return starts, false, span{}, err
 }
+
+// span is when a file's records are: none before from less the reorder window (its first
+// line's eventTime: the file does not go back by more), none after to. Zero: not known.
+type span struct{ from, to int64 }
+
+func (s span) known() bool { return s.from != 0 && s.to != 0 }
 
 // goesBack reads a line at evenly spaced offsets, and the last, len(buf) bytes at each:
 // true when one's eventTime is more than window behind the newest of those before it.
-func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
+// Otherwise, sp is the file's span when its first and last lines were read: its last
+// line is less than window behind the newest record, so none is after it by more.
+func goesBack(f *os.File, size int64, buf []byte, window int64) (back bool, sp span) {
 	k := min(max(size/segmentStride, 4), maxSamples)
-	var high int64
+	var high, firstT, lastT int64
 	seen := false
 	for i := range k + 1 {
 		off := i * size / k
@@ -97,7 +108,7 @@ func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
 		}
 		n, err := f.ReadAt(buf, off)
 		if err != nil && err != io.EOF {
-			return false
+			return false, span{}
 		}
 		b := bytes.TrimRight(buf[:n], "\n")
 		switch {
@@ -123,11 +134,20 @@ func goesBack(f *os.File, size int64, buf []byte, window int64) bool {
 		}
 		ns := t.UnixNano()
 		if seen && ns < high-window {
-			return true
+			return true, span{}
+		}
+		if i == 0 {
+			firstT = ns
+		}
+		if last {
+			lastT = ns
 		}
 		high, seen = max(high, ns), true
 	}
-	return false
+	if firstT == 0 || lastT == 0 {
+		return false, span{}
+	}
+	return false, span{from: firstT, to: max(high, lastT+window)}
 }
 
 var errTooMany = errors.New("too many segments")
@@ -227,7 +247,8 @@ func segmented(inputs []input, window time.Duration, room int, say func(format s
 			continue
 		}
 		limit := min(maxSegments, room-streams+1)
-		starts, too, err := segmentsOf(in.path, window, max(limit, 1))
+		starts, too, sp, err := segmentsOf(in.path, window, max(limit, 1))
+		in.span = sp
 		switch {
 		case err != nil:
 			// Read as one stream: the reading says what is wrong with it.

@@ -46,18 +46,24 @@ func TestSegmentsOf(t *testing.T) {
 		return b.String()
 	}
 	one := history(3000, true)
-	if starts, too, err := segmentsOf(writeSeg(t, []byte(one)), 30*time.Minute, maxSegments); err != nil || too || starts != nil {
+	starts, too, sp, err := segmentsOf(writeSeg(t, []byte(one)), 30*time.Minute, maxSegments)
+	if err != nil || too || starts != nil {
 		t.Fatalf("one history in order (within the window): %v %v %v, want no segments", starts, too, err)
+	}
+	// Its span: from its first line, to its last line and the window (nothing is after).
+	last := base.Add(2999 * 7 * time.Minute)
+	if want := (span{base.UnixNano(), last.Add(30 * time.Minute).UnixNano()}); sp != want {
+		t.Fatalf("one history's span %v, want %v", sp, want)
 	}
 	// Three histories one after another: cut at the second's and the third's first lines.
 	three := one + history(2000, false) + history(2500, true)
 	want := []int64{int64(len(one)), int64(len(one) + len(history(2000, false)))}
-	starts, too, err := segmentsOf(writeSeg(t, []byte(three)), 30*time.Minute, maxSegments)
-	if err != nil || too || !slices.Equal(starts, want) {
+	starts, too, sp, err = segmentsOf(writeSeg(t, []byte(three)), 30*time.Minute, maxSegments)
+	if err != nil || too || !slices.Equal(starts, want) || sp.known() {
 		t.Fatalf("three histories: %v %v %v, want %v", starts, too, err, want)
 	}
 	// Past the limit: read as one stream.
-	if starts, too, err := segmentsOf(writeSeg(t, []byte(three)), 30*time.Minute, 2); err != nil || !too || starts != nil {
+	if starts, too, _, err := segmentsOf(writeSeg(t, []byte(three)), 30*time.Minute, 2); err != nil || !too || starts != nil {
 		t.Fatalf("three histories, two segments allowed: %v %v %v, want too many", starts, too, err)
 	}
 	// A line longer than the scan's buffer: what its end holds is not read as a line.
@@ -65,7 +71,7 @@ func TestSegmentsOf(t *testing.T) {
 	long.WriteString(one)
 	long.WriteString(`{"x":"` + strings.Repeat("b", 1<<20) + `","eventTime":"2001-01-01T00:00:00Z"}` + "\n")
 	long.WriteString(history(100, false)) // from base: behind the end of one
-	starts, too, err = segmentsOf(writeSeg(t, long.Bytes()), 30*time.Minute, maxSegments)
+	starts, too, _, err = segmentsOf(writeSeg(t, long.Bytes()), 30*time.Minute, maxSegments)
 	if err != nil || too || !slices.Equal(starts, []int64{int64(len(one) + len(`{"x":"`) + 1<<20 + len(`","eventTime":"2001-01-01T00:00:00Z"}`) + 1)}) {
 		t.Fatalf("a long line between two histories: %v %v %v, want one cut after it", starts, too, err)
 	}
@@ -74,7 +80,7 @@ func TestSegmentsOf(t *testing.T) {
 	array := "[\n" + strings.ReplaceAll(strings.TrimSuffix(three, "\n"), "}\n{", "},\n{") + "\n]\n"
 	logFile := `{"Records": [` + "\n" + strings.ReplaceAll(strings.TrimSuffix(three, "\n"), "}\n{", "},\n{") + "\n]}\n"
 	for name, doc := range map[string]string{"an array": array, "a log file": logFile} {
-		if starts, too, err := segmentsOf(writeSeg(t, []byte(doc)), 30*time.Minute, maxSegments); err != nil || too || starts != nil {
+		if starts, too, _, err := segmentsOf(writeSeg(t, []byte(doc)), 30*time.Minute, maxSegments); err != nil || too || starts != nil {
 			t.Fatalf("%s: %v %v %v, want no segments", name, starts, too, err)
 		}
 	}
@@ -83,7 +89,7 @@ func TestSegmentsOf(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte(three))
 	zw.Close()
-	if starts, too, err := segmentsOf(writeSeg(t, gz.Bytes()), 30*time.Minute, maxSegments); err != nil || too || starts != nil {
+	if starts, too, _, err := segmentsOf(writeSeg(t, gz.Bytes()), 30*time.Minute, maxSegments); err != nil || too || starts != nil {
 		t.Fatalf("gzipped: %v %v %v, want no segments", starts, too, err)
 	}
 }
