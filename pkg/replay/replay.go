@@ -332,6 +332,13 @@ func Run(ctx context.Context, o Options, stdin io.Reader, stdout, stderr io.Writ
 		})
 		_, plain := splitInputs(inputs)
 		streams := streamsOf(plain)
+		if streams > openFilesRoom() && o.Window > 0 {
+			// Too many to read side by side: the gzipped ones that follow one another
+			// are chained too, at the price of inflating each once more.
+			inputs = spanGzipped(inputs, o.Window, o.Parallel)
+			_, plain = splitInputs(inputs)
+			streams = streamsOf(plain)
+		}
 		err = openFilesFor(streams)
 		if limit != nil {
 			limit.setBase(memoryLimit(streams))

@@ -1,11 +1,15 @@
 package replay
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/outsider-sec/outsider/pkg/cloudtrail"
@@ -268,4 +272,89 @@ func segmented(inputs []input, window time.Duration, room int, say func(format s
 		out = append(out, in)
 	}
 	return out
+}
+
+// maxSpanned bounds what a gzipped file is inflated to for its span: past it (a bomb, or
+// an export of gigabytes), it is a stream of its own.
+const maxSpanned = 1 << 30
+
+// spanGzipped gives the gzipped plain inputs their spans (segmentsOf gives none: a
+// gzipped file's last line is read only by inflating all of it), so that those that follow
+// one another are chained. Inflating each once more is paid only when the files read side
+// by side would not fit the open-file limit: a folder of gzipped daily exports per
+// account, refused otherwise. A file that goes back by more than window has none.
+// n goroutines inflate side by side.
+func spanGzipped(inputs []input, window time.Duration, n int) []input {
+	out := slices.Clone(inputs)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(n, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i].span = gzipSpan(out[i].path, int64(window))
+			}
+		}()
+	}
+	for i, in := range out {
+		if !in.t.IsZero() || !in.regular || in.path == "-" || in.dir != nil || in.segment() || in.span.known() {
+			continue
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func gzipSpan(path string, window int64) span {
+	f, err := os.Open(path)
+	if err != nil {
+		return span{}
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	if magic, _ := br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+		return span{}
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return span{}
+	}
+	defer zr.Close()
+	lines := bufio.NewReaderSize(io.LimitReader(zr, maxSpanned), 1<<20)
+	var first, high int64
+	long := false // the line read is the rest of one longer than the buffer
+	for {
+		line, err := lines.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			long = true
+			continue
+		}
+		if !long {
+			if t, ok := cloudtrail.EventTime(line); ok && wholeObject(line) {
+				ns := t.UnixNano()
+				switch {
+				case first == 0:
+					first, high = ns, ns
+				case ns < high-window:
+					return span{} // goes back: a stream of its own
+				default:
+					high = max(high, ns)
+				}
+			}
+		}
+		long = false
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return span{} // a corrupt or cut file: the reading says so
+		}
+	}
+	if first == 0 {
+		return span{}
+	}
+	return span{from: first, to: high}
 }
