@@ -37,6 +37,12 @@ func (in input) open() (io.ReadCloser, error) {
 	return openRaw(in.path)
 }
 
+// plainFile: a regular file named by its path, not by CloudTrail (a stream of its own
+// unless chained): what segmented samples and spanGzipped inflates.
+func (in input) plainFile() bool {
+	return in.t.IsZero() && in.regular && in.path != "-" && in.dir == nil
+}
+
 // segment: the input is a part of a file (segmented).
 func (in input) segment() bool { return in.off > 0 || in.end > 0 }
 

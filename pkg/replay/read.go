@@ -335,18 +335,18 @@ func (r *runner) merge(ctx context.Context, inputs []input, stdin io.Reader, n i
 	}
 	// Past manyStreams inputs, each hands on what one read of its small buffer held and
 	// reads no further until the merge takes it (see reader.stream).
-	switch {
-	case len(plain) > manyStreams && n == 1:
-		// Read in turn (--parallel 1): each stream is a coroutine the merge resumes when
-		// it wants its next records, a switch far cheaper than a channel's hand-over
-		// through the scheduler.
+	if len(plain) > manyStreams {
 		chains := chained(numbered(plain, 1))
-		cs, stop := coStreams(chains, stdin, sharedBufferFor(len(chains)))
-		defer stop()
-		streams = append(streams, cs...)
-		plain = nil
-	case len(plain) > manyStreams:
-		streams = append(streams, readGroups(ctx, &wg, chained(numbered(plain, 1)), stdin, n)...)
+		if n == 1 {
+			// Read in turn (--parallel 1): each stream is a coroutine the merge resumes
+			// when it wants its next records, a switch far cheaper than a channel's
+			// hand-over through the scheduler.
+			cs, stop := coStreams(chains, stdin, sharedBufferFor(len(chains)))
+			defer stop()
+			streams = append(streams, cs...)
+		} else {
+			streams = append(streams, readGroups(ctx, &wg, chains, stdin, n)...)
+		}
 		plain = nil
 	}
 	// A few streams read side by side: smaller chunks keep their sum bounded.

@@ -246,7 +246,7 @@ func segmented(inputs []input, window time.Duration, room int, say func(format s
 	}
 	var out []input
 	for _, in := range inputs {
-		if !in.t.IsZero() || !in.regular || in.path == "-" || in.dir != nil {
+		if !in.plainFile() {
 			out = append(out, in)
 			continue
 		}
@@ -298,7 +298,7 @@ func spanGzipped(inputs []input, window time.Duration, n int) []input {
 		}()
 	}
 	for i, in := range out {
-		if !in.t.IsZero() || !in.regular || in.path == "-" || in.dir != nil || in.segment() || in.span.known() {
+		if !in.plainFile() || in.segment() || in.span.known() {
 			continue
 		}
 		next <- i
